@@ -1,0 +1,1 @@
+"""Training: datasets, LSTM/GRU models, the trainer and its checkpoints."""

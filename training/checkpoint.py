@@ -1,0 +1,77 @@
+"""Checkpoints: safetensors weights with their model spec, and a resumable training state.
+
+- ``model.safetensors``: the trained weights plus metadata (model spec, task, class names,
+  input normalization, metrics). This is what export reads; it holds no pickle.
+- ``train_state.pt``: weights, optimizer and progress for resuming; loaded with
+  ``weights_only=True`` so it cannot run code.
+Both are written to a temporary name and renamed, so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from runtime.atomic import atomic_path
+from runtime.errors import UserError
+from training.models import ModelSpec, SequenceModel
+
+FORMAT = "rnn-edge/1"
+
+
+def save_model(path, model: SequenceModel, meta: dict) -> None:
+    """Write weights + spec + metadata (JSON-able dict) atomically."""
+    from safetensors.torch import save_file
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "spec": model.spec.to_json(), "meta": json.dumps(meta)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def load_model(path) -> tuple[SequenceModel, dict]:
+    """Rebuild the model from a ``model.safetensors`` (or a run folder holding one)."""
+    from safetensors import safe_open
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: train one with `invoke train` or pass --checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for truncation/garbage
+        raise UserError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}): retrain or restore it") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"{path} is not an rnn-edge checkpoint (format {header.get('format')!r})")
+    spec = ModelSpec.from_json(header["spec"])
+    model = SequenceModel(spec)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {path} does not match its own spec {spec}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, json.loads(header["meta"])
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_train_state(path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_train_state(path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"training state {path} is corrupted or truncated ({type(e).__name__}): delete it to start over") from None

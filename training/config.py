@@ -1,0 +1,83 @@
+"""Training configuration: a TOML file per task, overridden from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from runtime.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    task: str = "watch"
+    arch: str = "gru"
+    hidden: tuple[int, ...] = (32, 32)  # hidden size per layer
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    patience: int = 8  # epochs without validation improvement before stopping
+    augment: bool = True  # random time shift, gain and noise on the training split
+    seed: int = 0
+    threads: int = 1  # torch intra-op threads on CPU (1 is fastest on a busy 2-core box)
+    device: str = "auto"  # auto | cpu | cuda
+    max_minutes: float = 4.5  # wall-clock budget for the whole run
+    out: str = ""  # run folder; default runs/<task>-<arch>
+
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        name = Path(self.task).name if Path(self.task).exists() else self.task
+        return Path("runs") / f"{name}-{self.arch}"
+
+    def model_fields(self) -> dict:
+        """The fields that fix the shape of the weights: resuming requires them unchanged."""
+        return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden)}
+
+
+def _coerce(field: dataclasses.Field, value):
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace("x", ",").split(",") if v]
+            if isinstance(value, int):
+                value = [value]
+            return tuple(int(v) for v in value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config value {field.name}={value!r} is not a valid {kind}") from None
+
+
+def load_config(task: str = "watch", config_file: str | None = None, **overrides) -> TrainConfig:
+    """Defaults < configs/<task>.toml (or ``config_file``) < non-None ``overrides``."""
+    values: dict = {}
+    path = Path(config_file) if config_file else CONFIG_DIR / f"{task}.toml"
+    if config_file and not path.is_file():
+        raise UserError(f"config file {path} not found")
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    values.setdefault("task", task)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown config option(s) {', '.join(unknown)}: valid options are {', '.join(fields)}")
+    cfg = TrainConfig(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    if cfg.arch not in ("lstm", "gru"):
+        raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
+    return cfg

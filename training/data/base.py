@@ -1,0 +1,74 @@
+"""The dataset contract and the task registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+
+
+@dataclasses.dataclass
+class SequenceData:
+    """Windows ``X [N, T, C]`` (float32) with labels ``y [N]`` (int64), split three ways.
+
+    No subject (watch) or voice (kws) appears in more than one split.
+    """
+
+    name: str
+    class_names: list[str]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            if len(X) == 0:
+                raise UserError(f"dataset {self.name!r} has no {split} examples: provide more data")
+            if X.ndim != 3 or len(X) != len(y):
+                raise UserError(f"dataset {self.name!r}: {split} must be X [N, T, C] with N labels, got {X.shape} and {y.shape}")
+            setattr(self, f"X_{split}", np.ascontiguousarray(X, dtype=np.float32))
+            setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.X_train.shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std of the training split (what the model expects to be removed)."""
+        flat = self.X_train.reshape(-1, self.input_size).astype(np.float64)
+        mean, std = flat.mean(0), flat.std(0)
+        std[std < 1e-6] = 1.0
+        return mean.astype(np.float32), std.astype(np.float32)
+
+
+TASKS = ("watch", "kws", "fixture")
+
+
+def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **options) -> SequenceData:
+    """Load a built-in task by name, or a user dataset from a path (folder or .npz)."""
+    if task == "watch":
+        from training.data.watch import load_watch
+        return load_watch(**options)
+    if task == "kws":
+        from training.data.kws import load_kws
+        return load_kws(cache_dir=cache_dir, seed=seed, **options)
+    if task == "fixture":
+        from training.data.fixture import load_fixture
+        return load_fixture(seed=seed, **options)
+    path = Path(task)
+    if path.exists():
+        from training.data.folder import load_path
+        return load_path(path, cache_dir=cache_dir, seed=seed, **options)
+    raise UserError(f"unknown task {task!r}: use one of {', '.join(TASKS)}, or the path of a data folder or .npz file")

@@ -1,0 +1,76 @@
+"""``watch``: real smartwatch IMU recordings of shoulder-rehabilitation exercises.
+
+Accelerometer + gyroscope (6 channels) at 50 Hz, 7 exercise classes, 10 subjects, 140
+recordings. The data file ships inside the seglearn wheel; we locate it without importing
+seglearn, check its sha256 and read it with an allow-list unpickler (it is a pickled dict).
+
+Windows: 2 s (100 samples) with 50% overlap. Splits are by subject, so the test accuracy is on
+people the model has never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+from training.data.base import SequenceData
+from training.data.safe_npy import load_object_npy
+
+SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
+SAMPLE_RATE_HZ = 50
+TEST_SUBJECTS = (2, 7)
+VAL_SUBJECTS = (5,)
+
+
+def find_watch_file() -> Path:
+    """Path of seglearn/data/watch_dataset.npy, found without importing seglearn."""
+    spec = importlib.util.find_spec("seglearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the watch dataset ships in the seglearn wheel, which is not installed: run `pip install --no-deps seglearn==1.2.5`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "watch_dataset.npy"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps seglearn==1.2.5`")
+    return path
+
+
+def read_recordings(path: Path | None = None):
+    """The raw recordings: list of [T, 6] arrays, labels, subjects, class names, channel names."""
+    path = path or find_watch_file()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SHA256:
+        raise UserError(f"{path} has sha256 {digest[:12]}..., not the known watch dataset: reinstall seglearn==1.2.5")
+    d = load_object_npy(path)
+    return d["X"], np.asarray(d["y"]), np.asarray(d["subject"]), list(d["y_labels"]), list(d["X_labels"])
+
+
+def window(rec: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Cut one recording [T, C] into windows [N, length, C] starting every ``hop`` samples."""
+    starts = range(0, len(rec) - length + 1, hop)
+    return np.stack([rec[s:s + length] for s in starts]) if len(rec) >= length else np.empty((0, length, rec.shape[1]))
+
+
+def load_watch(window_s: float = 2.0, overlap: float = 0.5,
+               test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS) -> SequenceData:
+    recs, labels, subjects, class_names, channels = read_recordings()
+    length = int(round(window_s * SAMPLE_RATE_HZ))
+    hop = max(1, int(round(length * (1 - overlap))))
+    parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    for rec, label, subject in zip(recs, labels, subjects):
+        split = "test" if subject in test_subjects else "val" if subject in val_subjects else "train"
+        w = window(np.asarray(rec, dtype=np.float32), length, hop)
+        parts[split][0].append(w)
+        parts[split][1].append(np.full(len(w), int(label)))
+    arrays = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in parts.items()}
+    return SequenceData(
+        name="watch", class_names=class_names,
+        X_train=arrays["train"][0], y_train=arrays["train"][1],
+        X_val=arrays["val"][0], y_val=arrays["val"][1],
+        X_test=arrays["test"][0], y_test=arrays["test"][1],
+        info={"source": "seglearn watch_dataset.npy (real smartwatch IMU)", "channels": channels,
+              "sample_rate_hz": SAMPLE_RATE_HZ, "window": length, "hop": hop,
+              "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects))},
+    )

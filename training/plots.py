@@ -1,0 +1,54 @@
+"""PNG plots beside a checkpoint: learning curves and the test confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.atomic import atomic_path
+
+
+def plot_run(out: Path, metrics: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = metrics["history"]
+    if hist:
+        ep = [h["epoch"] for h in hist]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+        a.plot(ep, [h["train_loss"] for h in hist], label="train")
+        a.plot(ep, [h["val_loss"] for h in hist], label="validation")
+        a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.legend()
+        b.plot(ep, [h["val_acc"] for h in hist], color="C1")
+        b.axhline(metrics["test_acc"], ls="--", color="C2", label=f"test (best epoch) {metrics['test_acc']:.3f}")
+        b.set_xlabel("epoch"), b.set_ylabel("validation accuracy"), b.legend()
+        title = f"{metrics['task']} {metrics['arch']} {metrics['hidden']}"
+        fig.suptitle(title + (" (synthetic data)" if metrics.get("synthetic") else ""))
+        fig.tight_layout()
+        _save(fig, out / "curves.png")
+
+    cm = np.asarray(metrics["confusion"], dtype=float)
+    names = metrics["class_names"]
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(names), 1 + 0.45 * len(names)))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    ax.set_title(f"test accuracy {metrics['test_acc']:.3f}")
+    fig.tight_layout()
+    _save(fig, out / "confusion.png")
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

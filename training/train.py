@@ -1,0 +1,56 @@
+"""Command-line entry point for training (what `invoke train` and torchrun call).
+
+    python -m training.train --task watch --arch gru [--config F] [--set key=value ...]
+    torchrun --nproc_per_node 2 -m training.train --task fixture --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runtime.errors import UserError
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="watch", help="watch | kws | fixture | PATH (folder or .npz)")
+    p.add_argument("--arch", choices=["lstm", "gru"], default=None)
+    p.add_argument("--config", default=None, help="TOML config (default configs/<task>.toml)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<task>-<arch>)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config option")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        from training.config import load_config
+        from training.trainer import train
+        overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs}
+        for item in args.set:
+            if "=" not in item:
+                raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            overrides[k.strip()] = v.strip()
+        cfg = load_config(args.task, args.config, **overrides)
+        m = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if m is not None and m.get("world_size", 1) >= 1:
+        import os
+        if os.environ.get("RANK", "0") == "0":
+            note = " (synthetic speech)" if m.get("synthetic") and m["task"] == "kws" else ""
+            print(f"{m['task']}-{m['arch']}: test accuracy {m['test_acc']:.4f}{note} after {m['epochs_run']} epochs "
+                  f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

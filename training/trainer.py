@@ -1,0 +1,235 @@
+"""The training loop: CPU, one CUDA GPU (cuDNN RNNs), or several processes with DDP.
+
+Launch several processes with ``torchrun --nproc_per_node N -m training.train ...``; each rank
+trains on its shard of every epoch (DistributedSampler), gradients are averaged by DDP (NCCL on
+GPUs, gloo on CPU) and only rank 0 writes files. The checkpoint is the same either way.
+
+Each epoch ends with an atomic ``train_state.pt`` (resume after a kill) and, when validation
+improves, an atomic ``model.safetensors`` (the best weights, what export reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from runtime.atomic import write_json
+from runtime.errors import UserError
+from training.checkpoint import load_train_state, save_model, save_train_state
+from training.config import TrainConfig
+from training.data import SequenceData, load_task
+from training.models import ModelSpec, SequenceModel
+
+
+# -- where to run ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> Dist:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str, dist: Dist | None = None) -> torch.device:
+    """``auto`` takes CUDA when present; ``cuda`` without a GPU is a clear error."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device 'cuda' requested but no CUDA GPU is visible: use --device cpu")
+        return torch.device("cuda", dist.local_rank if dist else 0)
+    if requested != "cpu":
+        raise UserError(f"unknown device {requested!r}: use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+# -- numerics -------------------------------------------------------------------------------
+def normalize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((X - mean) / std).astype(np.float32)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random circular time shift, per-channel gain and additive noise (normalized units)."""
+    b, t, c = x.shape
+    shift = int(torch.randint(0, t, (1,), generator=gen))
+    x = torch.roll(x, shift, dims=1)
+    gain = 1 + 0.1 * torch.randn(b, 1, c, generator=gen)
+    return x * gain.to(x.device) + 0.05 * torch.randn(x.shape, generator=gen).to(x.device)
+
+
+@torch.no_grad()
+def evaluate(model: SequenceModel, X: np.ndarray, y: np.ndarray, device, batch: int = 512):
+    """Mean loss, accuracy and predictions on a normalized split."""
+    model.eval()
+    losses, preds = [], []
+    for i in range(0, len(X), batch):
+        xb = torch.from_numpy(X[i:i + batch]).to(device)
+        yb = torch.from_numpy(y[i:i + batch]).to(device)
+        logits = model(xb)
+        losses.append(F.cross_entropy(logits, yb, reduction="sum").item())
+        preds.append(logits.argmax(1).cpu().numpy())
+    pred = np.concatenate(preds)
+    return sum(losses) / len(X), float((pred == y).mean()), pred
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y, pred), 1)
+    return m
+
+
+# -- the run --------------------------------------------------------------------------------
+def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = True,
+          progress: bool = True, cache_dir: str = ".cache") -> dict:
+    """Train per ``cfg``; returns the metrics dict also written to ``metrics.json``."""
+    torch.set_num_threads(max(1, cfg.threads))
+    dist = init_distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = pick_device(cfg.device, dist)
+    out = cfg.run_dir()
+    if dist.main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to run folder {out}: {e.strerror}; choose another with --out") from None
+
+    data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed)
+    mean, std = data.normalization()
+    Xtr, Xva, Xte = (normalize(X, mean, std) for X in (data.X_train, data.X_val, data.X_test))
+    spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes)
+
+    torch.manual_seed(cfg.seed)
+    model = SequenceModel(spec).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
+
+    state_path = out / "train_state.pt"
+    if resume and state_path.exists():
+        st = load_train_state(state_path)
+        if st.get("model_fields") != cfg.model_fields() or st.get("spec") != spec.to_json():
+            raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
+                            f"not {cfg.model_fields()}; use another --out or delete the folder")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        start_epoch, best_acc, best_epoch = st["epoch"] + 1, st["best_acc"], st["best_epoch"]
+        history, elapsed_before = json.loads(st["history"]), st["elapsed_s"]
+        if dist.main:
+            print(f"resuming {out} at epoch {start_epoch}")
+
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    meta = {"task": cfg.task, "class_names": data.class_names, "dataset": data.info,
+            "input_mean": mean.tolist(), "input_std": std.tolist(), "seq_len": int(data.X_train.shape[1]),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+            "world_size": dist.world, "device": device.type}
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
+    t0 = time.perf_counter() - elapsed_before
+    epochs_without_gain = 0 if best_epoch < 0 else max(0, (start_epoch - 1) - best_epoch)
+    bar = _progress(range(start_epoch, cfg.epochs), enabled=progress and dist.main, desc=f"{cfg.task}-{cfg.arch}")
+    stop_reason = "epochs"
+    for epoch in bar:
+        net.train()
+        ep_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # same order on every rank
+        order = torch.randperm(len(Xtr), generator=ep_gen).numpy()
+        order = order[dist.rank::dist.world]  # this rank's shard
+        total, seen = 0.0, 0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb = torch.from_numpy(Xtr[idx])
+            if cfg.augment:
+                xb = augment_batch(xb, gen)
+            xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(data.y_train[idx]).to(device)
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            total, seen = total + loss.item() * len(idx), seen + len(idx)
+        sched.step()
+        va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device)
+        history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
+                        "elapsed_s": time.perf_counter() - t0})
+        improved = va_acc > best_acc
+        if improved:
+            best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
+        else:
+            epochs_without_gain += 1
+        if dist.main:
+            if improved:
+                save_model(out / "model.safetensors", model, {**meta, "epoch": epoch, "val_acc": va_acc})
+            save_train_state(state_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
+                "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{va_acc:.3f}", best=f"{best_acc:.3f}")
+        if epochs_without_gain >= cfg.patience:
+            stop_reason = f"early stop: no validation gain for {cfg.patience} epochs"
+            break
+        if (time.perf_counter() - t0) / 60 > cfg.max_minutes:
+            stop_reason = f"time budget of {cfg.max_minutes} min reached"
+            break
+    if hasattr(bar, "close"):
+        bar.close()
+    if dist.world > 1:
+        import torch.distributed as tdist
+        tdist.barrier()
+
+    # Evaluate the best weights (what was saved), not the last epoch's.
+    from training.checkpoint import load_model
+    best, _ = load_model(out / "model.safetensors")
+    best = best.to(device)
+    te_loss, te_acc, te_pred = evaluate(best, Xte, data.y_test, device)
+    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "test_acc": te_acc, "test_loss": te_loss,
+               "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+               "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
+               "train_examples": len(Xtr), "seq_len": int(Xtr.shape[1]), "world_size": dist.world,
+               "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
+               "confusion": confusion(data.y_test, te_pred, data.num_classes).tolist(),
+               "class_names": data.class_names, "history": history}
+    if dist.main:
+        write_json(out / "metrics.json", metrics)
+        try:
+            from training.plots import plot_run
+            plot_run(out, metrics)
+        except ImportError:
+            pass
+    return metrics
+
+
+def _progress(it, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, desc=desc, unit="epoch", dynamic_ncols=True)

@@ -1,0 +1,56 @@
+"""Shared fixtures: small models trained once per test session on the fixture task.
+
+Tests that need a trained model or an exported artifact folder use these instead of training
+their own, so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ARCHS = ("lstm", "gru")
+
+
+def train_fixture_model(out_dir, arch: str, hidden=(16, 16), epochs: int = 8):
+    """Train a tiny model on the synthetic fixture task; returns the run folder."""
+    from training.config import load_config
+    from training.trainer import train
+    cfg = load_config("fixture", arch=arch, out=str(out_dir), hidden=hidden, epochs=epochs)
+    train(cfg, resume=False, progress=False)
+    return out_dir
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def arch(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def fixture_run(tmp_path_factory):
+    """``fixture_run(arch)`` -> run folder with model.safetensors for that architecture."""
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            cache[arch] = train_fixture_model(tmp_path_factory.mktemp(f"run-{arch}"), arch)
+        return cache[arch]
+    return get
+
+
+@pytest.fixture(scope="session")
+def fixture_artifacts(tmp_path_factory, fixture_run):
+    """``fixture_artifacts(arch)`` -> artifact folder exported from the fixture model (all kinds)."""
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            from export.pipeline import export_artifacts
+            out = tmp_path_factory.mktemp(f"artifacts-{arch}") / "artifacts"
+            export_artifacts(fixture_run(arch) / "model.safetensors", out, task="fixture", progress=False)
+            cache[arch] = out
+        return cache[arch]
+    return get

@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ARCHS = ("lstm", "gru")
 
 
-def train_fixture_model(out_dir, arch: str, hidden=(16, 16), epochs: int = 8):
+def train_fixture_model(out_dir, arch: str, hidden=(16, 16), epochs: int = 14):
     """Train a tiny model on the synthetic fixture task; returns the run folder."""
     from training.config import load_config
     from training.trainer import train

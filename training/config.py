@@ -28,6 +28,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     max_minutes: float = 4.5  # wall-clock budget for the whole run
     out: str = ""  # run folder; default runs/<task>-<arch>
+    data: dict = dataclasses.field(default_factory=dict)  # options of the task's loader ([data] table)
 
     def run_dir(self) -> Path:
         if self.out:
@@ -37,11 +38,15 @@ class TrainConfig:
 
     def model_fields(self) -> dict:
         """The fields that fix the shape of the weights: resuming requires them unchanged."""
-        return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden)}
+        return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden), "data": self.data}
 
 
 def _coerce(field: dataclasses.Field, value):
     kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise UserError(f"config value {field.name} must be a table, got {value!r}")
+        return dict(value)
     try:
         if kind.startswith("tuple"):
             if isinstance(value, str):
@@ -60,6 +65,16 @@ def _coerce(field: dataclasses.Field, value):
         raise UserError(f"config value {field.name}={value!r} is not a valid {kind}") from None
 
 
+def _literal(text):
+    """A command-line value as TOML would read it (number, bool, string)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def load_config(task: str = "watch", config_file: str | None = None, **overrides) -> TrainConfig:
     """Defaults < configs/<task>.toml (or ``config_file``) < non-None ``overrides``."""
     values: dict = {}
@@ -72,7 +87,17 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
     values.setdefault("task", task)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if "." in k:  # data.window_s=4 -> the [data] table
+            table, key = k.split(".", 1)
+            values.setdefault(table, {})
+            if not isinstance(values[table], dict):
+                raise UserError(f"config option {table} is not a table, so {k} cannot be set")
+            values[table] = {**values[table], key: _literal(v)}
+        else:
+            values[k] = v
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - set(fields))
     if unknown:

@@ -101,8 +101,12 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = True,
-          progress: bool = True, cache_dir: str = ".cache") -> dict:
-    """Train per ``cfg``; returns the metrics dict also written to ``metrics.json``."""
+          progress: bool = True, cache_dir: str = ".cache", track_test: bool = False) -> dict:
+    """Train per ``cfg``; returns the metrics dict also written to ``metrics.json``.
+
+    ``track_test`` also records test accuracy per epoch (for the time-to-accuracy benchmark only;
+    no decision is taken on it).
+    """
     torch.set_num_threads(max(1, cfg.threads))
     dist = init_distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     device = pick_device(cfg.device, dist)
@@ -116,7 +120,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         except OSError as e:
             raise UserError(f"cannot write to run folder {out}: {e.strerror}; choose another with --out") from None
 
-    data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed)
+    data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
     Xtr, Xva, Xte = (normalize(X, mean, std) for X in (data.X_train, data.X_val, data.X_test))
     spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes)
@@ -177,6 +181,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device)
         history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
                         "elapsed_s": time.perf_counter() - t0})
+        if track_test:
+            history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device)[1]
         improved = va_acc > best_acc
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0

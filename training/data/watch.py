@@ -53,10 +53,18 @@ def window(rec: np.ndarray, length: int, hop: int) -> np.ndarray:
     return np.stack([rec[s:s + length] for s in starts]) if len(rec) >= length else np.empty((0, length, rec.shape[1]))
 
 
-def load_watch(window_s: float = 2.0, overlap: float = 0.5,
+def decimate(rec: np.ndarray, factor: int) -> np.ndarray:
+    """Average non-overlapping groups of ``factor`` samples (a box low-pass, then downsampling)."""
+    n = len(rec) // factor * factor
+    return rec[:n].reshape(-1, factor, rec.shape[1]).mean(1) if factor > 1 else rec
+
+
+def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
                test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS) -> SequenceData:
     recs, labels, subjects, class_names, channels = read_recordings()
-    length = int(round(window_s * SAMPLE_RATE_HZ))
+    rate = SAMPLE_RATE_HZ / decimation
+    recs = [decimate(np.asarray(r, dtype=np.float32), decimation) for r in recs]
+    length = int(round(window_s * rate))
     hop = max(1, int(round(length * (1 - overlap))))
     parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
     for rec, label, subject in zip(recs, labels, subjects):
@@ -71,6 +79,6 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5,
         X_val=arrays["val"][0], y_val=arrays["val"][1],
         X_test=arrays["test"][0], y_test=arrays["test"][1],
         info={"source": "seglearn watch_dataset.npy (real smartwatch IMU)", "channels": channels,
-              "sample_rate_hz": SAMPLE_RATE_HZ, "window": length, "hop": hop,
+              "sample_rate_hz": rate, "window": length, "hop": hop,
               "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects))},
     )

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-time setup on Debian 12 / Ubuntu 22.04+: system packages (when run as root), then a Python
+# virtual environment in .venv with everything pinned in pyproject.toml. Safe to run again.
+#
+# Non-root users: first run, as root,
+#   apt-get install -y python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi \
+#       qemu-system-arm qemu-user-static mmdebstrap openssh-server sox
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              qemu-user-static mmdebstrap openssh-server sox)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages: ${missing[*]}" >&2
+    echo "setup: run as root: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch is pinned to its CPU build (2.13.0); seglearn ships the real `watch` IMU data file and is
+# installed without its dependencies (we only read that file, never import seglearn).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]'
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps seglearn==1.2.5
+echo "setup: done (.venv ready; activate with: . .venv/bin/activate)"

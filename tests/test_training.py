@@ -1,0 +1,150 @@
+"""Training: reproducible, resumable, DDP-compatible checkpoints, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.errors import UserError
+from training.checkpoint import load_model, load_train_state
+from training.config import load_config
+from training.trainer import pick_device, train
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "training.train", *args, "--no-progress"],
+                          cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_fixture_training_learns_and_writes_everything(fixture_run, arch):
+    run = fixture_run(arch)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.9, metrics["test_acc"]
+    for name in ("model.safetensors", "train_state.pt", "curves.png", "confusion.png"):
+        assert (run / name).stat().st_size > 0, name
+    model, meta = load_model(run)
+    assert model.spec.arch == arch and meta["class_names"] == ["c0", "c1", "c2", "c3"]
+    assert len(meta["input_mean"]) == model.spec.input_size
+
+
+def test_training_is_reproducible(tmp_path):
+    outs = []
+    for i in range(2):
+        cfg = load_config("fixture", out=str(tmp_path / f"r{i}"), epochs=2)
+        train(cfg, resume=False, progress=False)
+        outs.append(load_model(tmp_path / f"r{i}")[0].state_dict())
+    for k in outs[0]:
+        assert torch.equal(outs[0][k], outs[1][k]), k
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path):
+    cfg = load_config("fixture", out=str(tmp_path), epochs=2, patience=99)
+    train(cfg, resume=False, progress=False)
+    assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 1
+    m = train(load_config("fixture", out=str(tmp_path), epochs=4, patience=99), resume=True, progress=False)
+    assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
+    assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 3
+
+
+def test_resume_with_incompatible_config_is_refused(tmp_path):
+    train(load_config("fixture", out=str(tmp_path), epochs=1), resume=False, progress=False)
+    r = run_cli("--task", "fixture", "--out", str(tmp_path), "--set", "hidden=8")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: cannot resume") and "Traceback" not in r.stderr
+
+
+def test_cuda_code_path_selects_device():
+    # The same selection runs on GPU machines; on CPU, 'auto' must fall back and 'cuda' must refuse.
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "training.train", "--task", "fixture", "--arch", "gru", "--device", "cpu",
+                        "--out", str(out), "--no-progress"],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["test_acc"] >= 0.8
+    model, meta = load_model(out)  # loads exactly like a single-process checkpoint
+    single, _ = load_model(train(load_config("fixture", out=str(tmp_path / "one"), epochs=1),
+                                 resume=False, progress=False) and tmp_path / "one")
+    assert model.state_dict().keys() == single.state_dict().keys()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 24, 3)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(model.stream(x)[:, -1], model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--task", "no-such-task"], "unknown task"),
+    (["--task", "fixture", "--set", "bogus=1"], "unknown config option"),
+    (["--task", "fixture", "--set", "epochs=many"], "not a valid int"),
+    (["--task", "fixture", "--device", "cuda"], "cuda"),
+])
+def test_bad_training_input_is_one_line(args, expect, tmp_path):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present, so --device cuda is valid here")
+    r = run_cli(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupted_checkpoint_is_a_clear_error(fixture_run, tmp_path, damage):
+    data = (fixture_run("gru") / "model.safetensors").read_bytes()
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(len(data)), "empty": b""}[damage])
+    with pytest.raises(UserError, match="corrupted or truncated"):
+        load_model(bad)
+
+
+def test_corrupted_train_state_is_a_clear_error(tmp_path):
+    (tmp_path / "train_state.pt").write_bytes(b"not a zip")
+    r = run_cli("--task", "fixture", "--out", str(tmp_path))
+    assert r.returncode == 2 and "corrupted or truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_state_refuses_pickled_code(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+    path = tmp_path / "train_state.pt"
+    torch.save({"x": Evil()}, path, pickle_module=pickle)
+    with pytest.raises(UserError):
+        load_train_state(path)
+
+
+def test_unwritable_run_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permission bits; use a path under a file instead
+            target = tmp_path / "file"
+            target.write_text("x")
+            out = target / "sub"
+        else:
+            out = ro / "sub"
+        r = run_cli("--task", "fixture", "--out", str(out))
+        assert r.returncode == 2 and r.stderr.startswith("error: cannot write to run folder"), r.stderr
+    finally:
+        ro.chmod(0o700)

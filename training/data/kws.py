@@ -1,0 +1,264 @@
+"""``kws``: keyword spotting on SYNTHETIC speech (espeak-ng, plus flite where installed).
+
+12 classes: yes no up down left right on off stop go, ``_unknown_`` (other words) and
+``_silence_`` (background noise only). Each example is a 1 s clip at 16 kHz: one word spoken by
+a random voice / accent / speed / pitch, at a random level and a random offset, over background
+noise (white, pink, brown, mains hum or modulated "babble-like" noise) at a random SNR; then the
+log-mel features of :mod:`runtime.features` (98 frames x 40 bands by default).
+
+Splits hold out VOICES (see :mod:`training.data.speech_synth`): every espeak-ng voice variant and
+flite speaker belongs to exactly one of train / val / test (assigned by a hash of its name, so the
+assignment does not move with the seed); the accents are shared. Test accuracy is therefore on
+voices the model never heard - synthetic ones, which is what ``info["synthetic"]`` says.
+
+Generation is seeded, runs the synthesiser in at most 2 processes, and is cached under
+``cache_dir`` as ``kws-<hash of every generation parameter>.npz`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime.atomic import atomic_path
+from runtime.errors import UserError
+from runtime.features import FeatureConfig, log_mel
+from training.data.base import SequenceData
+from training.data import speech_synth as synth
+
+KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+UNKNOWN = "_unknown_"
+SILENCE = "_silence_"
+CLASS_NAMES = (*KEYWORDS, UNKNOWN, SILENCE)
+# Other words (the Speech Commands auxiliary words and a few more), all spoken as "_unknown_".
+UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
+                 "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero",
+                 "forward", "backward", "follow", "learn", "visual", "yellow", "know", "dawn",
+                 "light", "bottom", "often", "goal", "top", "write", "yet", "upon", "doll", "lift")
+SPLITS = ("train", "val", "test")
+CODE_VERSION = 1  # bump when the generation code changes what it produces
+
+
+@dataclasses.dataclass(frozen=True)
+class KwsParams:
+    """Every parameter that shapes the generated data (all of them go into the cache key)."""
+
+    per_class: tuple[int, int, int] = (400, 80, 120)  # clips per class in train, val, test
+    engines: tuple[str, ...] = ("espeak", "flite")
+    val_fraction: float = 0.15  # share of voices held out for validation
+    test_fraction: float = 0.20  # share of voices held out for test
+    flite_share: float = 0.2  # share of spoken clips said by flite voices (where a split has some)
+    max_voices: int = 0  # >0: keep only this many voices per split (fast tests)
+    speed: tuple[float, float] = (0.8, 1.3)  # speaking-rate factor
+    pitch: tuple[int, int] = (20, 80)  # espeak pitch 0..99
+    stretch: tuple[float, float] = (0.92, 1.08)  # resampling factor (pitch + tempo) after synthesis
+    speech_dbfs: tuple[float, float] = (-35.0, -12.0)  # RMS level of the word
+    snr_db: tuple[float, float] = (5.0, 30.0)  # word RMS over noise RMS
+    silence_dbfs: tuple[float, float] = (-75.0, -25.0)  # noise level of _silence_ clips
+    clip_seconds: float = 1.0
+    features: tuple = tuple(FeatureConfig().to_dict().items())
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(**dict(self.features))
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()} | {
+            "features": dict(self.features)}
+
+
+PRESETS = {
+    "full": {},
+    # For tests: a few voices, a handful of clips per class, espeak only (~100 clips, ~2 s).
+    "tiny": {"per_class": (4, 2, 2), "engines": ("espeak",), "max_voices": 3},
+}
+
+
+def make_params(subset: str = "full", **overrides) -> KwsParams:
+    if subset not in PRESETS:
+        raise UserError(f"unknown kws subset {subset!r}: use one of {', '.join(PRESETS)}")
+    values = {**PRESETS[subset], **overrides}
+    fields = {f.name for f in dataclasses.fields(KwsParams)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise UserError(f"unknown kws option(s) {', '.join(unknown)}: valid options are subset, workers, progress, {', '.join(sorted(fields))}")
+    if "features" in values and isinstance(values["features"], dict):
+        values["features"] = tuple(FeatureConfig(**{**FeatureConfig().to_dict(), **values["features"]}).to_dict().items())
+    for k, v in values.items():
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    p = KwsParams(**values)
+    if any(n < 1 for n in p.per_class) or len(p.per_class) != 3:
+        raise UserError(f"kws per_class must be three positive counts (train, val, test), got {p.per_class}")
+    return p
+
+
+# -- voices and their split -------------------------------------------------------------------
+def split_of(voice: synth.Voice, params: KwsParams) -> str:
+    """The split a voice belongs to, from a hash of its speaker id (stable across seeds)."""
+    u = int(hashlib.sha256(voice.id.encode()).hexdigest()[:8], 16) / 16 ** 8
+    return "test" if u < params.test_fraction else "val" if u < params.test_fraction + params.val_fraction else "train"
+
+
+def voices_by_split(params: KwsParams | None = None) -> dict[str, list[synth.Voice]]:
+    """Installed voices grouped by split; each split gets at least one espeak voice."""
+    params = params or KwsParams()
+    synth.require_espeak()
+    groups = {s: [] for s in SPLITS}
+    for v in synth.available_voices(params.engines):
+        groups[split_of(v, params)].append(v)
+    for s in SPLITS:
+        if not any(v.engine == "espeak" for v in groups[s]):
+            raise UserError(f"too few espeak-ng voices installed to hold some out for {s}: reinstall espeak-ng-data")
+        if params.max_voices > 0:
+            groups[s] = groups[s][:params.max_voices]
+    return groups
+
+
+# -- one clip ---------------------------------------------------------------------------------
+def place_in_clip(rng: np.random.Generator, word: np.ndarray | None, params: KwsParams) -> np.ndarray:
+    """Mix a word (or nothing, for silence) into a noisy clip; returns float32 audio in [-1, 1]."""
+    n = int(round(params.clip_seconds * synth.SAMPLE_RATE))
+    noise = synth.background_noise(rng, n)
+    if word is None or len(word) == 0:
+        clip = noise * 10 ** (rng.uniform(*params.silence_dbfs) / 20)
+    else:
+        word = word[:n].astype(np.float64)
+        word = word * (10 ** (rng.uniform(*params.speech_dbfs) / 20) / synth.rms(word))
+        offset = int(rng.integers(0, n - len(word) + 1))
+        clip = noise * (synth.rms(word) / 10 ** (rng.uniform(*params.snr_db) / 20))
+        clip[offset:offset + len(word)] += word
+    return np.clip(clip, -1.0, 32767 / 32768).astype(np.float32)
+
+
+def render(job: dict) -> np.ndarray:
+    """Synthesise and featurise one job (runs in a worker process): ``[frames, n_mels]`` float32."""
+    params = KwsParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["params"].items()}
+                       | {"features": tuple(job["params"]["features"].items())})
+    rng = np.random.default_rng(job["seed"])
+    word = None
+    if job["word"] is not None:
+        voice = synth.Voice(*job["voice"])
+        audio = synth.synthesize(voice, job["word"], job["dialect"], job["speed"], job["pitch"])
+        word = synth.stretch(audio, job["stretch"])
+    return log_mel(place_in_clip(rng, word, params), params.feature_config)
+
+
+def plan(params: KwsParams, seed: int, groups: dict[str, list[synth.Voice]]) -> list[dict]:
+    """The list of clips to make, fully determined by ``params`` and ``seed``."""
+    rng = np.random.default_rng([seed, 0x6B7773])
+    p_json = params.to_json()
+    jobs = []
+    for split, count in zip(SPLITS, params.per_class):
+        espeak = [v for v in groups[split] if v.engine == "espeak"]
+        flite = [v for v in groups[split] if v.engine == "flite"]
+        for label, name in enumerate(CLASS_NAMES):
+            for _ in range(count):
+                job = {"split": split, "label": label, "word": None, "voice": None, "dialect": None,
+                       "speed": 1.0, "pitch": 50, "stretch": 1.0, "params": p_json,
+                       "seed": int(rng.integers(2 ** 63))}
+                if name != SILENCE:
+                    pool = flite if flite and rng.random() < params.flite_share else espeak
+                    voice = pool[int(rng.integers(len(pool)))]
+                    job.update(word=name if name != UNKNOWN else UNKNOWN_WORDS[int(rng.integers(len(UNKNOWN_WORDS)))],
+                               voice=dataclasses.astuple(voice),
+                               dialect=synth.ESPEAK_DIALECTS[int(rng.integers(len(synth.ESPEAK_DIALECTS)))],
+                               speed=float(rng.uniform(*params.speed)), pitch=int(rng.integers(*params.pitch)),
+                               stretch=float(rng.uniform(*params.stretch)))
+                jobs.append(job)
+    return jobs
+
+
+def run_jobs(jobs: list[dict], workers: int = 2, progress: bool = True) -> list[np.ndarray]:
+    """Render every job, in order, in at most ``workers`` (<= 2) processes."""
+    workers = max(1, min(2, int(workers), multiprocessing.cpu_count()))
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), desc="kws: synthesising", unit="clip", dynamic_ncols=True, file=sys.stderr)
+        except ImportError:
+            pass
+    out = []
+    try:
+        if workers == 1 or len(jobs) < 64:
+            for job in jobs:
+                out.append(render(job))
+                bar and bar.update()
+        else:
+            # spawn, not fork: the parent may already run torch's thread pools.
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for feats in pool.imap(render, jobs, chunksize=16):
+                    out.append(feats)
+                    bar and bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+# -- the dataset ------------------------------------------------------------------------------
+def cache_key(params: KwsParams, seed: int, groups: dict) -> str:
+    blob = json.dumps({"version": CODE_VERSION, "seed": seed, "params": params.to_json(),
+                       "voices": {s: [dataclasses.astuple(v) for v in vs] for s, vs in groups.items()},
+                       "engines": synth.engine_versions(), "keywords": CLASS_NAMES,
+                       "unknown_words": UNKNOWN_WORDS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def generate(params: KwsParams, seed: int, groups: dict, workers: int = 2, progress: bool = True) -> dict:
+    jobs = plan(params, seed, groups)
+    feats = run_jobs(jobs, workers, progress)
+    arrays: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        idx = [i for i, j in enumerate(jobs) if j["split"] == split]
+        arrays[f"X_{split}"] = np.stack([feats[i] for i in idx]).astype(np.float32)
+        arrays[f"y_{split}"] = np.array([jobs[i]["label"] for i in idx], dtype=np.int64)
+        arrays[f"voice_{split}"] = np.array([synth.Voice(*jobs[i]["voice"]).id if jobs[i]["voice"] else "" for i in idx])
+        arrays[f"word_{split}"] = np.array([jobs[i]["word"] or "" for i in idx])
+    return arrays
+
+
+def load_kws(cache_dir: str | Path = ".cache", seed: int = 0, subset: str = "full", workers: int = 2,
+             progress: bool = True, **options) -> SequenceData:
+    """The kws task (see the module docstring). ``subset="tiny"`` is a ~100-clip set for tests;
+    any :class:`KwsParams` field may be overridden as a keyword option."""
+    params = make_params(subset, **options)
+    groups = voices_by_split(params)
+    key = cache_key(params, seed, groups)
+    path = Path(cache_dir) / f"kws-{key}.npz"
+    arrays = None
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as e:
+            print(f"warning: kws cache {path} is unreadable ({e}); regenerating", file=sys.stderr)
+    if arrays is None:
+        arrays = generate(params, seed, groups, workers, progress)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        except OSError as e:
+            raise UserError(f"cannot write the kws cache {path}: {e.strerror}; choose another cache folder") from None
+    engines = synth.engine_versions()
+    info = {
+        "synthetic": True,
+        "source": "synthetic speech from " + ", ".join(
+            engines[name].splitlines()[0][:70] for name in ("espeak-ng", "flite")
+            if name in engines and any(v.engine == name.split("-")[0] for vs in groups.values() for v in vs)),
+        "split_by": "voice (espeak-ng variant / flite speaker); accents shared",
+        "voices": {s: sorted({v.id for v in groups[s]}) for s in SPLITS},
+        "features": params.feature_config.to_dict(),
+        "sample_rate_hz": synth.SAMPLE_RATE, "clip_seconds": params.clip_seconds,
+        "subset": subset, "params": params.to_json(), "seed": seed, "cache_file": str(path),
+    }
+    return SequenceData("kws", list(CLASS_NAMES),
+                        arrays["X_train"], arrays["y_train"], arrays["X_val"], arrays["y_val"],
+                        arrays["X_test"], arrays["y_test"], info=info)

@@ -1,0 +1,60 @@
+"""ONNX Runtime backend (CPU).
+
+ONNX Runtime keeps no state between calls, so streaming graphs carry their recurrent state as
+explicit inputs/outputs; ``runtime.model`` feeds zeros first, then the previous outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, TensorSpec
+from runtime.errors import MissingDependency
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
+              "tensor(int32)": "int32", "tensor(int64)": "int64"}
+
+
+def _spec(node) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in node.shape)
+    return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    formats = ("onnx",)
+    install = "pip install onnxruntime==1.32.0"
+    what = "ONNX Runtime"
+
+    @classmethod
+    def library(cls):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise MissingDependency(cls.what, cls.install) from None
+        return onnxruntime
+
+    def __init__(self, path: Path, *, entry: dict | None = None, threads: int = 1, **options):
+        ort = self.library()
+        self.path = Path(path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, int(threads))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
+            raise self.load_error(self.path, self.what, e) from None
+        self.inputs = [_spec(i) for i in self.session.get_inputs()]
+        self.outputs = [_spec(o) for o in self.session.get_outputs()]
+        self._in_names = [i.name for i in self.inputs]
+        self._out_names = [o.name for o in self.outputs]
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self._out_names, dict(zip(self._in_names, feeds)))
+
+
+BACKEND = OnnxRuntimeBackend

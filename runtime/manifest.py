@@ -1,0 +1,128 @@
+"""Read an artifact folder's ``manifest.json``, verify file hashes, pick artifacts.
+
+The manifest format is described in docs/contracts.md. Nothing here imports an inference library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runtime.errors import UserError
+
+FORMAT = "rnn-edge-artifacts/1"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, expected: str | None, what: str = "model file") -> Path:
+    """Refuse a missing file or one whose sha256 differs from the manifest's."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} listed in the manifest is missing: re-export the artifacts or restore it")
+    if not expected:
+        raise UserError(f"the manifest lists no sha256 for {what} {path}: refusing to load an unverified file; re-export")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise UserError(f"{what} {path} failed sha256 verification (manifest {expected[:12]}..., file {actual[:12]}...): "
+                        f"it was modified or corrupted; refusing to load it - re-export or restore it")
+    return path
+
+
+class Manifest:
+    """An artifact folder's index: model facts, preprocessing, golden data and artifacts."""
+
+    def __init__(self, folder: Path, data: dict):
+        self.folder = Path(folder)
+        self.data = data
+        self.artifacts: list[dict] = list(data.get("artifacts") or [])
+
+    @classmethod
+    def read(cls, folder) -> "Manifest":
+        folder = Path(folder)
+        path = folder / "manifest.json"
+        if not path.is_file():
+            raise UserError(f"{folder} has no manifest.json: pass an artifact folder written by `invoke export` "
+                            f"or a single .onnx/.tflite file")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path} is not valid JSON ({e}): re-export the artifacts") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            got = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise UserError(f"{path} is not an rnn-edge manifest (format {got!r}, expected {FORMAT!r})")
+        return cls(folder, data)
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def model(self) -> dict:
+        return self.data.get("model") or {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.data.get("class_names") or [])
+
+    @property
+    def preprocess(self) -> tuple[list[float], list[float]] | None:
+        p = self.data.get("preprocess")
+        if not p:
+            return None
+        return list(p["mean"]), list(p["std"])
+
+    def names(self) -> list[str]:
+        return [a.get("name", "?") for a in self.artifacts]
+
+    def file_of(self, entry: dict) -> Path:
+        return self.folder / entry["file"]
+
+    def verified(self, entry: dict) -> Path:
+        """The entry's file, after checking its sha256."""
+        return verify_file(self.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
+
+    def golden_path(self) -> Path:
+        g = self.data.get("golden") or {}
+        if not g.get("file"):
+            raise UserError(f"{self.folder}/manifest.json lists no golden samples: re-export to create golden.npz")
+        return verify_file(self.folder / g["file"], g.get("sha256"), "golden file")
+
+    def checkpoint_path(self) -> Path:
+        """The training checkpoint the artifacts were exported from (for the PyTorch reference)."""
+        c = self.data.get("checkpoint") or {}
+        if not c.get("file"):
+            raise UserError(f"{self.folder}/manifest.json names no checkpoint: the PyTorch reference needs one")
+        p = Path(c["file"])
+        candidates = [p] if p.is_absolute() else [self.folder / p, Path.cwd() / p, self.folder / p.name]
+        for cand in candidates:
+            if cand.is_file():
+                return verify_file(cand, c.get("sha256"), "checkpoint")
+        raise UserError(f"checkpoint {c['file']} named in {self.folder}/manifest.json was not found: "
+                        f"restore it or run from the repository root")
+
+    # -- selection -----------------------------------------------------------------------
+    def by_name(self, name: str) -> dict:
+        for a in self.artifacts:
+            if a.get("name") == name:
+                return a
+        raise UserError(f"no artifact named {name!r} in {self.folder}: choose one of {', '.join(self.names())}")
+
+    def candidates(self, backend: str, formats: tuple[str, ...], precision: str | None = None) -> list[dict]:
+        """Usable entries for ``backend``: its own first (``runtime`` field), then any of a format it runs."""
+        ok = [a for a in self.artifacts if a.get("status", "ok") == "ok"
+              and (precision is None or a.get("precision") == precision)]
+        own = [a for a in ok if a.get("runtime") == backend]
+        other = [a for a in ok if a.get("runtime") != backend and a.get("format") in formats]
+        return own + other
+
+    def companion(self, entry: dict, kind: str, backend: str, formats: tuple[str, ...]) -> dict | None:
+        """The entry of the other kind (sequence <-> step) with the same precision for the same backend."""
+        for a in self.candidates(backend, formats, entry.get("precision")):
+            if a.get("kind") == kind and a is not entry:
+                return a
+        return None

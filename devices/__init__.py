@@ -1,0 +1,1 @@
+"""Device targets: Cortex-M (QEMU) and Raspberry Pi (emulated aarch64)."""

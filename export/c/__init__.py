@@ -1,0 +1,115 @@
+"""Plain C export: a self-contained C99 library per model, float32 and int8.
+
+Entry point for the export pipeline: ``export_c(model, meta, data, out_dir) -> list[dict]``
+(manifest records, docs/contracts.md). Each precision is a folder ``c-<precision>/`` holding
+``<prefix>.h``/``<prefix>.c``, a Makefile, a CMakeLists.txt and an Arduino library (``arduino/``).
+
+Modules: ``quantize`` (calibration, int8 weights), ``reference`` (numpy twin of the C, bit-exact
+for int8), ``codegen`` (the C text), ``emit`` (C formatting), ``package`` (build files),
+``build`` (host gcc), ``harness`` (file-driven main used on the host and on Cortex-M).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from runtime.atomic import write_json
+from runtime.errors import UserError
+
+PRECISIONS = ("float32", "int8")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_prefix(meta: dict, arch: str, precision: str) -> str:
+    from export.c.emit import identifier
+    return identifier(f"{meta.get('task', 'model')}_{arch}_{precision}")
+
+
+def prepare(model, meta: dict, data=None, quant: dict | None = None):
+    """(float weights ``fm``, ``quant`` record, integer model ``qm``); calibrates when ``quant`` is None."""
+    from export.c import quantize as Q
+    fm = Q.float_weights(model)
+    if quant is None:
+        if data is None:
+            raise UserError("int8 C export needs calibration data: pass the training split (SequenceData)")
+        mean = np.asarray(meta["input_mean"], np.float32)
+        std = np.asarray(meta["input_std"], np.float32)
+        quant = Q.calibrate(fm, (data.X_train - mean) / std)
+    return fm, quant, Q.quantize(fm, quant)
+
+
+def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dict | None = None) -> list[dict]:
+    """Write ``c-float32/`` and ``c-int8/`` under ``out_dir``; return their manifest records.
+
+    ``data`` is the task's ``SequenceData``: its training split calibrates the int8 scales (once;
+    the result is the record's ``quant``) and its test split gives the records' metrics, computed
+    with the numpy twin of the C (``reference.py``; the C itself is checked against it by tests).
+    """
+    from export.c import codegen, package
+    from export.c import reference as R
+    from runtime.metrics import compare
+
+    out_dir = Path(out_dir)
+    spec = model.spec
+    fm, quant, qm = prepare(model, meta, data, quant) if "int8" in precisions else (None, None, None)
+    if fm is None:
+        from export.c.quantize import float_weights
+        fm = float_weights(model)
+    desc = f"{spec.arch.upper()} {spec.input_size}->{'->'.join(map(str, spec.hidden_sizes))}->{spec.num_classes}"
+
+    x_eval = y_eval = ref = None
+    if data is not None:
+        import torch
+        mean = np.asarray(meta["input_mean"], np.float32)
+        std = np.asarray(meta["input_std"], np.float32)
+        x_eval, y_eval = ((data.X_test - mean) / std).astype(np.float32), data.y_test
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x_eval)).numpy()
+
+    records = []
+    for precision in precisions:
+        prefix = model_prefix(meta, spec.arch, precision)
+        folder = out_dir / f"c-{precision}"
+        if precision == "int8":
+            src = codegen.generate_int8(qm, prefix)
+            write_json(folder / "quant.json", quant)
+        elif precision == "float32":
+            src = codegen.generate_float(fm, prefix)
+        else:
+            raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
+        files = package.write_package(src, folder, f"{precision} {desc} sequence classifier ({meta.get('task', '')})")
+        q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None
+        q_out = {"scale": quant["output"]["scale"], "zero_point": 0} if precision == "int8" else None
+        state_shapes = [[1, h] for h in spec.hidden_sizes for _ in range(2 if spec.arch == "lstm" else 1)]
+        rec = {
+            "name": f"c-{precision}", "file": f"c-{precision}/{src.source_name}",
+            "sha256": _sha256(folder / src.source_name), "size_bytes": (folder / src.source_name).stat().st_size,
+            "format": "c", "runtime": "c", "precision": precision, "kind": "sequence",
+            "inputs": [{"name": "x", "shape": [None, None, spec.input_size], "dtype": "int8" if q_in else "float32", "quant": q_in}],
+            "outputs": [{"name": "scores", "shape": [None, spec.num_classes], "dtype": "int32" if q_out else "float32", "quant": q_out}],
+            "state": {"mode": "c-struct", "type": f"{prefix}_state", "reset": f"{prefix}_reset", "step": f"{prefix}_step",
+                      "shapes": state_shapes},
+            "c": {"prefix": prefix, "dir": f"c-{precision}", "header": src.header_name, "source": src.source_name,
+                  "files": [str(Path(f).relative_to(out_dir)) for f in files], "weight_bytes": src.weight_bytes},
+            "ops": {("LSTM" if spec.arch == "lstm" else "GRU"): spec.num_layers, "Gemm": 1},
+            "quantized": ("weights int8 per gate row (symmetric), activations int8 in / int16 Q0.15 state, "
+                          "int32 accumulators, table sigmoid/tanh, integer only") if precision == "int8" else "nothing (float32)",
+            "quant": quant if precision == "int8" else None,
+            "status": "ok", "error": None,
+        }
+        if x_eval is not None:
+            if precision == "int8":
+                scores = R.dequantize_scores(R.int_run(qm, R.quantize_input(x_eval, quant["input"]["scale"])))
+            else:
+                scores = R.float_run(fm, x_eval).astype(np.float32)
+            m = compare(scores, ref, y_eval)
+            m["computed_with"] = "export/c/reference.py (numpy twin of the C; C == reference is tested)"
+            rec["metrics"], rec["accuracy"] = m, m["accuracy"]
+        records.append(rec)
+    return records

@@ -93,8 +93,8 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             "format": "c", "runtime": "c", "precision": precision, "kind": "sequence",
             "inputs": [{"name": "x", "shape": [None, None, spec.input_size], "dtype": "int8" if q_in else "float32", "quant": q_in}],
             "outputs": [{"name": "scores", "shape": [None, spec.num_classes], "dtype": "int32" if q_out else "float32", "quant": q_out}],
-            "state": {"mode": "c-struct", "type": f"{prefix}_state", "reset": f"{prefix}_reset", "step": f"{prefix}_step",
-                      "shapes": state_shapes},
+            "state": {"mode": "variables", "reset": f"{prefix}_reset", "type": f"{prefix}_state",
+                      "step": f"{prefix}_step", "shapes": state_shapes},
             "c": {"prefix": prefix, "dir": f"c-{precision}", "header": src.header_name, "source": src.source_name,
                   "files": [str(Path(f).relative_to(out_dir)) for f in files], "weight_bytes": src.weight_bytes},
             "ops": {("LSTM" if spec.arch == "lstm" else "GRU"): spec.num_layers, "Gemm": 1},
@@ -112,4 +112,9 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             m["computed_with"] = "export/c/reference.py (numpy twin of the C; C == reference is tested)"
             rec["metrics"], rec["accuracy"] = m, m["accuracy"]
         records.append(rec)
+        # the same library streams: a "step" record (one frame [B, C]) for runtime.load(...).stream()
+        step = {k: v for k, v in rec.items() if k not in ("metrics", "accuracy")}
+        step.update(name=f"c-{precision}-step", kind="step",
+                    inputs=[{**rec["inputs"][0], "shape": [None, spec.input_size]}])
+        records.append(step)
     return records

@@ -79,6 +79,10 @@ void {p}_run({p}_state *s, const {xt} *x, int32_t steps, {st} *scores);
 /* sizeof({p}_state), for callers that cannot see the struct (e.g. Python ctypes). */
 size_t {p}_state_size(void);
 
+/* info[0] = input size, info[1] = classes, info[2] = 1 for int8 / 0 for float32,
+ * info[3] = bits of the float32 input scale (int8; 0 for float32). */
+void {p}_info(int32_t info[4]);
+
 #ifdef __cplusplus
 }}
 #endif
@@ -145,10 +149,9 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     max_gh = max(G * h for h in hidden)
     max_h = max(hidden)
     in4 = pad4(qm["input_size"])
+    scale_bits = int(np.frombuffer(np.float32(qm["input_scale"]).tobytes(), "<i4")[0])
     nl = len(hidden)
 
-    h_ptrs = ", ".join(f"s->h{i}" for i in range(nl))
-    c_ptrs = ", ".join(f"s->c{i}" for i in range(nl))
     if arch == "lstm":
         cell = f"""
 /* LSTM cell, element-wise, for one layer whose gate pre-activations are in pre[4H] (Q3.12):
@@ -314,6 +317,12 @@ void {p}_init({p}_state *s) {{ {p}_reset(s); }}
 
 size_t {p}_state_size(void) {{ return sizeof({p}_state); }}
 
+void {p}_info(int32_t info[4])
+{{
+    info[0] = {P}_INPUT_SIZE; info[1] = {P}_NUM_CLASSES; info[2] = 1;
+    info[3] = {scale_bits}; /* {P}_INPUT_SCALE as IEEE-754 bits */
+}}
+
 void {p}_step({p}_state *s, const int8_t *x, int32_t *scores)
 {{
     int16_t x16[{in4}];               /* the int8 frame widened to int16, padded to x4 */
@@ -341,8 +350,6 @@ void {p}_run({p}_state *s, const int8_t *x, int32_t steps, int32_t *scores)
         {p}_step(s, x + t * {P}_INPUT_SIZE, scores);
 }}
 """
-    # silence the unused-variable warning for c[] in GRU models (none) and h/c pointer arrays
-    del h_ptrs, c_ptrs
     return CSource(p, f"{p}.h", header, f"{p}.c", source, "int8", int(weight_bytes))
 
 
@@ -439,6 +446,11 @@ void {p}_reset({p}_state *s)
 void {p}_init({p}_state *s) {{ {p}_reset(s); }}
 
 size_t {p}_state_size(void) {{ return sizeof({p}_state); }}
+
+void {p}_info(int32_t info[4])
+{{
+    info[0] = {P}_INPUT_SIZE; info[1] = {P}_NUM_CLASSES; info[2] = 0; info[3] = 0;
+}}
 
 void {p}_step({p}_state *s, const float *x, float *scores)
 {{

@@ -64,8 +64,10 @@ def lut(table: np.ndarray, x):
 
 
 def quantize_input(x: np.ndarray, scale: float) -> np.ndarray:
-    """Normalized float frames -> int8 ``clip(round(x / scale), -128, 127)`` (the runtime's job)."""
-    return np.clip(np.round(np.asarray(x, np.float64) / scale), -128, 127).astype(np.int8)
+    """Normalized float frames -> int8 ``clip(round(x / scale), -128, 127)``, rounding half away
+    from zero (as ``runtime.quant.quantize``, which does this for the C backend)."""
+    v = np.asarray(x, np.float64) / scale
+    return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -128, 127).astype(np.int8)
 
 
 def dequantize_scores(q: np.ndarray) -> np.ndarray:

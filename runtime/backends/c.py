@@ -1,0 +1,147 @@
+"""C backend: the generated C library (export/c), compiled on the host with gcc, called via ctypes.
+
+The artifact is the generated ``<prefix>.c``; it is compiled once per sha256 into a shared
+library in a cache folder (``$RNN_EDGE_CACHE`` or the system temp dir), then loaded with ctypes.
+The recurrent state lives in C structs owned here, one per batch row: the graph keeps state between
+``run`` calls like TFLite variable tensors (manifest ``state.mode = "variables"``), and
+``reset_variables`` zeroes it. ``kind="sequence"`` feeds ``x [B, T, C]`` and returns the scores
+after the last frame; ``kind="step"`` feeds one frame ``[B, C]``. int8 libraries take int8 frames
+and return int32 scores (the manifest's quant gives their scales). A bare ``lib<prefix>.so`` loads
+too (prefix from the file name). Imports numpy and ctypes only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, Quant, TensorSpec
+from runtime.errors import MissingDependency, UserError
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("RNN_EDGE_CACHE") or Path(tempfile.gettempdir()) / "rnn-edge-c")
+
+
+def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
+    """gcc ``source`` -> ``out_so`` (written under a temporary name, then renamed)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise MissingDependency("a C compiler (gcc)", "sudo apt-get install gcc")
+    out_so.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out_so.parent)
+    os.close(fd)
+    cmd = [cc, "-std=c99", "-O2", "-fPIC", "-shared", str(source), "-o", tmp] + (["-lm"] if precision != "int8" else [])
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            first = next((ln for ln in p.stderr.splitlines() if "error" in ln), p.stderr.strip()[:200])
+            raise UserError(f"C model {source} does not compile ({first}): it is corrupted; re-export it")
+        os.replace(tmp, out_so)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_so
+
+
+class CBackend(Backend):
+    name = "c"
+    formats = ("c",)
+    install = "sudo apt-get install gcc"
+    what = "the C compiler (gcc) for the C backend"
+
+    @classmethod
+    def library(cls):
+        cc = shutil.which("gcc") or shutil.which("cc")
+        if cc is None:
+            raise MissingDependency(cls.what, cls.install)
+        return cc
+
+    def __init__(self, path: Path, *, entry: dict | None = None, threads: int = 1, **options):
+        self.path = Path(path)
+        self.kind = (entry or {}).get("kind", options.get("kind", "sequence"))
+        if self.path.suffix == ".so":
+            so = self.path
+            prefix = self.path.stem[3:] if self.path.stem.startswith("lib") else self.path.stem
+        else:
+            self.library()
+            prefix = ((entry or {}).get("c") or {}).get("prefix") or self.path.stem
+            if not self.path.is_file():
+                raise UserError(f"C model source {self.path} is missing: re-export the artifacts")
+            import hashlib
+            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+            so = _cache_dir() / f"lib{prefix}-{digest}.so"
+            if not so.is_file():
+                precision = (entry or {}).get("precision", "int8" if "int8" in prefix else "float32")
+                compile_shared(self.path, so, precision)
+        try:
+            lib = ctypes.CDLL(str(so))
+            self._step = getattr(lib, f"{prefix}_step")
+            self._reset = getattr(lib, f"{prefix}_reset")
+            state_size = getattr(lib, f"{prefix}_state_size")
+            info_fn = getattr(lib, f"{prefix}_info")
+        except (OSError, AttributeError) as e:
+            raise self.load_error(so, "ctypes (C backend)", e) from None
+        state_size.restype = ctypes.c_size_t
+        info = (ctypes.c_int32 * 4)()
+        info_fn(info)
+        self.lib, self.prefix = lib, prefix
+        self.state_bytes = int(state_size())
+        self.channels, self.classes, self.int8 = int(info[0]), int(info[1]), bool(info[2])
+        xt, yt = (np.int8, np.int32) if self.int8 else (np.float32, np.float32)
+        self.x_dtype, self.y_dtype = xt, yt
+        q_in = q_out = None
+        if self.int8:
+            scale = struct.unpack("<f", struct.pack("<i", int(info[3])))[0]
+            q_in, q_out = Quant(scale, 0), Quant(2.0 ** -16, 0)
+            for t in (entry or {}).get("inputs", []):
+                q_in = Quant.from_json(t.get("quant")) or q_in
+        cptr = ctypes.POINTER(ctypes.c_int8 if self.int8 else ctypes.c_float)
+        yptr = ctypes.POINTER(ctypes.c_int32 if self.int8 else ctypes.c_float)
+        self._step.argtypes = [ctypes.c_void_p, cptr, yptr]
+        self._step.restype = None
+        self._reset.argtypes = [ctypes.c_void_p]
+        self._reset.restype = None
+        self._cptr, self._yptr = cptr, yptr
+        x_shape = (None, None, self.channels) if self.kind == "sequence" else (None, self.channels)
+        self.inputs = [TensorSpec("x", x_shape, np.dtype(xt).name, q_in)]
+        self.outputs = [TensorSpec("scores", (None, self.classes), np.dtype(yt).name, q_out)]
+        self.has_variables = True
+        self.states: list[ctypes.Array] = []
+
+    def reset_variables(self) -> None:
+        self.states = []  # re-created (zeroed by <prefix>_reset) at the next run, for its batch size
+
+    def _ensure_states(self, batch: int) -> None:
+        if len(self.states) != batch:
+            self.states = [ctypes.create_string_buffer(self.state_bytes) for _ in range(batch)]
+            for s in self.states:
+                self._reset(s)
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.ascontiguousarray(feeds[0], dtype=self.x_dtype)
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[2] != self.channels:
+            raise UserError(f"C model {self.path} expects frames of {self.channels} features, got shape {feeds[0].shape}")
+        batch, steps = x.shape[0], x.shape[1]
+        self._ensure_states(batch)
+        y = np.zeros((batch, self.classes), self.y_dtype)
+        for b in range(batch):
+            yb = y[b].ctypes.data_as(self._yptr)
+            for t in range(steps):
+                self._step(self.states[b], x[b, t].ctypes.data_as(self._cptr), yb)
+        return [y]
+
+    def describe(self) -> str:
+        return f"c ({self.prefix}, {'int8' if self.int8 else 'float32'})"
+
+
+BACKEND = CBackend

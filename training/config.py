@@ -22,7 +22,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     patience: int = 8  # epochs without validation improvement before stopping
-    augment: bool = True  # random time shift, gain and noise on the training split
+    augment: str = "basic"  # none | basic (time shift, gain, noise) | imu (basic + rotations)
     seed: int = 0
     threads: int = 1  # torch intra-op threads on CPU (1 is fastest on a busy 2-core box)
     device: str = "auto"  # auto | cpu | cuda
@@ -103,6 +103,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     if unknown:
         raise UserError(f"unknown config option(s) {', '.join(unknown)}: valid options are {', '.join(fields)}")
     cfg = TrainConfig(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    if cfg.augment not in ("none", "basic", "imu"):
+        raise UserError(f"unknown augment mode {cfg.augment!r}: choose none, basic or imu")
     if cfg.arch not in ("lstm", "gru"):
         raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
     return cfg

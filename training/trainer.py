@@ -69,13 +69,48 @@ def normalize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((X - mean) / std).astype(np.float32)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random circular time shift, per-channel gain and additive noise (normalized units)."""
+def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random 3-D rotation matrices, each by at most ``max_deg`` about a random axis."""
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * max_deg * torch.pi / 180
+    k = torch.zeros(n, 3, 3)
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(1, 2)
+    s, c = angle.sin()[:, None, None], angle.cos()[:, None, None]
+    return torch.eye(3) + s * k + (1 - c) * k @ k  # Rodrigues' formula
+
+
+def time_warp(x: torch.Tensor, speed: float) -> torch.Tensor:
+    """Resample ``[batch, time, ch]`` at ``speed`` x the original tempo (linear, wrapping in time)."""
+    t = x.shape[1]
+    pos = torch.arange(t, dtype=torch.float32) * speed
+    lo = pos.floor().long()
+    frac = (pos - lo)[None, :, None]
+    return x[:, lo % t] * (1 - frac) + x[:, (lo + 1) % t] * frac
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
+                  mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
+    """Training-time augmentation on normalized windows ``[batch, time, channels]``.
+
+    basic: random circular time shift, per-channel gain, additive noise.
+    imu:   basic + the same random rotation (up to 25 degrees) of the accelerometer (channels 0-2)
+           and gyroscope (3-5) triplets (a watch worn slightly differently, done in raw units) and
+           a random tempo change of 0.8-1.25x (people exercise at different speeds).
+    """
+    if mode == "none":
+        return x
     b, t, c = x.shape
+    if mode == "imu" and c >= 6 and mean is not None:
+        raw = x * std + mean
+        rot = random_rotations(b, 25.0, gen)
+        raw = torch.cat([raw[..., 0:3] @ rot.transpose(1, 2), raw[..., 3:6] @ rot.transpose(1, 2), raw[..., 6:]], -1)
+        x = (raw - mean) / std
+        x = time_warp(x, float(torch.empty(1).uniform_(0.8, 1.25, generator=gen)))
     shift = int(torch.randint(0, t, (1,), generator=gen))
     x = torch.roll(x, shift, dims=1)
     gain = 1 + 0.1 * torch.randn(b, 1, c, generator=gen)
-    return x * gain.to(x.device) + 0.05 * torch.randn(x.shape, generator=gen).to(x.device)
+    return x * gain + 0.05 * torch.randn(x.shape, generator=gen)
 
 
 @torch.no_grad()
@@ -155,6 +190,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
             "world_size": dist.world, "device": device.type}
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
+    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
     epochs_without_gain = 0 if best_epoch < 0 else max(0, (start_epoch - 1) - best_epoch)
     bar = _progress(range(start_epoch, cfg.epochs), enabled=progress and dist.main, desc=f"{cfg.task}-{cfg.arch}")
@@ -168,8 +204,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
-            if cfg.augment:
-                xb = augment_batch(xb, gen)
+            xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t)
             xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(data.y_train[idx]).to(device)
             loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad(set_to_none=True)

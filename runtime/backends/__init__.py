@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from runtime.backends.base import Backend, Quant, TensorSpec
-from runtime.errors import UserError
+from runtime.errors import MissingDependency, UserError
 
 REGISTRY: dict[str, str] = {
     "onnxruntime": "runtime.backends.onnxruntime",
@@ -35,7 +35,8 @@ def backend_class(name: str) -> type[Backend]:
         module = importlib.import_module(REGISTRY[name])
     except ModuleNotFoundError as e:
         if e.name == REGISTRY[name]:
-            raise UserError(f"backend {name!r} is not part of this installation (no module {e.name})") from None
+            raise MissingDependency(f"the {name!r} backend (module {e.name})",
+                                    "git pull  # this checkout predates it") from None
         raise
     return module.BACKEND
 

@@ -1,0 +1,120 @@
+"""``python -m runtime check ARTIFACTS``: verify every file's sha256, then run the golden samples.
+
+Each artifact (or the ones chosen with --backend/--artifact/--precision) is loaded through the
+normal API (which verifies its sha256 first), run on the manifest's golden ``x_raw`` and compared
+with the PyTorch scores (``runtime.metrics.compare``) within ``runtime.tolerances``. A whole-
+sequence artifact is judged on ``scores``; a step artifact is streamed frame by frame and judged
+on every step's scores (max |error|) and on the last step's decisions (top-1, accuracy). Exit 0
+if every checked artifact passes, 1 if any fails, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.apps.common import print_json
+from runtime.errors import MissingDependency, UserError
+from runtime.manifest import Manifest, sha256_of
+from runtime.metrics import compare
+from runtime.tolerances import tolerance_for
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifacts", help="artifact folder (with manifest.json)")
+    p.add_argument("--backend", default=None, help="check only artifacts run by this backend")
+    p.add_argument("--artifact", action="append", default=None, help="check only this artifact (repeatable)")
+    p.add_argument("--precision", default=None, help="check only this precision")
+    p.add_argument("--json", action="store_true", help="one JSON object per artifact")
+
+
+def judge(metrics: dict, precision: str) -> list[str]:
+    """What breaks the tolerance policy (empty: passes)."""
+    tol = tolerance_for(precision)
+    bad = []
+    if tol.max_abs is not None and metrics["max_abs_err"] > tol.max_abs:
+        bad.append(f"max|err| {metrics['max_abs_err']:.3g} > {tol.max_abs:g}")
+    if metrics["top1_agreement"] < tol.min_top1_agreement:
+        bad.append(f"top-1 agreement {metrics['top1_agreement']:.3f} < {tol.min_top1_agreement:.3f}")
+    if metrics.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + 1e-12:
+        bad.append(f"accuracy drop {metrics['accuracy_drop']:.3f} > {tol.max_accuracy_drop:.3f}")
+    return bad
+
+
+def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
+    from runtime.model import load
+    kind = entry.get("kind", "sequence")
+    model = load(folder, artifact=entry["name"], backend=backend)
+    x, ref, y = golden["x_raw"], golden["scores"], golden["y"]
+    if kind == "step":
+        stream = model.stream().run(x)
+        m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]))
+        metrics = compare(stream[:, -1], ref, y)
+        metrics["max_abs_err"] = m_all["max_abs_err"]
+        metrics["stream_top1_agreement_all_steps"] = m_all["top1_agreement"]
+    else:
+        metrics = compare(model.predict(x), ref, y)
+    return metrics
+
+
+def run(args) -> int:
+    man = Manifest.read(args.artifacts)
+    golden_path = man.golden_path()  # sha256-verified
+    golden = dict(np.load(golden_path, allow_pickle=False))
+    failures, checked = 0, 0
+    # 1) every listed file, whether or not a backend for it is installed here
+    for entry in man.artifacts:
+        if entry.get("status", "ok") != "ok":
+            continue
+        path = man.file_of(entry)
+        if not path.is_file():
+            _report(args, entry, "FAIL", f"file {path} is missing")
+            failures += 1
+        elif sha256_of(path) != entry.get("sha256"):
+            _report(args, entry, "FAIL", f"sha256 of {path} differs from the manifest: modified or corrupted")
+            failures += 1
+    if failures:
+        return 1
+    # 2) the golden samples through every selected artifact
+    for entry in man.artifacts:
+        if args.artifact and entry.get("name") not in args.artifact:
+            continue
+        if args.precision and entry.get("precision") != args.precision:
+            continue
+        if args.backend and entry.get("runtime") != args.backend:
+            continue
+        if entry.get("status", "ok") != "ok":
+            _report(args, entry, "skip", f"export status {entry.get('status')}: {entry.get('error')}")
+            continue
+        try:
+            metrics = check_entry(man.folder, entry, golden, args.backend)
+        except MissingDependency as e:
+            if args.backend or args.artifact:
+                raise
+            _report(args, entry, "skip", str(e))
+            continue
+        checked += 1
+        bad = judge(metrics, entry.get("precision", "float32"))
+        failures += bool(bad)
+        _report(args, entry, "FAIL" if bad else "ok", "; ".join(bad), metrics)
+    if args.artifact:
+        unknown = set(args.artifact) - set(man.names())
+        if unknown:
+            raise UserError(f"no artifact named {', '.join(sorted(unknown))} in {man.folder}: choose from {', '.join(man.names())}")
+    if checked == 0:
+        raise UserError(f"nothing in {man.folder} could be checked with the backends installed here "
+                        f"(see the skipped lines): install one, e.g. `pip install -e '.[onnx]'`")
+    print(f"{checked - failures}/{checked} artifacts within tolerance" if not args.json else "", end="\n" if not args.json else "")
+    return 1 if failures else 0
+
+
+def _report(args, entry: dict, verdict: str, why: str, metrics: dict | None = None) -> None:
+    if args.json:
+        print_json({"artifact": entry.get("name"), "verdict": verdict, "why": why, "metrics": metrics})
+        return
+    line = f"{verdict:4}  {entry.get('name', '?'):28} {entry.get('precision', '?'):14}"
+    if metrics:
+        line += (f" max|err| {metrics['max_abs_err']:.2e}  top1 {metrics['top1_agreement']:.3f}"
+                 f"  acc {metrics.get('accuracy', float('nan')):.3f} (ref {metrics.get('reference_accuracy', float('nan')):.3f})")
+    if why:
+        line += f"  {why}"
+    print(line, flush=True)

@@ -1,0 +1,121 @@
+"""``python -m runtime listen --model M (--wav FILE | --mic)``: keyword spotting on a stream of audio.
+
+Audio goes in chunks (``--chunk-ms``, as a microphone delivers it) through the streaming log-mel
+front-end (``runtime.features.LogMelStream``, identical to the training features), then through
+the streaming model as staggered 1 s windows, posterior smoothing and a threshold
+(``runtime.detect``). Each detected keyword is printed with its time and confidence. ``--mic``
+records with ``arecord`` (alsa-utils) when it is installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from runtime.apps.common import add_model_arguments, load_model, print_json, window_of
+from runtime.detect import Detector, WindowedStream
+from runtime.errors import UserError
+
+BACKGROUND = ("_silence_", "_unknown_")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="artifact folder or model file of a kws model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wav", help="16-bit PCM WAV file")
+    src.add_argument("--mic", action="store_true", help="record from the default ALSA device (arecord)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this much audio (--mic: default forever)")
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size fed at a time (default 100 ms)")
+    p.add_argument("--lanes", type=int, default=4, help="staggered 1 s windows: a decision every window/lanes frames")
+    p.add_argument("--threshold", type=float, default=0.7, help="smoothed posterior needed to report a keyword")
+    p.add_argument("--smooth", type=int, default=2, help="posteriors averaged (moving average)")
+    p.add_argument("--refractory-ms", type=float, default=1000.0, help="quiet time before the same keyword again")
+    p.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
+    add_model_arguments(p)
+
+
+def feature_config(model):
+    """The front-end the model was trained with (manifest, else checkpoint metadata, else defaults)."""
+    from runtime.features import FeatureConfig
+    sources = []
+    if model.manifest is not None:
+        d = model.manifest.data
+        sources += [d.get("features"), (d.get("dataset") or {}).get("features"), (d.get("preprocess") or {}).get("features")]
+    meta = getattr(getattr(model.sequence_graph, "backend", None), "meta", None) or {}
+    sources.append((meta.get("dataset") or {}).get("features"))
+    for s in sources:
+        if s:
+            return FeatureConfig.from_dict(s)
+    return FeatureConfig()
+
+
+def wav_chunks(path, rate: int, chunk: int, seconds: float | None):
+    from runtime.wav import read_wav
+    audio, _ = read_wav(path, sample_rate=rate)
+    if seconds:
+        audio = audio[: int(seconds * rate)]
+    for i in range(0, len(audio), chunk):
+        yield audio[i:i + chunk]
+
+
+def mic_chunks(rate: int, chunk: int, seconds: float | None):
+    exe = shutil.which("arecord")
+    if exe is None:
+        raise UserError("--mic needs `arecord` (install alsa-utils: sudo apt install alsa-utils), or use --wav FILE")
+    cmd = [exe, "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", str(rate)]
+    if seconds:
+        cmd += ["-d", str(max(1, int(np.ceil(seconds))))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            data = proc.stdout.read(chunk * 2)
+            if not data:
+                break
+            yield np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+    finally:
+        proc.terminate()
+        proc.wait()
+        if proc.returncode not in (0, -15) and proc.stderr is not None:
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            if err:
+                raise UserError(f"arecord failed: {err[-1]} (check the microphone with `arecord -l`)")
+
+
+def run(args) -> int:
+    from runtime.features import LogMelStream
+    model = load_model(args.model, args)
+    cfg = feature_config(model)
+    if model.channels != cfg.n_mels:
+        raise UserError(f"{args.model} takes {model.channels} channels but the audio front-end gives {cfg.n_mels} "
+                        f"log-mel bands: is this a kws model?")
+    window = window_of(model) or cfg.num_frames(cfg.sample_rate)
+    decoder = WindowedStream(model, window, args.lanes)
+    frame_s = cfg.hop / cfg.sample_rate
+    ignore = [c for c in BACKGROUND if c in model.class_names]
+    detector = Detector(model.class_names, args.threshold, args.smooth,
+                        int(round(args.refractory_ms / 1e3 / frame_s)), ignore)
+    features = LogMelStream(cfg)
+    chunk = max(1, int(args.chunk_ms / 1e3 * cfg.sample_rate))
+    source = mic_chunks(cfg.sample_rate, chunk, args.seconds) if args.mic else \
+        wav_chunks(args.wav, cfg.sample_rate, chunk, args.seconds)
+    found = 0
+    try:
+        for audio in source:
+            for frame in features.push(audio):
+                for t, post in decoder.push(frame):
+                    d = detector.update(t, post)
+                    if d:
+                        found += 1
+                        # a window ending at frame t covers audio up to t*hop + win samples
+                        when = (t * cfg.hop + cfg.win) / cfg.sample_rate
+                        if args.jsonl:
+                            print_json({"time_s": round(when, 3), "label": d.label, "confidence": round(d.confidence, 4)})
+                        else:
+                            print(f"{when:8.2f} s  {d.label}  ({d.confidence:.2f})", flush=True)
+    except KeyboardInterrupt:
+        pass
+    print(f"{decoder.frame * frame_s:.1f} s of audio, {found} keyword(s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,240 @@
+"""A Raspberry Pi bundle: everything the Pi needs to run the models, as a folder and a tarball.
+
+    <name>/
+      BUNDLE.json          what is inside: artifact folders and entries, requirements, target
+      SHA256SUMS           sha256 of every other file (``sha256sum --check`` format), checked on the Pi
+      requirements.txt     pinned numpy / onnxruntime / ai-edge-litert for CPython 3.11 aarch64
+      runtime/             the on-device runtime package (numpy + the backend libraries)
+      artifacts/<folder>/  manifest.json (only the chosen entries, their sha256 kept), golden.npz,
+                           the chosen model files
+      wheels/              optional: the aarch64 wheels, for a Pi without network
+
+The tarball ``<name>.tar.gz`` is reproducible (sorted members, fixed times and owners), so its
+sha256 names its content. Every model file is checked against its manifest sha256 before it is
+copied: a bundle never ships a file the export did not write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from devices.rpi.pins import PI_PYTHON, PI_SUITE, REPO_ROOT, pi_requirements, pip_platform_args
+from runtime import atomic
+from runtime.errors import UserError
+from runtime.manifest import Manifest, sha256_of, verify_file
+
+FORMAT = "rnn-edge-pi-bundle/1"
+#: Runtimes a Raspberry Pi runs from a bundle, and the artifact formats each of them opens.
+PI_RUNTIMES = {"onnxruntime": ("onnx",), "litert": ("tflite",)}
+SUMS = "SHA256SUMS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    folder: Path  # the bundle folder
+    tarball: Path  # <folder>.tar.gz
+    sha256: str  # of the tarball
+    info: dict  # BUNDLE.json
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def _runtime_for(entry: dict, runtimes: tuple[str, ...]) -> str | None:
+    """Which Pi runtime runs this manifest entry: its own if it is one, else one opening its format."""
+    if entry.get("runtime") in runtimes:
+        return entry["runtime"]
+    for name in runtimes:
+        if entry.get("format") in PI_RUNTIMES[name]:
+            return name
+    return None
+
+
+def select_entries(man: Manifest, names: list[str] | None, runtimes: tuple[str, ...]) -> list[tuple[dict, str]]:
+    """(entry, runtime) pairs to ship: the named entries, else every ``ok`` entry for a Pi runtime."""
+    picked = []
+    if names:
+        for name in names:
+            entry = man.by_name(name)
+            runtime = _runtime_for(entry, runtimes)
+            if runtime is None:
+                raise UserError(f"artifact {name!r} ({entry.get('format')}, {entry.get('runtime')}) has no runtime on "
+                                f"the Pi: choose onnx or tflite artifacts ({', '.join(runtimes)})")
+            if entry.get("status", "ok") != "ok":
+                raise UserError(f"artifact {name!r} has status {entry.get('status')!r}: it cannot be deployed; "
+                                f"re-export it or choose another")
+            picked.append((entry, runtime))
+    else:
+        for entry in man.artifacts:
+            runtime = entry.get("runtime") if entry.get("runtime") in runtimes else None
+            if runtime and entry.get("status", "ok") == "ok":
+                picked.append((entry, runtime))
+    return picked
+
+
+def _copy_runtime_package(dest: Path) -> None:
+    src = REPO_ROOT / "runtime"
+    shutil.copytree(src, dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+
+
+def _add_artifacts(folder: Path, dest: Path, names: list[str] | None, runtimes: tuple[str, ...]) -> list[dict]:
+    """Copy one artifact folder's chosen, verified files into ``dest``; returns what was shipped."""
+    man = Manifest.read(folder)
+    picked = select_entries(man, names, runtimes)
+    if names:  # the other kind (sequence <-> step) of a named entry comes along, so streaming works too
+        for entry, runtime in list(picked):
+            other = man.companion(entry, "step" if entry.get("kind", "sequence") == "sequence" else "sequence",
+                                  runtime, PI_RUNTIMES[runtime])
+            if other is not None and all(other is not e for e, _ in picked):
+                picked.append((other, runtime))
+    if not picked:
+        listing = ", ".join(f"{a.get('name')} ({a.get('runtime')}, {a.get('status', 'ok')})" for a in man.artifacts)
+        raise UserError(f"{folder} has no artifact the Pi can run ({', '.join(runtimes)}): it has {listing or 'none'}")
+    dest.mkdir(parents=True)
+    golden = man.golden_path()  # verified against the manifest
+    shutil.copy2(golden, dest / golden.name)
+    for entry, _ in picked:
+        src = verify_file(man.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
+        target = dest / entry["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+    chosen = {id(e) for e, _ in picked}
+    data = dict(man.data)
+    data["artifacts"] = [a for a in man.artifacts if id(a) in chosen]
+    atomic.write_json(dest / "manifest.json", data)
+    return [{"name": e.get("name"), "file": e["file"], "runtime": r, "format": e.get("format"),
+             "precision": e.get("precision"), "kind": e.get("kind", "sequence")} for e, r in picked]
+
+
+def download_wheels(requirements: list[str], dest: Path) -> None:
+    """The aarch64 CPython 3.11 wheels of ``requirements`` and their dependencies, for an offline Pi."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--dest", str(dest),
+           *pip_platform_args(), *requirements]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"downloading the aarch64 wheels failed: {tail}; check the network or leave out --wheels")
+
+
+def write_sums(folder: Path) -> None:
+    """SHA256SUMS over every file of the bundle but itself (paths relative, sorted)."""
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS):
+        lines.append(f"{sha256_of(path)}  {path.relative_to(folder).as_posix()}\n")
+    atomic.write_text(folder / SUMS, "".join(lines))
+
+
+def write_tarball(folder: Path, tarball: Path) -> str:
+    """A reproducible .tar.gz of ``folder`` (members under ``<folder name>/``); returns its sha256."""
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = 0
+        info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
+        return info
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in [folder] + sorted(folder.rglob("*")):
+                tar.add(path, arcname=(Path(folder.name) / path.relative_to(folder)).as_posix(), recursive=False,
+                        filter=clean)
+    data = buf.getvalue()
+    atomic.write_bytes(tarball, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi", artifacts: list[str] | None = None,
+                runtimes=("onnxruntime", "litert"), wheels: bool = False) -> Bundle:
+    """Build ``out_dir/<name>/`` and ``out_dir/<name>.tar.gz`` from artifact folders.
+
+    ``artifacts`` names manifest entries to ship (default: every ``ok`` entry of a Pi runtime);
+    ``runtimes``: which of onnxruntime / litert the Pi gets; ``wheels``: also ship the aarch64
+    wheels (needs the network now, none on the Pi). The folder is replaced atomically.
+    """
+    runtimes = tuple(runtimes)
+    bad = [r for r in runtimes if r not in PI_RUNTIMES]
+    if bad or not runtimes:
+        raise UserError(f"runtime(s) {', '.join(bad) or '(none)'} cannot run on the Pi: choose from {', '.join(PI_RUNTIMES)}")
+    folders = [Path(f) for f in ([artifact_folders] if isinstance(artifact_folders, (str, os.PathLike))
+                                 else artifact_folders)]
+    if not folders:
+        raise UserError("no artifact folder given: pass one written by `invoke export`")
+    labels = [f.resolve().name for f in folders]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"artifact folders must have distinct names, got {', '.join(labels)}: rename or copy one")
+    out_dir = Path(out_dir)
+    final = out_dir / name
+    partial = out_dir / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        shipped = {}
+        for folder, label in zip(folders, labels):
+            wanted = None
+            if artifacts:
+                man = Manifest.read(folder)
+                wanted = [a for a in artifacts if a in man.names()]
+                if not wanted:
+                    continue
+            shipped[label] = _add_artifacts(folder, partial / "artifacts" / label, wanted, runtimes)
+        if artifacts:
+            found = {e["name"] for entries in shipped.values() for e in entries}
+            missing = [a for a in artifacts if a not in found]
+            if missing:
+                raise UserError(f"no artifact named {', '.join(missing)} in {', '.join(map(str, folders))}")
+        used = sorted({e["runtime"] for entries in shipped.values() for e in entries})
+        requirements = pi_requirements(used)
+        (partial / "requirements.txt").write_text(
+            f"# rnn-edge on Raspberry Pi OS 64-bit ({PI_SUITE}, CPython {PI_PYTHON}, aarch64)\n"
+            + "".join(r + "\n" for r in requirements))
+        _copy_runtime_package(partial)
+        if wheels:
+            download_wheels(requirements, partial / "wheels")
+        info = {
+            "format": FORMAT, "name": name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "target": {"os": f"Raspberry Pi OS 64-bit (Debian {PI_SUITE})", "python": PI_PYTHON, "machine": "aarch64"},
+            "requirements": requirements, "wheels": bool(wheels),
+            "artifacts": shipped,
+        }
+        atomic.write_json(partial / "BUNDLE.json", info)
+        write_sums(partial)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    tarball = out_dir / f"{name}.tar.gz"
+    digest = write_tarball(final, tarball)
+    return Bundle(final, tarball, digest, info)
+
+
+def load_bundle(path) -> Bundle:
+    """A bundle already built: its folder or its tarball (the other is found beside it)."""
+    path = Path(path)
+    if path.is_file() and path.name.endswith(".tar.gz"):
+        folder = path.with_name(path.name[: -len(".tar.gz")])
+        tarball = path
+    else:
+        folder, tarball = path, path.with_name(path.name + ".tar.gz")
+    if not (folder / "BUNDLE.json").is_file() or not tarball.is_file():
+        raise UserError(f"{path} is not a Pi bundle (needs <name>/BUNDLE.json and <name>.tar.gz): "
+                        f"build one with `invoke bundle`")
+    info = json.loads((folder / "BUNDLE.json").read_text())
+    if info.get("format") != FORMAT:
+        raise UserError(f"{folder}/BUNDLE.json has format {info.get('format')!r}, expected {FORMAT!r}: rebuild it")
+    return Bundle(folder, tarball, sha256_of(tarball), info)

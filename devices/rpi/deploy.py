@@ -1,0 +1,351 @@
+"""Deploy a bundle to a Raspberry Pi over SSH, switch to it atomically, run check and bench there.
+
+Layout on the Pi (``--dir``, default ``~/rnn-edge``)::
+
+    incoming/<tmp>/        uploads in progress (removed when done; stale ones by the next deploy)
+    releases/<id>/         one extracted, verified bundle each; ``venv`` -> ../../venvs/<hash>
+    venvs/<hash>/          a Python venv per requirements.txt content, shared by releases
+    current -> releases/<id>   the active version, replaced by one rename()
+
+Steps: connect (strict host keys) -> prepare -> upload (to incoming/) -> verify (tarball sha256
+on the Pi) -> unpack (+ ``sha256sum --check`` of every file) -> install (venv) -> check (the new
+release, before it is active) -> activate (symlink swap) -> bench -> fetch results -> prune.
+
+Until ``activate`` nothing the Pi runs has changed; ``activate`` is a single rename, so an
+interruption anywhere leaves either the old version or the new, checked one active. A bench
+failure after the switch switches back.
+
+Requirements: the venv is made with ``--system-site-packages``; when the pinned versions are
+already importable (a provisioned or offline Pi, the emulated Pi) nothing is installed, else pip
+installs them from the bundle's ``wheels/`` (``invoke bundle --wheels``, no network needed) or
+from PyPI (Raspberry Pi OS also lists piwheels).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from devices.rpi.bundle import SUMS, Bundle, load_bundle
+from runtime import atomic
+from runtime.errors import MissingDependency, UserError
+
+STEPS = ("connect", "prepare", "upload", "verify", "unpack", "install", "check", "activate", "bench", "fetch",
+         "prune")
+KEEP_RELEASES = 3
+
+#: Run on the Pi by the venv's Python: exit 1 and name what differs unless every pin is installed.
+REQUIREMENTS_MET = """
+import sys, importlib.metadata as md
+bad = []
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if not line:
+        continue
+    name, _, want = line.partition('==')
+    try:
+        have = md.version(name.strip())
+    except md.PackageNotFoundError:
+        have = None
+    if have != want.strip():
+        bad.append(f"{name.strip()} {have or 'missing'} (want {want.strip()})")
+print('; '.join(bad))
+sys.exit(1 if bad else 0)
+"""
+
+
+# --- strict host keys ---------------------------------------------------------------------------
+
+def fingerprint(key) -> str:
+    """OpenSSH-style SHA256 fingerprint of a paramiko key."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _host_label(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class UnknownHostKey(UserError):
+    pass
+
+
+class ChangedHostKey(UserError):
+    pass
+
+
+def strict_client(known_hosts: Path):
+    """A paramiko SSHClient that knows only the keys in ``known_hosts`` and refuses any other."""
+    import paramiko
+
+    class Refuse(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):
+            raise UnknownHostKey(
+                f"host key of {hostname} ({key.get_name()} {fingerprint(key)}) is not in {known_hosts}: refusing "
+                f"to connect. Check that fingerprint on the Pi (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), "
+                f"then add the key: ssh-keyscan -p PORT HOST >> {known_hosts}")
+
+    client = paramiko.SSHClient()
+    if known_hosts.is_file():
+        try:
+            client.get_host_keys().load(str(known_hosts))
+        except (OSError, paramiko.SSHException, ValueError) as e:
+            raise UserError(f"cannot read known hosts file {known_hosts}: {e}; fix or replace it") from None
+    client.set_missing_host_key_policy(Refuse())
+    return client
+
+
+def connect(host: str, port: int | None = None, known_hosts=None, key_filename=None, timeout: float = 20):
+    """An open Fabric Connection to ``[user@]host[:port]`` with strict host-key checking."""
+    try:
+        import fabric
+        import paramiko
+    except ImportError:
+        raise MissingDependency("fabric", "pip install 'rnn-edge[deploy]'") from None
+    user, _, hostport = host.rpartition("@")
+    hostname, _, port_text = hostport.partition(":")
+    if not hostname:
+        raise UserError(f"--host {host!r} names no host: pass user@hostname, e.g. pi@raspberrypi.local")
+    port = int(port or port_text or 22)
+    known = Path(os.path.expanduser(str(known_hosts or "~/.ssh/known_hosts")))
+    connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
+    if key_filename:
+        connect_kwargs.update(key_filename=str(key_filename), look_for_keys=False, allow_agent=False)
+    conn = fabric.Connection(hostname, user=user or None, port=port, connect_timeout=int(timeout),
+                             connect_kwargs=connect_kwargs)
+    conn.client = strict_client(known)  # Fabric's own client auto-adds unknown host keys: replace it
+    label = _host_label(hostname, port)
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException as e:
+        raise ChangedHostKey(
+            f"host key of {label} CHANGED: the server offers {e.key.get_name()} {fingerprint(e.key)} but {known} has "
+            f"{fingerprint(e.expected_key)}; refusing to connect (this is what a man-in-the-middle looks like). If the "
+            f"Pi was reinstalled, remove the old key with ssh-keygen -R '{label}' -f {known}, check the new "
+            f"fingerprint on the Pi and add it") from None
+    except paramiko.AuthenticationException as e:
+        raise UserError(f"SSH login as {conn.user}@{label} failed ({e}): install your public key on the Pi "
+                        f"(ssh-copy-id -p {port} {conn.user}@{hostname}) or pass --key") from None
+    except (socket.timeout, TimeoutError) as e:
+        raise UserError(f"connecting to {label} timed out ({e}): check the address and that the Pi is on") from None
+    except (paramiko.SSHException, OSError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"cannot connect to {label}: {e}; check the address, the port and that sshd runs") from None
+    return conn
+
+
+# --- the deploy ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class DeployResult:
+    release: str  # the release id now active
+    remote_dir: str
+    previous: str | None  # the release that was active before, if any
+    results_dir: Path  # local folder with the fetched check/bench results
+    results: dict  # {artifact folder: {"check": {...}, "bench": {...}}}
+
+
+class _Remote:
+    """Runs shell command lines on the Pi through one Fabric connection."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def run(self, cmd: str, what: str, timeout: float | None = None) -> str:
+        r = self.conn.run(cmd, hide=True, warn=True, in_stream=False, timeout=timeout)
+        if r.exited != 0:
+            lines = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            raise UserError(f"{what} failed on the Pi (exit {r.exited}): {lines[-1] if lines else 'no output'}")
+        return r.stdout
+
+    def ok(self, cmd: str) -> bool:
+        return self.conn.run(cmd, hide=True, warn=True, in_stream=False).exited == 0
+
+    def upload(self, local: Path, remote: str, progress: bool) -> None:
+        """Stream a file into ``cat > remote`` over an exec channel (works on any POSIX sshd, no SFTP)."""
+        from tqdm import tqdm
+        chan = self.conn.client.get_transport().open_session()
+        try:
+            chan.exec_command(f"cat > {shlex.quote(remote)}")
+            size = local.stat().st_size
+            with open(local, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc="upload",
+                                              disable=not progress) as bar:
+                for block in iter(lambda: f.read(1 << 16), b""):
+                    chan.sendall(block)
+                    bar.update(len(block))
+            chan.shutdown_write()
+            status = chan.recv_exit_status()
+            err = chan.makefile_stderr("rb").read().decode(errors="replace").strip()
+        finally:
+            chan.close()
+        if status != 0:
+            raise UserError(f"upload to {remote} failed on the Pi (exit {status}): {err or 'no output'}; "
+                            f"check free space (df -h) and permissions")
+
+
+def runtime_command(python: str, action: str, folder: str, out_json: str) -> str:
+    """The Pi command line for ``python -m runtime check|bench FOLDER`` writing JSON to ``out_json``."""
+    return f"{python} -m runtime {action} {shlex.quote(folder)} --json {shlex.quote(out_json)}"
+
+
+def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_filename=None,
+           remote_dir: str = "rnn-edge", results_dir=None, progress: bool = True,
+           on_step: Callable[[str], None] | None = None, timeout: float = 900) -> DeployResult:
+    """Deploy ``bundle`` (a Bundle, its folder or its tarball) to ``host``; see the module docstring.
+
+    ``on_step(name)`` is called before each step (names in ``STEPS``): progress display, and tests
+    that interrupt or tamper at a chosen point. Raises UserError with one line when a step fails;
+    the previous release then stays active.
+    """
+    b: Bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    step = on_step or (lambda name: None)
+    base = remote_dir.rstrip("/") or "."
+    q = shlex.quote
+    qb = q(base)
+
+    step("connect")
+    conn = connect(host, port=port, known_hosts=known_hosts, key_filename=key_filename)
+    remote = _Remote(conn)
+    tmp = release = previous = None
+    activated = False
+    try:
+        step("prepare")
+        machine = remote.run("uname -m && python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'",
+                             "finding python3 (install Raspberry Pi OS 64-bit, which has it)").split()
+        if not machine or machine[0] != "aarch64":
+            raise UserError(f"the Pi runs {machine[0] if machine else '?'}, not aarch64: the wheels need "
+                            f"Raspberry Pi OS 64-bit (bookworm); reinstall it with Raspberry Pi Imager")
+        remote.run(f"mkdir -p {qb}/releases {qb}/venvs {qb}/incoming && rm -rf {qb}/incoming/*",
+                   f"creating {base} on the Pi")
+        tmp = remote.run(f"mktemp -d {qb}/incoming/XXXXXXXX", "creating an upload folder").strip()
+        previous = remote.run(f"readlink {qb}/current || true", "reading the current release").strip() or None
+        previous = previous.rsplit("/", 1)[-1] if previous else None
+
+        step("upload")
+        remote.upload(b.tarball, f"{tmp}/bundle.tar.gz", progress)
+
+        step("verify")
+        got = remote.run(f"sha256sum {q(tmp + '/bundle.tar.gz')}", "sha256 of the upload").split()
+        if not got or got[0] != b.sha256:
+            raise UserError(f"upload corrupted: sha256 on the Pi is {got[0][:16] if got else '?'}..., the bundle's is "
+                            f"{b.sha256[:16]}...; nothing was activated, the previous version stays: deploy again")
+
+        step("unpack")
+        remote.run(f"mkdir {q(tmp + '/x')} && tar -xzf {q(tmp + '/bundle.tar.gz')} -C {q(tmp + '/x')} "
+                   f"--no-same-owner --no-same-permissions", "unpacking the bundle")
+        unpacked = f"{tmp}/x/{b.name}"
+        remote.run(f"cd {q(unpacked)} && sha256sum --check --strict --quiet {SUMS}",
+                   "sha256 check of the unpacked files (corrupt upload or full disk; nothing was activated)")
+        release = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{b.sha256[:12]}"
+        rel = f"{base}/releases/{release}"
+        remote.run(f"mv -T {q(unpacked)} {q(rel)} && rm -rf {q(tmp)}", f"staging release {release}")
+        tmp = None
+
+        step("install")
+        req = (b.folder / "requirements.txt").read_bytes()
+        venv = f"{base}/venvs/{hashlib.sha256(req).hexdigest()[:16]}"
+        _ensure_venv(remote, venv, rel, timeout)
+        remote.run(f"ln -s ../../venvs/{q(venv.rsplit('/', 1)[-1])} {q(rel + '/venv')}", "linking the venv")
+
+        step("check")
+        folders = sorted(b.info.get("artifacts", {}))
+        remote.run(f"mkdir -p {q(rel + '/results')}", "creating the results folder")
+        for folder in folders:
+            remote.run(f"cd {q(rel)} && " + runtime_command("venv/bin/python", "check", f"artifacts/{folder}",
+                                                             f"results/check-{folder}.json"),
+                       f"runtime check of {folder} (the new release was NOT activated)", timeout=timeout)
+
+        step("activate")
+        remote.run(f"ln -sfn releases/{q(release)} {qb}/current.new && mv -T {qb}/current.new {qb}/current",
+                   "switching to the new release")
+        activated = True
+
+        step("bench")
+        try:
+            for folder in folders:
+                remote.run(f"cd {qb}/current && " + runtime_command("venv/bin/python", "bench", f"artifacts/{folder}",
+                                                                     f"results/bench-{folder}.json"),
+                           f"runtime bench of {folder}", timeout=timeout)
+        except BaseException:
+            _switch_back(remote, base, previous)
+            activated = False
+            raise
+
+        step("fetch")
+        local = Path(results_dir or Path("dist/rpi/results") / conn.host) / release
+        results = {}
+        for folder in folders:
+            results[folder] = {}
+            for action in ("check", "bench"):
+                text = remote.run(f"cat {q(f'{rel}/results/{action}-{folder}.json')}", f"fetching {action} results")
+                try:
+                    results[folder][action] = json.loads(text)
+                except json.JSONDecodeError:
+                    raise UserError(f"{action} results of {folder} from the Pi are not JSON: {text[:80]!r}") from None
+                atomic.write_text(local / f"{action}-{folder}.json", text)
+        atomic.write_json(local / "deploy.json", {"host": host, "release": release, "previous": previous,
+                                                  "bundle_sha256": b.sha256, "bundle": b.info})
+
+        step("prune")
+        _prune(remote, base, release, previous)
+        return DeployResult(release, base, previous, local, results)
+    except BaseException:
+        # Best effort: the connection may be gone. What is not activated is removed now, or by the
+        # next deploy (stale incoming/) and prune (old releases).
+        if not activated:
+            for path in (tmp, f"{base}/releases/{release}" if release else None):
+                if path:
+                    try:
+                        remote.ok(f"rm -rf {q(path)}")
+                    except Exception:  # noqa: BLE001 - the original error matters, not this one
+                        pass
+        raise
+    finally:
+        conn.close()
+
+
+def _ensure_venv(remote: _Remote, venv: str, rel: str, timeout: float) -> None:
+    """A venv at ``venv`` whose packages match ``rel``/requirements.txt; built once, marked when complete."""
+    q = shlex.quote
+    marker = f"{venv}/.rnn-edge-complete"
+    if remote.ok(f"test -f {q(marker)}"):
+        return
+    remote.run(f"rm -rf {q(venv)} && python3 -m venv --system-site-packages --without-pip {q(venv)}",
+               "creating the venv (on Raspberry Pi OS: sudo apt install python3-venv)")
+    check = f"{q(venv)}/bin/python -c {q(REQUIREMENTS_MET)} {q(rel + '/requirements.txt')}"
+    if not remote.ok(check):
+        wheels = f"{rel}/wheels"
+        source = f"--no-index --find-links {q(wheels)}" if remote.ok(f"test -d {q(wheels)}") else ""
+        remote.run(f"{q(venv)}/bin/python -m ensurepip --default-pip", "installing pip into the venv", timeout=timeout)
+        remote.run(f"{q(venv)}/bin/python -m pip install --disable-pip-version-check --quiet {source} "
+                   f"-r {q(rel + '/requirements.txt')}",
+                   "pip install of the requirements (no network? build the bundle with --wheels)", timeout=timeout)
+        remote.run(check, "checking the installed versions")
+    remote.run(f"touch {q(marker)}", "marking the venv complete")
+
+
+def _switch_back(remote: _Remote, base: str, previous: str | None) -> None:
+    qb = shlex.quote(base)
+    if previous:
+        remote.ok(f"ln -sfn releases/{shlex.quote(previous)} {qb}/current.new && mv -T {qb}/current.new {qb}/current")
+    else:
+        remote.ok(f"rm -f {qb}/current")
+
+
+def _prune(remote: _Remote, base: str, release: str, previous: str | None) -> None:
+    """Keep the newest releases (the active and the previous one always); drop venvs none uses."""
+    keep = " ".join(shlex.quote(r) for r in {release, previous} if r)
+    remote.run(
+        f"cd {shlex.quote(base)} && for r in $(ls -1 releases | sort | head -n -{KEEP_RELEASES}); do "
+        f"case \" {keep} \" in *\" $r \"*) ;; *) rm -rf \"releases/$r\";; esac; done && "
+        f"for v in $(ls -1 venvs); do used=; for l in releases/*/venv; do "
+        f"[ \"$(readlink \"$l\")\" = \"../../venvs/$v\" ] && used=1; done; [ -n \"$used\" ] || rm -rf \"venvs/$v\"; done",
+        "pruning old releases")

@@ -36,3 +36,37 @@ def tolerance_for(precision: str) -> Tolerance:
         return POLICY[precision]
     except KeyError:
         raise KeyError(f"no tolerance defined for precision {precision!r}; add it to runtime/tolerances.py") from None
+
+
+# -- between two runtimes (parity suite) -----------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LsbRule:
+    """Two runtimes that dequantize integer outputs with the same scale may differ by at most
+    ``max_lsb`` output LSBs (0: bit-exact). Judged on the cell of ``runtime``."""
+
+    runtime: str
+    against: str
+    precision: str
+    max_lsb: int
+    same_file: bool  # both run the very same artifact file (else: the same integer model)
+    reason: str
+
+
+LSB_RULES: tuple[LsbRule, ...] = (
+    LsbRule("c", "c-reference", "int8", 0, False,
+            "the generated C and export/c/reference.py are the same integer-only math, operation for operation"),
+    LsbRule("cortex-m", "c", "int8", 0, True,
+            "the same C source cross-compiled; integer math has no rounding freedom on any core"),
+    LsbRule("tflm", "litert", "int8", 2, True,
+            "same int8 flatbuffer, but TFLite Micro's LSTM kernel uses its own fixed-point gate math "
+            "(int16 cell, Q3.12 gates): a few LSBs apart from LiteRT's (measured <= 2)"),
+    LsbRule("tflm", "litert", "int16x8", 2, True,
+            "same 16x8 flatbuffer, different integer kernels (as for int8)"),
+)
+
+
+# Streaming (one frame per call, state carried) must reproduce the whole-sequence run of the SAME
+# runtime and precision: the math is identical, only the call pattern differs. It is judged with
+# the precision's own Tolerance, applied to (last streamed frame vs whole-sequence scores) and to
+# every frame against the reference's per-frame scores.
+STREAM_RULE = "streaming vs whole-sequence, same runtime and precision: judged by the precision's Tolerance"

@@ -1,0 +1,102 @@
+"""The held-out inputs every cell sees, and the float PyTorch reference on them.
+
+Rows: first the artifact folder's ``golden.npz`` (what export verified against), then, when the
+task's data can be loaded here, the test split (the task accuracy the model was trained for).
+The reference is computed straight from the training checkpoint with the checkpoint's own
+normalization - NOT through ``runtime`` and NOT from the manifest's ``preprocess`` - so a
+mistake in the manifest or in the runtime's plumbing shows up in every cell instead of
+cancelling out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from runtime.errors import UserError
+from runtime.manifest import Manifest
+
+
+@dataclasses.dataclass
+class HeldOut:
+    x_raw: np.ndarray  # [N, T, C] raw features, as a user passes them
+    y: np.ndarray  # [N] labels
+    reference: np.ndarray  # [N, K] float PyTorch scores (live, from the checkpoint)
+    golden_rows: int  # the first golden_rows rows come from golden.npz
+    golden_scores: np.ndarray  # [G, K] scores stored in golden.npz at export time
+    golden_stream: np.ndarray | None  # [G, T, K] per-step scores stored in golden.npz
+    reference_stream: np.ndarray  # [G, T, K] live PyTorch per-step scores on the golden rows
+    sources: dict  # {"golden": G, "test": N - G, "test_note": why no test split, if none}
+
+    @property
+    def accuracy_rows(self) -> slice:
+        """Rows task accuracy is measured on: the test split when present, else the golden set."""
+        return slice(self.golden_rows, None) if len(self.y) > self.golden_rows else slice(0, self.golden_rows)
+
+    def rows(self, which: str) -> slice:
+        return slice(0, self.golden_rows) if which == "golden" else slice(0, len(self.y))
+
+
+def _load_golden(manifest: Manifest) -> dict:
+    path = manifest.golden_path()  # sha256-verified
+    with np.load(path, allow_pickle=False) as z:
+        missing = {"x_raw", "y", "scores"} - set(z.files)
+        if missing:
+            raise UserError(f"{path} lacks {', '.join(sorted(missing))}: re-export the artifacts")
+        return {k: z[k] for k in z.files}
+
+
+def _test_split(meta: dict, max_test: int | None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The task's test split rebuilt from the checkpoint's config, or (None, None, why not)."""
+    if max_test == 0:
+        return None, None, "test split not requested"
+    try:
+        from training.data import load_task
+    except ImportError as e:
+        return None, None, f"training package not importable ({e})"
+    cfg = meta.get("config") or {}
+    try:
+        data = load_task(meta.get("task", cfg.get("task")), seed=int(cfg.get("seed", 0)), **(cfg.get("data") or {}))
+    except UserError as e:
+        return None, None, f"test split unavailable: {e}"
+    X, y = data.X_test, data.y_test
+    if max_test is not None and len(X) > max_test:
+        X, y = X[:max_test], y[:max_test]
+    return X, y, ""
+
+
+def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | None = None) -> tuple[HeldOut, object]:
+    """(held-out inputs with the live reference, the PyTorch model) for an artifact folder."""
+    import torch
+    from training.checkpoint import load_model
+
+    golden = _load_golden(manifest)
+    model, meta = load_model(manifest.checkpoint_path())  # sha256-verified against the manifest
+    mean = np.asarray(meta["input_mean"], np.float32)
+    std = np.asarray(meta["input_std"], np.float32)
+    xg = np.asarray(golden["x_raw"], np.float32)
+    yg = np.asarray(golden["y"], np.int64)
+    note = ""
+    Xt = yt = None
+    if test_split:
+        Xt, yt, note = _test_split(meta, max_test)
+    else:
+        note = "test split not requested"
+    if Xt is not None and Xt.shape[1:] != xg.shape[1:]:
+        note = f"test split windows {Xt.shape[1:]} differ from golden {xg.shape[1:]}: golden only"
+        Xt = yt = None
+    x_raw = xg if Xt is None else np.concatenate([xg, Xt.astype(np.float32)])
+    y = yg if yt is None else np.concatenate([yg, yt])
+
+    def norm(x):
+        return torch.from_numpy(((x - mean) / std).astype(np.float32))
+    with torch.no_grad():
+        reference = np.concatenate([model(norm(x_raw[i:i + 256])).numpy() for i in range(0, len(x_raw), 256)])
+        reference_stream = model.stream(norm(xg)).numpy()
+    held = HeldOut(x_raw=x_raw, y=y, reference=reference.astype(np.float32), golden_rows=len(xg),
+                   golden_scores=np.asarray(golden["scores"], np.float32),
+                   golden_stream=np.asarray(golden["stream_scores"], np.float32) if "stream_scores" in golden else None,
+                   reference_stream=reference_stream.astype(np.float32),
+                   sources={"golden": len(xg), "test": len(x_raw) - len(xg), "test_note": note})
+    return held, model

@@ -1,0 +1,42 @@
+"""Judge a cell's metrics against the tolerance policy (runtime/tolerances.py): one line per breach."""
+
+from __future__ import annotations
+
+from runtime.tolerances import LSB_RULES, tolerance_for
+
+EPS = 1e-12
+
+
+def judge(precision: str, m: dict) -> list[str]:
+    """Why a cell with these metrics breaks its precision's tolerance ([] when it does not)."""
+    tol = tolerance_for(precision)
+    bad: list[str] = []
+    if not m.get("finite", True):
+        bad.append("outputs contain NaN or infinity")
+    if tol.max_abs is not None and m.get("max_abs_err", 0.0) > tol.max_abs:
+        bad.append(f"max abs error {m['max_abs_err']:.3g} > {tol.max_abs:g}")
+    if m.get("top1_agreement", 1.0) < tol.min_top1_agreement - EPS:
+        bad.append(f"top-1 agreement {m['top1_agreement']:.2%} < {tol.min_top1_agreement:.2%}")
+    if m.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + EPS:
+        bad.append(f"accuracy drop {100 * m['accuracy_drop']:.2f} points > {100 * tol.max_accuracy_drop:.2f}")
+    # streaming: every frame against the reference's frame, and the last frame against whole-sequence
+    if tol.max_abs is not None and m.get("stream_max_abs_err", 0.0) > tol.max_abs:
+        bad.append(f"per-frame max abs error {m['stream_max_abs_err']:.3g} > {tol.max_abs:g}")
+    if m.get("stream_top1_agreement", 1.0) < tol.min_top1_agreement - EPS:
+        bad.append(f"per-frame top-1 agreement {m['stream_top1_agreement']:.2%} < {tol.min_top1_agreement:.2%}")
+    sw = m.get("stream_vs_whole")
+    if sw:
+        if tol.max_abs is not None and sw["max_abs_diff"] > tol.max_abs:
+            bad.append(f"streaming differs from whole-sequence {sw['against']} by {sw['max_abs_diff']:.3g} > {tol.max_abs:g}")
+        if sw["top1_agreement"] < tol.min_top1_agreement - EPS:
+            bad.append(f"streaming vs whole-sequence {sw['against']} top-1 agreement {sw['top1_agreement']:.2%} "
+                       f"< {tol.min_top1_agreement:.2%}")
+    for other, lsb in (m.get("lsb") or {}).items():
+        if lsb["lsb"] > lsb["max_lsb"]:
+            exact = "not bit-exact" if lsb["max_lsb"] == 0 else f"> {lsb['max_lsb']} LSB allowed"
+            bad.append(f"{lsb['lsb']} LSB from {other} ({exact})")
+    return bad
+
+
+def lsb_rules_for(runtime: str, precision: str):
+    return [r for r in LSB_RULES if r.runtime == runtime and r.precision == precision]

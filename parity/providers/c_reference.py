@@ -1,0 +1,37 @@
+"""export/c/reference.py: the numpy twin of the generated int8 C, from the checkpoint's weights.
+
+It rebuilds the integer model from the training checkpoint and the C entry's calibration record
+(``quant``), then runs the same integer operations in numpy. The generated C must match it bit
+for bit (runtime/tolerances.py ``LSB_RULES``): a C file whose weights or scales drifted from the
+checkpoint, or a runtime that quantizes inputs differently, fails that comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from parity.cells import WHOLE, Cell, Outputs, cell_id
+from parity.providers._runtime import output_scale
+
+NAME = "c-reference"
+
+
+def cells(ctx) -> list:
+    out = []
+    for entry in ctx.entries(format="c", precision="int8", kind="sequence"):
+        def run(x_raw: np.ndarray, entry=entry) -> Outputs:
+            from export.c import quantize as Q
+            from export.c import reference as R
+            quant = entry.get("quant")
+            if not quant:
+                raise ValueError(f"C entry {entry['name']} has no 'quant' calibration record")
+            qm = Q.quantize(Q.float_weights(ctx.model), quant)
+            mean, std = (np.asarray(v, np.float32) for v in ctx.manifest.preprocess)
+            x = ((x_raw - mean) / std).astype(np.float32)
+            return Outputs(scores=R.dequantize_scores(R.int_run(qm, R.quantize_input(x, quant["input"]["scale"]))))
+
+        out.append(Cell(cell_id(ctx.arch, "int8", NAME), ctx.arch, NAME, "int8", WHOLE, NAME,
+                        artifact=entry["name"], file=entry.get("file"),
+                        what="export/c/reference.py integer model rebuilt from the checkpoint + quant record",
+                        output_scale=output_scale(entry), run=run))
+    return out

@@ -265,6 +265,10 @@ static int32_t lut(const int16_t *table, int32_t v)
 
 /* out[r] (+)= requantize(W[r] . a, mult[r], shift[r]) + bias[r]   for r < rows.
  * W: int8 [rows][cols4], columns in SXTB16 order (a c b d); a: int16 [cols4]. */
+#if {P}_USE_DSP
+static uint32_t ror8(uint32_t v) {{ return (v >> 8) | (v << 24); }} /* folds into SXTB16's ROR #8 */
+#endif
+
 static void matvec_q(const int8_t *W, const int16_t *a, int32_t cols4, int32_t rows, const int32_t *mult,
                      const int8_t *shift, const int32_t *bias, int32_t *out, int accumulate)
 {{
@@ -282,9 +286,9 @@ static void matvec_q(const int8_t *W, const int16_t *a, int32_t cols4, int32_t r
             memcpy(&wa, w0, 4); w0 += 4;
             memcpy(&wb, w1, 4); w1 += 4;
             acc0 = __smlad(__sxtb16(wa), xa, acc0);
-            acc0 = __smlad(__sxtb16(__ror(wa, 8)), xb, acc0);
+            acc0 = __smlad(__sxtb16(ror8(wa)), xb, acc0);
             acc1 = __smlad(__sxtb16(wb), xa, acc1);
-            acc1 = __smlad(__sxtb16(__ror(wb, 8)), xb, acc1);
+            acc1 = __smlad(__sxtb16(ror8(wb)), xb, acc1);
         }}
         acc0 = requantize(acc0, mult[r], shift[r]) + (bias ? bias[r] : 0);
         acc1 = requantize(acc1, mult[r + 1], shift[r + 1]) + (bias ? bias[r + 1] : 0);

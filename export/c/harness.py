@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     fclose(fi);
     k = fclose(fo);
     if (k != 0) return fail("cannot write output");
-    printf("harness ok: %ld sequences\\n", (long)hdr[1]);
+    printf("harness ok: %ld sequences, state_bytes %lu\\n", (long)hdr[1], (unsigned long)sizeof(state));
     return 0;
 }}
 """

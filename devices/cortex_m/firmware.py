@@ -1,0 +1,177 @@
+"""Build a generated C model for a Cortex-M target and run it under qemu-system-arm.
+
+Recipe (../shared/NOTES.md): arm-none-eabi-gcc + newlib nano + rdimon semihosting; a vector table
+at 0 (``startup.c``, kept with ``-u vectors``); QEMU's ``-semihosting`` gives the guest host files
+(frames in, scores out), argv and its exit code. A hung guest is killed by an external timeout.
+Instructions are counted exactly by a TCG plugin (``icount_plugin.c``) between the harness's
+``bench_begin``/``bench_end`` markers, around the first whole-sequence inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from devices.targets import CortexMTarget
+from export.c import harness as HN
+from runtime.errors import MissingDependency, UserError
+
+HERE = Path(__file__).resolve().parent
+STARTUP = HERE / "startup.c"
+PLUGIN_SRC = HERE / "icount_plugin.c"
+WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+LINK = ["--specs=nano.specs", "--specs=rdimon.specs", "-Wl,--gc-sections", "-Wl,--section-start=.vectors=0",
+        "-Wl,-u,vectors"]
+
+
+def tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise MissingDependency(name, f"sudo apt-get install {package}")
+    return path
+
+
+def _run(cmd: list, what: str, cwd=None, timeout: float = 180) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if p.returncode != 0:
+        msg = (p.stderr or p.stdout).strip()
+        first = next((ln for ln in msg.splitlines() if "error" in ln.lower()), msg[:300])
+        if "specs" in first and ("No such file" in first or "cannot read" in first):
+            raise MissingDependency("newlib for arm-none-eabi", "sudo apt-get install libnewlib-arm-none-eabi")
+        raise UserError(f"{what} failed: {first}")
+    return p
+
+
+@dataclasses.dataclass
+class Firmware:
+    target: CortexMTarget
+    elf: Path
+    model_obj: Path
+    stack_usage: Path
+    prefix: str
+    precision: str
+    opt: str
+
+
+def build(lib_dir, prefix: str, precision: str, target: CortexMTarget, work_dir, opt: str = "-O2") -> Firmware:
+    """Compile the model (alone, for its size and stack usage) and link it with the harness."""
+    cc = tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    lib_dir = Path(lib_dir).resolve()
+    flags = target.cflags + WARN + [opt, "-ffunction-sections", "-fdata-sections"]
+    obj = work / f"{prefix}.o"
+    _run([cc, *flags, "-fstack-usage", "-c", lib_dir / f"{prefix}.c", "-o", obj], f"{target.name} build of {prefix}.c")
+    harness_c = work / "harness.c"
+    harness_c.write_text(HN.harness_source(prefix, precision))
+    elf = work / f"{prefix}.elf"
+    _run([cc, *flags, "-I", lib_dir, harness_c, STARTUP, obj, *LINK, "-o", elf, "-lm"], f"{target.name} link of the firmware")
+    return Firmware(target, elf, obj, work / f"{prefix}.su", prefix, precision, opt)
+
+
+def symbol(elf: Path, name: str) -> int:
+    nm = tool("arm-none-eabi-nm", "binutils-arm-none-eabi")
+    out = _run([nm, elf], "arm-none-eabi-nm").stdout
+    m = re.search(rf"^([0-9a-fA-F]+) [TtWw] {re.escape(name)}$", out, re.M)
+    if not m:
+        raise UserError(f"{elf} has no symbol {name}: rebuild the firmware")
+    return int(m.group(1), 16) & ~1
+
+
+def plugin_path(cache_dir) -> Path:
+    """The instruction-counting plugin, built with the host gcc once per cache folder."""
+    so = Path(cache_dir) / "libicount.so"
+    if not so.is_file() or so.stat().st_mtime < PLUGIN_SRC.stat().st_mtime:
+        cc = tool("gcc", "gcc")
+        so.parent.mkdir(parents=True, exist_ok=True)
+        tmp = so.with_suffix(".tmp.so")
+        _run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", PLUGIN_SRC, "-o", tmp],
+             "build of the QEMU instruction-count plugin")
+        tmp.replace(so)
+    return so
+
+
+@dataclasses.dataclass
+class QemuRun:
+    scores: np.ndarray
+    instructions: list[int]  # per measured region (the first inference)
+    stdout: str
+    state_bytes: int | None
+
+
+def run(fw: Firmware, x: np.ndarray, stream: bool = False, timeout: float = 60, count: bool = True,
+        work_dir=None) -> QemuRun:
+    """Run the firmware on frames ``x [n, steps, C]`` under QEMU; scores (+ instruction counts)."""
+    qemu = tool("qemu-system-arm", "qemu-system-arm")
+    work = Path(work_dir or fw.elf.parent)
+    inp, out, counts = work / "input.bin", work / "output.bin", work / "icount.txt"
+    for f in (out, counts):
+        f.unlink(missing_ok=True)
+    HN.write_input(inp, x, fw.precision, stream)
+    cmd = [qemu, "-M", fw.target.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", f"enable=on,target=native,arg={fw.elf.name},arg={inp.name},arg={out.name}",
+           "-kernel", str(fw.elf.resolve())]
+    if count:
+        begin, end = symbol(fw.elf, "bench_begin"), symbol(fw.elf, "bench_end")
+        cmd += ["-plugin", f"{plugin_path(work)},begin={begin:#x},end={end:#x},out={counts.name}"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the {fw.target.name} guest ({fw.elf.name}) did not finish within {timeout:g} s under QEMU "
+                        f"and was stopped: it hangs (infinite loop or lock-up); check the firmware") from None
+    if p.returncode != 0:
+        tail = (p.stdout + p.stderr).strip()[-300:]
+        why = " (a CPU fault: the fault handler exits with 70)" if p.returncode == 70 else ""
+        raise UserError(f"the {fw.target.name} guest exited with code {p.returncode}{why}: {tail}")
+    m = re.search(r"state_bytes (\d+)", p.stdout)
+    instr = [int(v) for v in counts.read_text().split()] if count and counts.is_file() else []
+    return QemuRun(HN.read_output(out, fw.precision), instr, p.stdout, int(m.group(1)) if m else None)
+
+
+# -- static figures ----------------------------------------------------------------------------
+def object_sizes(obj: Path) -> dict:
+    """Flash of the model object by kind: weights/tables (.rodata), code (.text), data (.data/.bss)."""
+    size = tool("arm-none-eabi-size", "binutils-arm-none-eabi")
+    out = _run([size, "-A", obj], "arm-none-eabi-size").stdout
+    sums = {"code": 0, "rodata": 0, "data": 0, "bss": 0}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            continue
+        name, n = parts[0], int(parts[1])
+        if name.startswith(".text"):
+            sums["code"] += n
+        elif name.startswith(".rodata"):
+            sums["rodata"] += n
+        elif name.startswith(".data"):
+            sums["data"] += n
+        elif name.startswith(".bss"):
+            sums["bss"] += n
+    sums["flash"] = sums["code"] + sums["rodata"] + sums["data"]
+    return sums
+
+
+def stack_bound(su_file: Path, prefix: str) -> dict:
+    """Deepest stack of ``<prefix>_run`` from -fstack-usage: run + step + the largest helper + the largest leaf.
+
+    The generated call graph is at most run -> step -> {matvec_q, *_cell} -> {requantize, lut, ...};
+    functions inlined by the compiler have no entry (their frames are part of their caller's).
+    """
+    frames: dict[str, int] = {}
+    for line in su_file.read_text().splitlines():
+        loc, n, kind = line.split("\t")
+        name = loc.rsplit(":", 1)[-1]
+        if "dynamic" in kind and "bounded" not in kind:
+            raise UserError(f"{name} has an unbounded stack frame ({kind}): the generated C must not use VLAs or alloca")
+        frames[name] = int(n)
+    leaves = {"rshift_round", "sat16", "requantize", "lut", "sigmoidf"}
+    top = {f"{prefix}_run", f"{prefix}_step", f"{prefix}_reset", f"{prefix}_init", f"{prefix}_info", f"{prefix}_state_size"}
+    mid = [v for k, v in frames.items() if k not in leaves and k not in top]
+    leaf = [v for k, v in frames.items() if k in leaves]
+    total = frames.get(f"{prefix}_run", 0) + frames.get(f"{prefix}_step", 0) + max(mid, default=0) + max(leaf, default=0)
+    return {"stack": total, "frames": frames}

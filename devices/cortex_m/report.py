@@ -1,0 +1,123 @@
+"""``invoke firmware``: build a C model for a Cortex-M target, run it under QEMU, report its cost.
+
+Report per model and core: flash (weights + code of the model object, ``arm-none-eabi-size``),
+RAM (state struct + deepest stack from ``-fstack-usage``), executed instructions per inference
+(exact, counted by a QEMU TCG plugin between two marker functions), instructions per
+multiply-accumulate, and whether the guest's scores equal the host build's bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from devices.cortex_m import firmware as F
+from devices.targets import CortexMTarget, get_target
+from export.c import build as HB
+from export.c import footprint
+from runtime.errors import UserError
+
+COUNTING = "QEMU TCG plugin (devices/cortex_m/icount_plugin.c): exact executed-instruction count of one whole-sequence inference"
+
+
+def check_budget(arch: str, input_size: int, hidden, classes: int, precision: str, target: CortexMTarget) -> dict:
+    """Refuse (UserError) a model whose estimated flash or RAM exceeds the target's budget. Before any build."""
+    est = footprint.estimate(arch, input_size, hidden, classes, precision)
+    for what, need, have in (("flash", est["flash"], target.flash_bytes), ("RAM", est["ram"], target.ram_bytes)):
+        if need > have:
+            raise UserError(f"{precision} {arch.upper()} {input_size}->{'->'.join(map(str, hidden))}->{classes} needs about "
+                            f"{need / 1024:.1f} KB of {what} but {target.name} ({target.part}) has {have / 1024:.0f} KB: "
+                            f"use int8, smaller layers, or a bigger target")
+    return est
+
+
+def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTarget, x: np.ndarray, work_dir,
+            opt: str = "-O2", timeout: float = 120) -> dict:
+    """Build + run one C library on one target; ``model`` = manifest ``model`` dict; ``x`` = frames for the device."""
+    hidden = list(model["hidden_sizes"])
+    est = check_budget(model["arch"], model["input_size"], hidden, model["num_classes"], precision, target)
+    work = Path(work_dir)
+    fw = F.build(lib_dir, prefix, precision, target, work / target.name, opt)
+    run = F.run(fw, x, timeout=timeout)
+    host_exe = HB.build_harness(lib_dir, prefix, precision, work / "host" / f"harness_{prefix}")
+    host = HB.run_harness(host_exe, x, precision)
+    if precision == "int8":
+        identical = bool(np.array_equal(run.scores, host))
+        max_diff = float(np.max(np.abs(run.scores.astype(np.int64) - host.astype(np.int64))))
+    else:
+        identical = bool(np.array_equal(run.scores.view(np.int32), host.view(np.int32)))
+        max_diff = float(np.max(np.abs(run.scores - host)))
+    sizes = F.object_sizes(fw.model_obj)
+    stack = F.stack_bound(fw.stack_usage, prefix)
+    G = 4 if model["arch"] == "lstm" else 3
+    macs_step, n_in = 0, model["input_size"]
+    for h in hidden:
+        macs_step += G * h * (n_in + h)
+        n_in = h
+    steps = int(x.shape[1])
+    instr = run.instructions[0] if run.instructions else None
+    weight_bytes = sum(G * h * (i + h) for h, i in zip(hidden, [model["input_size"]] + hidden[:-1])) + model["num_classes"] * hidden[-1]
+    weight_bytes *= 1 if precision == "int8" else 4
+    ram = (run.state_bytes or 0) + stack["stack"]
+    return {
+        "target": target.name, "part": target.part, "qemu_machine": target.qemu_machine, "dsp": target.dsp,
+        "model": f"{model['arch'].upper()} {model['input_size']}->{'->'.join(map(str, hidden))}->{model['num_classes']}",
+        "precision": precision, "opt": opt, "prefix": prefix,
+        "flash": {"model_total": sizes["flash"], "weights_and_tables": sizes["rodata"], "code": sizes["code"],
+                  "data": sizes["data"], "weight_bytes": weight_bytes,
+                  "budget_rule": int(1.3 * weight_bytes + 8192),
+                  "within_rule": sizes["flash"] <= 1.3 * weight_bytes + 8192, "estimate": est["flash"]},
+        "ram": {"state": run.state_bytes, "stack": stack["stack"], "total": ram, "below_4kb": ram < 4096,
+                "stack_frames": stack["frames"], "estimate": est["ram"]},
+        "instructions": {"per_inference": instr, "steps": steps, "per_step": (instr / steps) if instr else None,
+                         "macs_per_step": macs_step, "macs_per_inference": macs_step * steps,
+                         "per_mac": (instr / (macs_step * steps)) if instr else None, "method": COUNTING},
+        "host_identical": identical, "host_max_diff": max_diff, "sequences_checked": int(x.shape[0]),
+    }
+
+
+def format_report(r: dict) -> str:
+    f, m, i = r["flash"], r["ram"], r["instructions"]
+    lines = [
+        f"{r['model']} {r['precision']} on {r['target']} ({r['qemu_machine']} under QEMU; budget of a {r['part']}), {r['opt']}",
+        f"  flash  {f['model_total']:>8} B  = weights/tables {f['weights_and_tables']} + code {f['code']} + data {f['data']}"
+        f"   (rule 1.3 x {f['weight_bytes']} weight bytes + 8 KB = {f['budget_rule']}: {'ok' if f['within_rule'] else 'EXCEEDED'})",
+        f"  RAM    {m['total']:>8} B  = state {m['state']} + stack {m['stack']} (-fstack-usage call chain)"
+        f"   ({'< 4 KB' if m['below_4kb'] else '>= 4 KB'})",
+    ]
+    if i["per_inference"]:
+        lines.append(f"  instr  {i['per_inference']:>8}    per inference of {i['steps']} steps ({i['per_step']:.0f}/step); "
+                     f"{i['macs_per_inference']} MACs -> {i['per_mac']:.2f} instructions/MAC")
+    lines.append(f"  output {'bit-identical to' if r['host_identical'] else 'DIFFERS from'} the host gcc build on "
+                 f"{r['sequences_checked']} sequences (max diff {r['host_max_diff']:g})")
+    lines.append(f"  counted with: {i['method']}")
+    return "\n".join(lines)
+
+
+def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision: str = "int8", opt: str = "-O2",
+             sequences: int = 4, timeout: float = 120, work_dir: str | None = None, as_json: bool = False) -> str:
+    """What ``invoke firmware --target cortex-m4 [--artifacts DIR]`` runs: build, run under QEMU, report.
+
+    ``artifacts``: an exported artifact folder (manifest.json with a ``c-<precision>`` entry);
+    default ``artifacts/watch-gru``. Inputs are the folder's golden windows (normalized, and
+    quantized for int8). Returns the printable report (or JSON).
+    """
+    from runtime.manifest import Manifest
+    from runtime.quant import quantize
+    from runtime.backends.base import Quant
+    tgt = get_target(target)
+    folder = Path(artifacts or "artifacts/watch-gru")
+    man = Manifest.read(folder)
+    entry = man.by_name(f"c-{precision}")
+    lib_dir = folder / entry["c"]["dir"]
+    man.verified(entry)
+    golden = np.load(man.golden_path())
+    x = np.asarray(golden["x"][:sequences], np.float32)
+    if precision == "int8":
+        x = quantize(x, Quant.from_json(entry["inputs"][0]["quant"]), "int8")
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
+    rep = measure(lib_dir, entry["c"]["prefix"], precision, man.model, tgt, x, work, opt, timeout)
+    return json.dumps(rep, indent=2) if as_json else format_report(rep)

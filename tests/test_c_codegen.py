@@ -1,0 +1,209 @@
+"""The C export on the host: float C == PyTorch, int8 C == numpy reference bit for bit, streaming,
+sanitizers, packaging, the runtime's C backend, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from export.c import build as HB
+from export.c import export_c, prepare
+from export.c import reference as R
+from runtime.errors import MissingDependency, UserError
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (apt: gcc)")
+
+
+@pytest.fixture(scope="module")
+def fixture_data():
+    from training.data import load_task
+    return load_task("fixture")
+
+
+@pytest.fixture(scope="module")
+def c_export(fixture_run, fixture_data, tmp_path_factory):
+    """``c_export(arch)`` -> dict(model, meta, records, out, qm, quant, x (normalized test windows))."""
+    from training.checkpoint import load_model
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            model, meta = load_model(fixture_run(arch))
+            out = tmp_path_factory.mktemp(f"c-{arch}")
+            records = export_c(model, meta, fixture_data, out)
+            rec8 = next(r for r in records if r["name"] == "c-int8")
+            _, quant, qm = prepare(model, meta, quant=rec8["quant"])
+            mean, std = np.array(meta["input_mean"], np.float32), np.array(meta["input_std"], np.float32)
+            x = ((fixture_data.X_test[:48] - mean) / std).astype(np.float32)
+            cache[arch] = dict(model=model, meta=meta, records=records, out=out, qm=qm, quant=quant, x=x)
+        return cache[arch]
+    return get
+
+
+def _lib(e, precision):
+    rec = next(r for r in e["records"] if r["name"] == f"c-{precision}")
+    return e["out"] / rec["c"]["dir"], rec["c"]["prefix"], rec
+
+
+def _torch(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def test_float_c_matches_pytorch(arch, c_export, tmp_path):
+    e = c_export(arch)
+    lib, prefix, _ = _lib(e, "float32")
+    exe = HB.build_harness(lib, prefix, "float32", tmp_path / "h")  # -Wall -Wextra -Werror -pedantic
+    got = HB.run_harness(exe, e["x"], "float32")
+    assert np.abs(got - _torch(e["model"], e["x"])).max() < 1e-4
+    stream = HB.run_harness(exe, e["x"][:4], "float32", stream=True)
+    with torch.no_grad():
+        ref_stream = e["model"].stream(torch.from_numpy(e["x"][:4])).numpy()
+    assert np.abs(stream - ref_stream).max() < 1e-4
+
+
+def test_int8_c_is_bit_exact_with_reference_and_streams(arch, c_export, tmp_path):
+    e = c_export(arch)
+    lib, prefix, rec = _lib(e, "int8")
+    xq = R.quantize_input(e["x"], rec["quant"]["input"]["scale"])
+    exe = HB.build_harness(lib, prefix, "int8", tmp_path / "h")
+    got = HB.run_harness(exe, xq, "int8")
+    np.testing.assert_array_equal(got.astype(np.int64), R.int_run(e["qm"], xq))
+    stream = HB.run_harness(exe, xq[:6], "int8", stream=True)
+    np.testing.assert_array_equal(stream.astype(np.int64), R.int_run(e["qm"], xq[:6], stream=True))
+    np.testing.assert_array_equal(stream[:, -1], got[:6])  # streaming == whole sequence
+    # and it still classifies like the float model
+    agree = np.mean(R.dequantize_scores(got).argmax(1) == _torch(e["model"], e["x"]).argmax(1))
+    assert agree >= 0.9
+
+
+def test_sanitizers_clean(arch, c_export, tmp_path):
+    e = c_export(arch)
+    for precision in ("int8", "float32"):
+        lib, prefix, rec = _lib(e, precision)
+        exe = HB.build_harness(lib, prefix, precision, tmp_path / precision / "h", sanitize=True, opt="-O1")
+        x = e["x"][:8]
+        if precision == "int8":
+            x = R.quantize_input(x, rec["quant"]["input"]["scale"])
+            np.testing.assert_array_equal(HB.run_harness(exe, x, precision).astype(np.int64), R.int_run(e["qm"], x))
+        else:
+            assert np.abs(HB.run_harness(exe, x, precision) - _torch(e["model"], e["x"][:8])).max() < 1e-4
+
+
+def test_per_layer_sizes_and_odd_widths(tmp_path):
+    """Three layers of different, non-multiple-of-4 widths: padding and per-layer descriptors."""
+    from training.models import ModelSpec, SequenceModel
+    from training.data.base import SequenceData
+    torch.manual_seed(0)
+    for arch in ("gru", "lstm"):
+        model = SequenceModel(ModelSpec(arch, 5, (7, 13, 6), 3)).eval()
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((40, 12, 5)).astype(np.float32)
+        data = SequenceData("t", ["a", "b", "c"], X, rng.integers(0, 3, 40), X[:8], np.zeros(8), X[:8], np.zeros(8))
+        meta = {"task": "odd", "input_mean": [0.0] * 5, "input_std": [1.0] * 5}
+        recs = export_c(model, meta, data, tmp_path / arch)
+        _, quant, qm = prepare(model, meta, quant=recs[2]["quant"])
+        for rec in recs[::2]:
+            lib, prefix = tmp_path / arch / rec["c"]["dir"], rec["c"]["prefix"]
+            exe = HB.build_harness(lib, prefix, rec["precision"], tmp_path / arch / "b" / prefix)
+            if rec["precision"] == "int8":
+                xq = R.quantize_input(X[:10], quant["input"]["scale"])
+                np.testing.assert_array_equal(HB.run_harness(exe, xq, "int8").astype(np.int64), R.int_run(qm, xq))
+            else:
+                assert np.abs(HB.run_harness(exe, X[:10], "float32") - _torch(model, X[:10])).max() < 1e-4
+
+
+def test_int8_source_uses_no_float_and_no_libm(c_export, tmp_path):
+    e = c_export("lstm")
+    lib, prefix, _ = _lib(e, "int8")
+    src = (lib / f"{prefix}.c").read_text()
+    assert "math.h" not in src and "float" not in src.split("#include")[-1].split("*/", 1)[-1].replace("float32", "")
+    obj = tmp_path / "m.o"
+    # -mgeneral-regs-only: any floating-point operation is a compile error
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-mgeneral-regs-only", "-c",
+                    str(lib / f"{prefix}.c"), "-o", str(obj)], check=True)
+    undefined = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout.split()
+    assert not [s for s in undefined if s not in ("U",) and s != "memcpy"], undefined
+
+
+def test_records_and_quant_stored(c_export):
+    e = c_export("gru")
+    names = [r["name"] for r in e["records"]]
+    assert names == ["c-float32", "c-float32-step", "c-int8", "c-int8-step"]
+    rec = e["records"][2]
+    assert rec["format"] == "c" and rec["runtime"] == "c" and rec["precision"] == "int8"
+    assert rec["quant"]["scheme"] and rec["inputs"][0]["quant"]["scale"] == rec["quant"]["input"]["scale"]
+    assert json.loads((e["out"] / "c-int8" / "quant.json").read_text()) == rec["quant"]
+    assert rec["state"]["mode"] == "variables"
+    # the stored record alone rebuilds the same integer model (no recalibration)
+    _, _, qm2 = prepare(e["model"], e["meta"], quant=rec["quant"])
+    np.testing.assert_array_equal(qm2["layers"][0]["wx"], e["qm"]["layers"][0]["wx"])
+    assert 0 <= rec["metrics"]["accuracy"] <= 1 and rec["metrics"]["top1_agreement"] >= 0.9
+
+
+def test_runtime_c_backend(arch, c_export, tmp_path, monkeypatch):
+    """runtime.backends.c: gcc + ctypes; sequence and step records; states per batch row."""
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(tmp_path / "cache"))
+    from runtime.backends import backend_class
+    from runtime.quant import quantize
+    cls = backend_class("c")
+    e = c_export(arch)
+    for rec in e["records"]:
+        be = cls(e["out"] / rec["file"], entry=rec)
+        x = e["x"][:5]
+        if rec["precision"] == "int8":
+            x = quantize(x, be.inputs[0].quant, "int8")
+            np.testing.assert_array_equal(x, R.quantize_input(e["x"][:5], rec["quant"]["input"]["scale"]))
+        if rec["kind"] == "sequence":
+            y = be.run([x])[0]
+        else:  # stream frame by frame, state kept in the backend between calls
+            be.reset_variables()
+            for t in range(x.shape[1]):
+                y = be.run([x[:, t]])[0]
+        if rec["precision"] == "int8":
+            np.testing.assert_array_equal(y.astype(np.int64), R.int_run(e["qm"], x))
+        else:
+            assert np.abs(y - _torch(e["model"], e["x"][:5])).max() < 1e-4
+
+
+def test_packaging_builds_with_make_and_cmake(c_export, tmp_path):
+    e = c_export("gru")
+    lib, prefix, _ = _lib(e, "int8")
+    work = tmp_path / "pkg"
+    shutil.copytree(lib, work)
+    subprocess.run(["make", "-s", "all", "shared"], cwd=work, check=True, capture_output=True)
+    assert (work / f"lib{prefix}.a").is_file() and (work / f"lib{prefix}.so").is_file()
+    ard = next((work / "arduino").iterdir())
+    props = (ard / "library.properties").read_text()
+    assert "name=" in props and f"includes={prefix}.h" in props
+    assert (ard / "src" / f"{prefix}.c").read_text() == (lib / f"{prefix}.c").read_text()
+    ino = ard / "examples" / f"{prefix}_demo" / f"{prefix}_demo.ino"
+    assert f"{prefix}_step(&state, frame, scores)" in ino.read_text()
+    # the header is C++-clean (Arduino sketches are C++)
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-fsyntax-only", "-x", "c++", "-I", str(lib), "-"],
+                   input=f'#include "{prefix}.h"\nint main() {{ {prefix}_state s; {prefix}_init(&s); return 0; }}\n',
+                   text=True, check=True, capture_output=True)
+    if shutil.which("cmake"):
+        b = tmp_path / "cmake-build"
+        subprocess.run(["cmake", "-S", str(work), "-B", str(b)], check=True, capture_output=True)
+        subprocess.run(["cmake", "--build", str(b)], check=True, capture_output=True)
+        assert list(b.glob(f"lib{prefix}.a"))
+
+
+def test_bad_input_is_a_user_error(c_export, tmp_path, monkeypatch):
+    e = c_export("gru")
+    with pytest.raises(UserError, match="calibration data"):
+        export_c(e["model"], e["meta"], None, tmp_path / "x")
+    from export.c import quantize as Q
+    bad = dict(e["quant"], scheme="other/0")
+    with pytest.raises(UserError, match="scheme"):
+        Q.quantize(Q.float_weights(e["model"]), bad)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(MissingDependency, match="apt-get install gcc"):
+        HB.find_tool("gcc", "gcc")

@@ -23,6 +23,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 8  # epochs without validation improvement before stopping
     augment: str = "basic"  # none | basic (time shift, gain, noise) | imu (basic + rotations)
+    rotate_deg: float = 25.0  # largest random rotation of the IMU augmentation
+    dropout: float = 0.0  # between layers and before the head, training only
+    label_smoothing: float = 0.0
     seed: int = 0
     threads: int = 1  # torch intra-op threads on CPU (1 is fastest on a busy 2-core box)
     device: str = "auto"  # auto | cpu | cuda

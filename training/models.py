@@ -70,9 +70,10 @@ State = list
 class SequenceModel(nn.Module):
     """Stacked unidirectional LSTM or GRU with a linear classification head on the last step."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, dropout: float = 0.0):
         super().__init__()
         self.spec = spec
+        self.drop = nn.Dropout(dropout)  # identity in eval mode, so exports never see it
         rnn = nn.LSTM if spec.arch == "lstm" else nn.GRU
         layers, n_in = [], spec.input_size
         for h in spec.hidden_sizes:
@@ -84,9 +85,9 @@ class SequenceModel(nn.Module):
     # -- whole sequence ----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``."""
-        for layer in self.layers:
-            x, _ = layer(x)
-        return self.head(x[:, -1])
+        for i, layer in enumerate(self.layers):
+            x, _ = layer(x if i == 0 else self.drop(x))
+        return self.head(self.drop(x[:, -1]))
 
     # -- streaming -----------------------------------------------------------------------
     def init_state(self, batch: int = 1, device=None) -> State:

@@ -36,11 +36,13 @@ KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 CLASS_NAMES = (*KEYWORDS, UNKNOWN, SILENCE)
-# Other words (the Speech Commands auxiliary words and a few more), all spoken as "_unknown_".
+# Other words, all spoken as "_unknown_": the Speech Commands auxiliary words plus a few common
+# ones. No homophone of a keyword ("know", "write") and no near-miss ("goal", "yet", "top"): those
+# would make labels ambiguous for a synthesiser that pronounces every word the same way.
 UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
                  "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero",
-                 "forward", "backward", "follow", "learn", "visual", "yellow", "know", "dawn",
-                 "light", "bottom", "often", "goal", "top", "write", "yet", "upon", "doll", "lift")
+                 "forward", "backward", "follow", "learn", "visual", "hello", "computer", "music",
+                 "water", "green", "window", "table", "paper", "morning", "number", "sister")
 SPLITS = ("train", "val", "test")
 CODE_VERSION = 1  # bump when the generation code changes what it produces
 
@@ -137,69 +139,104 @@ def place_in_clip(rng: np.random.Generator, word: np.ndarray | None, params: Kws
     return np.clip(clip, -1.0, 32767 / 32768).astype(np.float32)
 
 
-def render(job: dict) -> np.ndarray:
-    """Synthesise and featurise one job (runs in a worker process): ``[frames, n_mels]`` float32."""
-    params = KwsParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["params"].items()}
-                       | {"features": tuple(job["params"]["features"].items())})
-    rng = np.random.default_rng(job["seed"])
-    word = None
-    if job["word"] is not None:
-        voice = synth.Voice(*job["voice"])
-        audio = synth.synthesize(voice, job["word"], job["dialect"], job["speed"], job["pitch"])
-        word = synth.stretch(audio, job["stretch"])
-    return log_mel(place_in_clip(rng, word, params), params.feature_config)
+def _params_from_json(d: dict) -> KwsParams:
+    return KwsParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+                     | {"features": tuple(d["features"].items())})
+
+
+def render(session: dict) -> list[np.ndarray]:
+    """Synthesise and featurise one session (runs in a worker): one ``[frames, n_mels]`` per clip.
+
+    A session is one synthesiser call: up to ``WORDS_PER_CALL`` words with one voice, accent,
+    speed and pitch (or only silence clips). Each clip then gets its own stretch, level, offset,
+    noise and SNR from its own seed.
+    """
+    params = _params_from_json(session["params"])
+    if session["voice"] is None:
+        words = [None] * len(session["seeds"])
+    else:
+        words = synth.synthesize_many(synth.Voice(*session["voice"]), session["words"], session["dialect"],
+                                      session["speed"], session["pitch"])
+    out = []
+    for word, factor, seed in zip(words, session["stretch"], session["seeds"]):
+        rng = np.random.default_rng(seed)
+        if word is not None:
+            word = synth.stretch(word, factor)
+        out.append(log_mel(place_in_clip(rng, word, params), params.feature_config))
+    return out
+
+
+WORDS_PER_CALL = 8
 
 
 def plan(params: KwsParams, seed: int, groups: dict[str, list[synth.Voice]]) -> list[dict]:
-    """The list of clips to make, fully determined by ``params`` and ``seed``."""
+    """The synthesiser sessions to run, fully determined by ``params`` and ``seed``."""
     rng = np.random.default_rng([seed, 0x6B7773])
     p_json = params.to_json()
-    jobs = []
+    # flite says one word per call; pick flite sessions so that ~flite_share of the CLIPS are flite.
+    f, k = params.flite_share, WORDS_PER_CALL
+    p_flite = f * k / (1 - f + f * k) if f < 1 else 1.0
+    sessions = []
     for split, count in zip(SPLITS, params.per_class):
         espeak = [v for v in groups[split] if v.engine == "espeak"]
         flite = [v for v in groups[split] if v.engine == "flite"]
-        for label, name in enumerate(CLASS_NAMES):
-            for _ in range(count):
-                job = {"split": split, "label": label, "word": None, "voice": None, "dialect": None,
-                       "speed": 1.0, "pitch": 50, "stretch": 1.0, "params": p_json,
-                       "seed": int(rng.integers(2 ** 63))}
-                if name != SILENCE:
-                    pool = flite if flite and rng.random() < params.flite_share else espeak
-                    voice = pool[int(rng.integers(len(pool)))]
-                    job.update(word=name if name != UNKNOWN else UNKNOWN_WORDS[int(rng.integers(len(UNKNOWN_WORDS)))],
-                               voice=dataclasses.astuple(voice),
-                               dialect=synth.ESPEAK_DIALECTS[int(rng.integers(len(synth.ESPEAK_DIALECTS)))],
-                               speed=float(rng.uniform(*params.speed)), pitch=int(rng.integers(*params.pitch)),
-                               stretch=float(rng.uniform(*params.stretch)))
-                jobs.append(job)
-    return jobs
+        labels = rng.permutation(np.repeat(np.arange(len(CLASS_NAMES)), count))
+        spoken = [int(x) for x in labels if CLASS_NAMES[x] != SILENCE]
+        silent = [int(x) for x in labels if CLASS_NAMES[x] == SILENCE]
+        i = 0
+        while i < len(spoken):
+            use_flite = bool(flite) and rng.random() < p_flite
+            pool = flite if use_flite else espeak
+            chunk = spoken[i:i + (1 if use_flite else k)]
+            i += len(chunk)
+            voice = pool[int(rng.integers(len(pool)))]
+            words = [CLASS_NAMES[x] if CLASS_NAMES[x] != UNKNOWN else UNKNOWN_WORDS[int(rng.integers(len(UNKNOWN_WORDS)))]
+                     for x in chunk]
+            sessions.append({
+                "split": split, "labels": chunk, "words": words, "voice": dataclasses.astuple(voice),
+                "dialect": synth.ESPEAK_DIALECTS[int(rng.integers(len(synth.ESPEAK_DIALECTS)))],
+                "speed": float(rng.uniform(*params.speed)), "pitch": int(rng.integers(*params.pitch)),
+                "stretch": [float(x) for x in rng.uniform(*params.stretch, len(chunk))],
+                "seeds": [int(x) for x in rng.integers(2 ** 63, size=len(chunk))], "params": p_json})
+        for j in range(0, len(silent), k):
+            chunk = silent[j:j + k]
+            sessions.append({"split": split, "labels": chunk, "words": [None] * len(chunk), "voice": None,
+                             "dialect": None, "speed": 1.0, "pitch": 50, "stretch": [1.0] * len(chunk),
+                             "seeds": [int(x) for x in rng.integers(2 ** 63, size=len(chunk))], "params": p_json})
+    return sessions
 
 
-def run_jobs(jobs: list[dict], workers: int = 2, progress: bool = True) -> list[np.ndarray]:
-    """Render every job, in order, in at most ``workers`` (<= 2) processes."""
+def run_sessions(sessions: list[dict], workers: int = 2, progress: bool = True) -> list[list[np.ndarray]]:
+    """Render every session, in order, in at most ``workers`` (<= 2) processes."""
     workers = max(1, min(2, int(workers), multiprocessing.cpu_count()))
     bar = None
     if progress:
         try:
             from tqdm import tqdm
-            bar = tqdm(total=len(jobs), desc="kws: synthesising", unit="clip", dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(total=sum(len(s["labels"]) for s in sessions), desc="kws: synthesising",
+                       unit="clip", dynamic_ncols=True, file=sys.stderr)
         except ImportError:
             pass
-    out = []
+    out, pool = [], None
     try:
-        if workers == 1 or len(jobs) < 64:
-            for job in jobs:
-                out.append(render(job))
-                bar and bar.update()
+        if workers == 1 or len(sessions) < 16:
+            results = map(render, sessions)
         else:
             # spawn, not fork: the parent may already run torch's thread pools.
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for feats in pool.imap(render, jobs, chunksize=16):
-                    out.append(feats)
-                    bar and bar.update()
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            results = pool.imap(render, sessions, chunksize=4)
+        for feats in results:
+            out.append(feats)
+            if bar is not None:
+                bar.update(len(feats))
+        if pool is not None:
+            pool.close()
+            pool.join()
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.terminate()
     return out
 
 
@@ -213,15 +250,17 @@ def cache_key(params: KwsParams, seed: int, groups: dict) -> str:
 
 
 def generate(params: KwsParams, seed: int, groups: dict, workers: int = 2, progress: bool = True) -> dict:
-    jobs = plan(params, seed, groups)
-    feats = run_jobs(jobs, workers, progress)
+    """All splits as arrays: X_*, y_*, and per clip the voice id and word said (for checks)."""
+    sessions = plan(params, seed, groups)
+    feats = run_sessions(sessions, workers, progress)
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
-        idx = [i for i, j in enumerate(jobs) if j["split"] == split]
-        arrays[f"X_{split}"] = np.stack([feats[i] for i in idx]).astype(np.float32)
-        arrays[f"y_{split}"] = np.array([jobs[i]["label"] for i in idx], dtype=np.int64)
-        arrays[f"voice_{split}"] = np.array([synth.Voice(*jobs[i]["voice"]).id if jobs[i]["voice"] else "" for i in idx])
-        arrays[f"word_{split}"] = np.array([jobs[i]["word"] or "" for i in idx])
+        rows = [(f, lab, s["voice"], w) for s, fs in zip(sessions, feats) if s["split"] == split
+                for f, lab, w in zip(fs, s["labels"], s["words"])]
+        arrays[f"X_{split}"] = np.stack([r[0] for r in rows]).astype(np.float32)
+        arrays[f"y_{split}"] = np.array([r[1] for r in rows], dtype=np.int64)
+        arrays[f"voice_{split}"] = np.array([synth.Voice(*r[2]).id if r[2] else "" for r in rows])
+        arrays[f"word_{split}"] = np.array([r[3] or "" for r in rows])
     return arrays
 
 
@@ -250,9 +289,9 @@ def load_kws(cache_dir: str | Path = ".cache", seed: int = 0, subset: str = "ful
     engines = synth.engine_versions()
     info = {
         "synthetic": True,
-        "source": "synthetic speech from " + ", ".join(
-            engines[name].splitlines()[0][:70] for name in ("espeak-ng", "flite")
-            if name in engines and any(v.engine == name.split("-")[0] for vs in groups.values() for v in vs)),
+        "source": "synthetic speech (" + ", ".join(
+            f"{name} {engines[name]}" for name in ("espeak-ng", "flite")
+            if any(v.engine == name.split("-")[0] for vs in groups.values() for v in vs)) + ")",
         "split_by": "voice (espeak-ng variant / flite speaker); accents shared",
         "voices": {s: sorted({v.id for v in groups[s]}) for s in SPLITS},
         "features": params.feature_config.to_dict(),

@@ -150,7 +150,7 @@ class DeployResult:
     remote_dir: str
     previous: str | None  # the release that was active before, if any
     results_dir: Path  # local folder with the fetched check/bench results
-    results: dict  # {artifact folder: {"check": {...}, "bench": {...}}}
+    results: dict  # {artifact folder: {"check": [verdict per artifact], "bench": {artifact: timings}}}
 
 
 class _Remote:
@@ -191,14 +191,55 @@ class _Remote:
                             f"check free space (df -h) and permissions")
 
 
-def runtime_command(python: str, action: str, folder: str, out_json: str) -> str:
-    """The Pi command line for ``python -m runtime check|bench FOLDER`` writing JSON to ``out_json``."""
-    return f"{python} -m runtime {action} {shlex.quote(folder)} --json {shlex.quote(out_json)}"
+def _json_lines(text: str, what: str) -> list[dict]:
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+    except json.JSONDecodeError:
+        raise UserError(f"{what} printed something that is not JSON: {text[:80]!r}") from None
+
+
+def run_check(remote: _Remote, rel: str, folder: str, timeout: float) -> list[dict]:
+    """``python -m runtime check`` of one artifact folder of a release on the Pi; one dict per artifact."""
+    q = shlex.quote
+    out = f"results/check-{folder}.jsonl"
+    r = remote.conn.run(f"cd {q(rel)} && venv/bin/python -m runtime check {q('artifacts/' + folder)} --json "
+                        f"> {q(out)}; rc=$?; cat {q(out)}; exit $rc", hide=True, warn=True, in_stream=False,
+                        timeout=timeout)
+    verdicts = _json_lines(r.stdout, f"runtime check of {folder}")
+    if r.exited != 0:
+        bad = [f"{v.get('artifact')}: {v.get('why')}" for v in verdicts if v.get("verdict") == "FAIL"]
+        err = r.stderr.strip().splitlines()
+        why = "; ".join(bad) or (err[-1] if err else f"exit {r.exited}")
+        raise UserError(f"runtime check of {folder} failed on the Pi: {why}; the new release was NOT activated")
+    return verdicts
+
+
+def run_bench(remote: _Remote, rel: str, folder: str, artifact: str, repeats: int, timeout: float) -> dict:
+    """``python -m runtime bench`` of one artifact on the Pi (its step companion is timed too)."""
+    q = shlex.quote
+    out = f"results/bench-{folder}-{artifact}.json"
+    text = remote.run(f"cd {q(rel)} && venv/bin/python -m runtime bench {q('artifacts/' + folder)} --artifact "
+                      f"{q(artifact)} --repeats {int(repeats)} --warmup {min(5, int(repeats))} --json | tee {q(out)}"
+                      f" && test -s {q(out)}", f"runtime bench of {folder}/{artifact}", timeout=timeout)
+    found = _json_lines(text, f"runtime bench of {folder}/{artifact}")
+    if not found:
+        raise UserError(f"runtime bench of {folder}/{artifact} printed no result on the Pi")
+    return found[-1]
+
+
+def bench_targets(info: dict) -> list[tuple[str, str]]:
+    """(folder, artifact) pairs to time: whole-sequence entries (their step companions come along)."""
+    pairs = []
+    for folder, entries in sorted(info.get("artifacts", {}).items()):
+        seq = [e["name"] for e in entries if e.get("kind", "sequence") == "sequence"]
+        pairs += [(folder, name) for name in (seq or [e["name"] for e in entries])]
+    return pairs
 
 
 def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_filename=None,
            remote_dir: str = "rnn-edge", results_dir=None, progress: bool = True,
-           on_step: Callable[[str], None] | None = None, timeout: float = 900) -> DeployResult:
+           on_step: Callable[[str], None] | None = None, timeout: float = 900,
+           bench_repeats: int = 50) -> DeployResult:
     """Deploy ``bundle`` (a Bundle, its folder or its tarball) to ``host``; see the module docstring.
 
     ``on_step(name)`` is called before each step (names in ``STEPS``): progress display, and tests
@@ -258,10 +299,7 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
         step("check")
         folders = sorted(b.info.get("artifacts", {}))
         remote.run(f"mkdir -p {q(rel + '/results')}", "creating the results folder")
-        for folder in folders:
-            remote.run(f"cd {q(rel)} && " + runtime_command("venv/bin/python", "check", f"artifacts/{folder}",
-                                                             f"results/check-{folder}.json"),
-                       f"runtime check of {folder} (the new release was NOT activated)", timeout=timeout)
+        results = {folder: {"check": run_check(remote, rel, folder, timeout), "bench": {}} for folder in folders}
 
         step("activate")
         remote.run(f"ln -sfn releases/{q(release)} {qb}/current.new && mv -T {qb}/current.new {qb}/current",
@@ -270,29 +308,19 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
 
         step("bench")
         try:
-            for folder in folders:
-                remote.run(f"cd {qb}/current && " + runtime_command("venv/bin/python", "bench", f"artifacts/{folder}",
-                                                                     f"results/bench-{folder}.json"),
-                           f"runtime bench of {folder}", timeout=timeout)
+            for folder, artifact in bench_targets(b.info):
+                results[folder]["bench"][artifact] = run_bench(remote, f"{base}/current", folder, artifact,
+                                                               bench_repeats, timeout)
         except BaseException:
             _switch_back(remote, base, previous)
             activated = False
             raise
 
-        step("fetch")
+        step("fetch")  # the results came back on stdout above; the Pi keeps its copy in results/
         local = Path(results_dir or Path("dist/rpi/results") / conn.host) / release
-        results = {}
-        for folder in folders:
-            results[folder] = {}
-            for action in ("check", "bench"):
-                text = remote.run(f"cat {q(f'{rel}/results/{action}-{folder}.json')}", f"fetching {action} results")
-                try:
-                    results[folder][action] = json.loads(text)
-                except json.JSONDecodeError:
-                    raise UserError(f"{action} results of {folder} from the Pi are not JSON: {text[:80]!r}") from None
-                atomic.write_text(local / f"{action}-{folder}.json", text)
-        atomic.write_json(local / "deploy.json", {"host": host, "release": release, "previous": previous,
-                                                  "bundle_sha256": b.sha256, "bundle": b.info})
+        atomic.write_json(local / "results.json", {
+            "host": host, "release": release, "previous": previous, "bundle_sha256": b.sha256,
+            "machine": machine, "bundle": b.info, "results": results})
 
         step("prune")
         _prune(remote, base, release, previous)

@@ -1,0 +1,134 @@
+"""The C models on Cortex-M under QEMU: bit-identical to the host and the numpy reference on two
+cores, streaming, the cost report, and bad input (too big, missing tools, hung guest)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from devices.cortex_m import firmware as F
+from devices.cortex_m import report as RP
+from devices.targets import TARGETS, get_target
+from export.c import build as HB
+from export.c import export_c, prepare
+from export.c import reference as R
+from runtime.errors import MissingDependency, UserError
+
+torch.set_num_threads(1)
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
+pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
+                                reason="needs gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm, gcc")
+
+
+@pytest.fixture(scope="module")
+def c_lib(fixture_run, tmp_path_factory):
+    """``c_lib(arch)`` -> dict(records, out, qm, quant, x (int8 test windows), xf (normalized), model)."""
+    from training.checkpoint import load_model
+    from training.data import load_task
+    data = load_task("fixture")
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            model, meta = load_model(fixture_run(arch))
+            out = tmp_path_factory.mktemp(f"cm-{arch}")
+            records = export_c(model, meta, data, out)
+            rec = next(r for r in records if r["name"] == "c-int8")
+            _, quant, qm = prepare(model, meta, quant=rec["quant"])
+            mean, std = np.array(meta["input_mean"], np.float32), np.array(meta["input_std"], np.float32)
+            xf = ((data.X_test[:6] - mean) / std).astype(np.float32)
+            cache[arch] = dict(records=records, out=out, qm=qm, quant=quant, xf=xf, model=model,
+                               x=R.quantize_input(xf, quant["input"]["scale"]), meta=meta)
+        return cache[arch]
+    return get
+
+
+def _lib(e, precision):
+    rec = next(r for r in e["records"] if r["name"] == f"c-{precision}")
+    return e["out"] / rec["c"]["dir"], rec["c"]["prefix"]
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_int8_on_cortex_m_is_bit_identical(arch, target, c_lib, tmp_path):
+    e = c_lib(arch)
+    lib, prefix = _lib(e, "int8")
+    fw = F.build(lib, prefix, "int8", get_target(target), tmp_path / target)
+    ref = R.int_run(e["qm"], e["x"])
+    run = F.run(fw, e["x"])
+    np.testing.assert_array_equal(run.scores.astype(np.int64), ref)  # == numpy reference
+    host = HB.run_harness(HB.build_harness(lib, prefix, "int8", tmp_path / "host" / "h"), e["x"], "int8")
+    np.testing.assert_array_equal(run.scores, host)  # == host gcc build
+    assert run.instructions and run.instructions[0] > 0
+    stream = F.run(fw, e["x"][:2], stream=True, count=False)  # streaming on the device
+    np.testing.assert_array_equal(stream.scores.astype(np.int64), R.int_run(e["qm"], e["x"][:2], stream=True))
+    np.testing.assert_array_equal(stream.scores[:, -1], run.scores[:2])
+
+
+def test_float_on_cortex_m4_close_to_host(c_lib, tmp_path):
+    e = c_lib("gru")
+    lib, prefix = _lib(e, "float32")
+    fw = F.build(lib, prefix, "float32", get_target("cortex-m4"), tmp_path)
+    run = F.run(fw, e["xf"], count=False)
+    with torch.no_grad():
+        ref = e["model"](torch.from_numpy(e["xf"])).numpy()
+    assert np.abs(run.scores - ref).max() < 1e-4  # newlib's float libm differs from glibc by a few ulp
+
+
+def test_report_figures(c_lib, tmp_path):
+    e = c_lib("gru")
+    lib, prefix = _lib(e, "int8")
+    model = {"arch": "gru", "input_size": 3, "hidden_sizes": [16, 16], "num_classes": 4}
+    rep = RP.measure(lib, prefix, "int8", model, get_target("cortex-m4"), e["x"][:2], tmp_path)
+    assert rep["host_identical"]
+    assert rep["instructions"]["macs_per_step"] == e["model"].spec.macs_per_step()
+    assert rep["instructions"]["per_mac"] > 0.5
+    assert rep["flash"]["weight_bytes"] == e["records"][2]["c"]["weight_bytes"]
+    assert 0 < rep["flash"]["model_total"] <= rep["flash"]["estimate"]  # the pre-build estimate is an upper bound
+    assert rep["ram"]["state"] == 2 * (16 + 16) and rep["ram"]["total"] < 4096
+    assert "instructions/MAC" in RP.format_report(rep)
+
+
+def test_too_big_for_the_target_is_refused_before_building(monkeypatch, tmp_path):
+    def no_build(*a, **k):
+        raise AssertionError("built a model that cannot fit")
+    monkeypatch.setattr(F, "build", no_build)
+    big = {"arch": "lstm", "input_size": 40, "hidden_sizes": [256, 256], "num_classes": 12}
+    with pytest.raises(UserError, match=r"needs about .* KB of flash but cortex-m3"):
+        RP.measure(tmp_path, "m", "float32", big, TARGETS["cortex-m3"], np.zeros((1, 2, 40), np.float32), tmp_path)
+    with pytest.raises(UserError, match="RAM"):
+        RP.check_budget("gru", 8, [1024], 4, "float32", TARGETS["cortex-m3"])
+
+
+def test_missing_tools_name_their_package(monkeypatch, c_lib, tmp_path):
+    e = c_lib("gru")
+    lib, prefix = _lib(e, "int8")
+    fw = F.build(lib, prefix, "int8", get_target("cortex-m4"), tmp_path)
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n: None if n == "qemu-system-arm" else real(n))
+    with pytest.raises(MissingDependency, match="apt-get install qemu-system-arm"):
+        F.run(fw, e["x"][:1])
+    monkeypatch.setattr(shutil, "which", lambda n: None if n == "arm-none-eabi-gcc" else real(n))
+    with pytest.raises(MissingDependency, match="apt-get install gcc-arm-none-eabi"):
+        F.build(lib, prefix, "int8", get_target("cortex-m4"), tmp_path / "b")
+
+
+def test_hung_guest_is_stopped_and_reported(tmp_path):
+    """A library whose run never returns: QEMU is killed by the timeout and the error says so."""
+    lib = tmp_path / "hang"
+    lib.mkdir()
+    (lib / "hang.h").write_text(
+        "#include <stddef.h>\n#include <stdint.h>\n#define HANG_INPUT_SIZE 1\n#define HANG_NUM_CLASSES 1\n"
+        "typedef struct { int32_t x; } hang_state;\nvoid hang_init(hang_state *s);\n"
+        "void hang_step(hang_state *s, const int8_t *x, int32_t *y);\n"
+        "void hang_run(hang_state *s, const int8_t *x, int32_t n, int32_t *y);\n")
+    (lib / "hang.c").write_text(
+        '#include "hang.h"\nvoid hang_init(hang_state *s) { s->x = 0; }\n'
+        "void hang_step(hang_state *s, const int8_t *x, int32_t *y) { (void)s; (void)x; y[0] = 0; }\n"
+        "void hang_run(hang_state *s, const int8_t *x, int32_t n, int32_t *y)\n"
+        "{ volatile int spin = 1; (void)s; (void)x; (void)n; (void)y; while (spin) { } }\n")
+    fw = F.build(lib, "hang", "int8", get_target("cortex-m4"), tmp_path / "fw")
+    with pytest.raises(UserError, match="did not finish within 3 s"):
+        F.run(fw, np.zeros((1, 1, 1), np.int8), timeout=3, count=False)

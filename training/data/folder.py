@@ -1,0 +1,293 @@
+"""Bring your own data: ``--task PATH`` with a folder of WAV or CSV files per label, or a ``.npz``.
+
+Layouts:
+
+* **WAV folder** (the Speech Commands layout): ``PATH/<label>/<file>.wav``, 16 kHz 16-bit PCM
+  mono, about 1 s each (shorter clips are zero-padded at the end, longer ones cut to
+  ``clip_seconds``). Features are the log-mel frames of :mod:`runtime.features`, the front-end
+  the devices run. A folder named ``_background_noise_`` is skipped (Speech Commands keeps its
+  noise recordings there). Another sample rate is refused with the ``sox`` command that converts
+  it, unless the option ``resample=True`` is given (FFT resampling, :func:`runtime.wav.resample`).
+* **CSV folder**: ``PATH/<label>/<recording>.csv``, each file one recording ``[T, C]`` (one row
+  per time step, one numeric column per channel, an optional header row). Recordings are cut
+  into windows of ``window`` rows every ``hop`` rows (defaults: the shortest recording, half of
+  it).
+* **.npz**: ``X [N, T, C]`` numeric, ``y [N]`` (integers ``0..K-1`` or strings), optionally
+  ``class_names [K]`` and ``groups [N]`` (who/what each example came from). Loaded with
+  ``allow_pickle=False``: object arrays are refused.
+
+Splits are deterministic and keep a group in one split: the group of a file is the part of its
+name before ``_nohash_`` when present (Speech Commands' ``<speaker>_nohash_<n>.wav``), else its
+name without extension (a CSV recording). A group goes to test / val / train by a hash of its id
+(``test_fraction`` / ``val_fraction``, default 0.1 each), so adding files never moves others. For
+a ``.npz`` without ``groups`` each example is its own group.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime.atomic import atomic_path
+from runtime.errors import UserError
+from runtime.features import FeatureConfig, log_mel
+from runtime.wav import read_wav
+from training.data.base import SequenceData
+
+SKIP_FOLDERS = {"_background_noise_"}
+SPLITS = ("train", "val", "test")
+
+
+# -- splitting --------------------------------------------------------------------------------
+def group_of(path: Path) -> str:
+    """Speaker/recording id of a file: ``<speaker>`` of ``<speaker>_nohash_<n>``, else the stem."""
+    stem = path.stem
+    return stem.split("_nohash_", 1)[0] if "_nohash_" in stem else stem
+
+
+def _unit(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16 ** 12
+
+
+def assign_splits(groups: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, str]:
+    """Map each distinct group to a split by a hash of its id.
+
+    If hashing leaves a split empty (few groups), the groups are ranked by hash instead and the
+    first ones fill test, then val, so every split gets at least one group (needs >= 3 groups).
+    """
+    distinct = sorted(set(groups))
+    if len(distinct) < 3:
+        raise UserError(f"found only {len(distinct)} speaker/recording group(s); at least 3 are needed so that "
+                        "train, val and test hold different ones: add data (groups come from `<speaker>_nohash_` "
+                        "file names, or file names)")
+    out = {g: ("test" if _unit(g) < test_fraction else "val" if _unit(g) < test_fraction + val_fraction else "train")
+           for g in distinct}
+    if set(out.values()) != set(SPLITS):
+        ranked = sorted(distinct, key=_unit)
+        n_test = max(1, int(round(test_fraction * len(ranked))))
+        n_val = max(1, int(round(val_fraction * len(ranked))))
+        if n_test + n_val >= len(ranked):
+            n_test, n_val = 1, 1
+        out = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(ranked)}
+    return out
+
+
+def _split_arrays(name: str, class_names: list[str], X: np.ndarray, y: np.ndarray, groups: list[str],
+                  val_fraction: float, test_fraction: float, info: dict) -> SequenceData:
+    where = assign_splits(groups, val_fraction, test_fraction)
+    split = np.array([where[g] for g in groups])
+    parts = {s: (X[split == s], y[split == s]) for s in SPLITS}
+    info = {**info, "split_by": info.get("split_by", "group"),
+            "groups": {s: sorted(g for g, v in where.items() if v == s)[:50] for s in SPLITS},
+            "examples": {s: int((split == s).sum()) for s in SPLITS}}
+    return SequenceData(name, class_names, *parts["train"], *parts["val"], *parts["test"], info=info)
+
+
+# -- folders ----------------------------------------------------------------------------------
+def _label_folders(root: Path) -> list[Path]:
+    if not any(root.iterdir()):
+        raise UserError(f"data folder {root} is empty: put one sub-folder per label in it, each holding .wav or .csv files")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in SKIP_FOLDERS)
+    if not folders:
+        raise UserError(f"data folder {root} has no label sub-folders: put one sub-folder per label in it, each holding .wav or .csv files")
+    if len(folders) < 2:
+        raise UserError(f"data folder {root} has only one label ({folders[0].name}): a classifier needs at least two label sub-folders")
+    return folders
+
+
+def _files_by_label(root: Path) -> tuple[str, list[str], list[list[Path]]]:
+    """The file kind ('wav' | 'csv'), the labels, and each label's files (sorted)."""
+    folders = _label_folders(root)
+    files, kinds = [], set()
+    for folder in folders:
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".wav", ".csv")
+                       and not p.name.startswith("."))
+        if not found:
+            raise UserError(f"label folder {folder} has no .wav or .csv files: add some or remove the folder")
+        kinds |= {p.suffix.lower() for p in found}
+        files.append(found)
+    if len(kinds) > 1:
+        raise UserError(f"data folder {root} mixes .wav and .csv files: use one kind per dataset")
+    return kinds.pop().lstrip("."), [f.name for f in folders], files
+
+
+def _cache_file(cache_dir, kind: str, root: Path, files: list[list[Path]], options: dict) -> Path:
+    listing = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for fs in files for p in fs]
+    key = hashlib.sha256(json.dumps({"root": str(root.resolve()), "files": listing, "options": options,
+                                     "version": 1}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"{kind}-{root.name}-{key}.npz"
+
+
+def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, resample: bool = False,
+                    features: dict | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                    progress: bool = True) -> SequenceData:
+    """Speech Commands layout -> log-mel sequences (cached under ``cache_dir``)."""
+    kind, labels, files = _files_by_label(root)
+    if kind != "wav":
+        raise UserError(f"{root} holds .{kind} files, not .wav")
+    config = FeatureConfig(**{**FeatureConfig().to_dict(), **(features or {})})
+    n = int(round(clip_seconds * config.sample_rate))
+    opts = {"clip_seconds": clip_seconds, "resample": resample, "features": config.to_dict()}
+    cache = _cache_file(cache_dir, "wav", root, files, opts)
+    flat = [(label, p) for label, fs in enumerate(files) for p in fs]
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            X = z["X"]
+    else:
+        it = flat
+        if progress:
+            try:
+                from tqdm import tqdm
+                it = tqdm(flat, desc=f"{root.name}: features", unit="file", file=sys.stderr)
+            except ImportError:
+                pass
+        X = np.empty((len(flat), config.num_frames(n), config.n_mels), dtype=np.float32)
+        for i, (_, p) in enumerate(it):
+            audio, _ = read_wav(p, config.sample_rate, resample_to_rate=resample)
+            clip = np.zeros(n, dtype=np.float32)
+            clip[:min(n, len(audio))] = audio[:n]
+            X[i] = log_mel(clip, config)
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+            np.savez(f, X=X)
+    y = np.array([label for label, _ in flat], dtype=np.int64)
+    groups = [group_of(p) for _, p in flat]
+    info = {"source": f"WAV folder {root}", "synthetic": False, "features": config.to_dict(),
+            "sample_rate_hz": config.sample_rate, "clip_seconds": clip_seconds,
+            "split_by": "speaker (<speaker>_nohash_ prefix) or file"}
+    return _split_arrays(root.name, labels, X, y, groups, val_fraction, test_fraction, info)
+
+
+def read_csv_recording(path: Path) -> np.ndarray:
+    """One recording ``[T, C]`` float32; the first row may be a header."""
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if rows:
+        try:
+            [float(c) for c in rows[0]]
+        except ValueError:
+            rows = rows[1:]  # header
+    if not rows:
+        raise UserError(f"{path} holds no data rows: each CSV must be one recording, one row per time step")
+    width = len(rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise UserError(f"{path} row {i + 1} has {len(r)} columns, the first has {width}: every row needs one value per channel")
+    try:
+        data = np.array([[float(c) for c in r] for r in rows], dtype=np.float32)
+    except ValueError as e:
+        raise UserError(f"{path} has a non-numeric value ({e}): CSV cells must be numbers") from None
+    if not np.all(np.isfinite(data)):
+        raise UserError(f"{path} contains NaN or infinite values: clean the recording")
+    return data
+
+
+def load_csv_folder(root: Path, window: int | None = None, hop: int | None = None,
+                    val_fraction: float = 0.1, test_fraction: float = 0.1) -> SequenceData:
+    """One sub-folder per label, one CSV recording per file -> fixed-length windows."""
+    kind, labels, files = _files_by_label(root)
+    if kind != "csv":
+        raise UserError(f"{root} holds .{kind} files, not .csv")
+    recs = [(label, p, read_csv_recording(p)) for label, fs in enumerate(files) for p in fs]
+    channels = {r.shape[1] for _, _, r in recs}
+    if len(channels) > 1:
+        counts = {c: next(str(p) for _, p, r in recs if r.shape[1] == c) for c in sorted(channels)}
+        raise UserError(f"CSV recordings have different channel counts ({', '.join(f'{c} in {p}' for c, p in counts.items())}): all must have the same columns")
+    window = int(window or min(len(r) for _, _, r in recs))
+    hop = int(hop or max(1, window // 2))
+    if window < 1 or hop < 1:
+        raise UserError(f"window ({window}) and hop ({hop}) must be positive")
+    X, y, groups, skipped = [], [], [], 0
+    for label, p, r in recs:
+        if len(r) < window:
+            skipped += 1
+            continue
+        for s in range(0, len(r) - window + 1, hop):
+            X.append(r[s:s + window])
+            y.append(label)
+            groups.append(group_of(p))
+    if skipped:
+        print(f"warning: {skipped} CSV recording(s) shorter than the window of {window} rows were skipped", file=sys.stderr)
+    X = np.stack(X)
+    info = {"source": f"CSV folder {root}", "synthetic": False, "window": window, "hop": hop,
+            "split_by": "recording (file name, or <subject>_nohash_ prefix)"}
+    return _split_arrays(root.name, labels, X, np.array(y), groups, val_fraction, test_fraction, info)
+
+
+# -- .npz -------------------------------------------------------------------------------------
+def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) -> SequenceData:
+    """``X [N, T, C]``, ``y [N]``, optional ``class_names [K]`` and ``groups [N]``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        raise UserError(f"{path} holds pickled objects or is malformed ({e}): save plain numeric/string arrays with np.savez") from None
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz file ({e})") from None
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise UserError(f"{path} has no array {key!r} (found {', '.join(arrays) or 'none'}): save X [N, T, C] and y [N]")
+    X, y = arrays["X"], arrays["y"]
+    if X.ndim != 3 or not np.issubdtype(X.dtype, np.number):
+        raise UserError(f"{path}: X must be a numeric array [N, T, C], got shape {X.shape} dtype {X.dtype}")
+    if y.ndim != 1 or len(y) != len(X):
+        raise UserError(f"{path}: y must be [N] with N = {len(X)} (one label per sequence), got shape {y.shape}")
+    if not np.all(np.isfinite(X)):
+        raise UserError(f"{path}: X contains NaN or infinite values")
+    if np.issubdtype(y.dtype, np.integer):
+        k = int(y.max()) + 1 if len(y) else 0
+        if len(y) and y.min() < 0:
+            raise UserError(f"{path}: labels y must be 0..K-1, found {int(y.min())}")
+        class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else [str(i) for i in range(k)]
+        if len(class_names) < k:
+            raise UserError(f"{path}: y has labels up to {k - 1} but class_names lists only {len(class_names)}")
+    elif y.dtype.kind in "US":
+        class_names, y = [str(c) for c in np.unique(y)], np.unique(y, return_inverse=True)[1]
+    else:
+        raise UserError(f"{path}: y must hold integer labels or strings, got dtype {y.dtype}")
+    if "groups" in arrays:
+        groups = [str(g) for g in arrays["groups"]]
+        if len(groups) != len(X):
+            raise UserError(f"{path}: groups must be [N] with N = {len(X)}, got {len(groups)}")
+        split_by = "groups array"
+    else:
+        groups = [f"#{i}" for i in range(len(X))]
+        split_by = "example (no groups array: examples of one subject may be in several splits)"
+    info = {"source": f"npz file {path}", "synthetic": False, "split_by": split_by}
+    return _split_arrays(path.stem, class_names, X.astype(np.float32), y.astype(np.int64), groups,
+                         val_fraction, test_fraction, info)
+
+
+def load_path(path: str | Path, cache_dir=".cache", seed: int = 0, **options) -> SequenceData:
+    """Dispatch on what ``path`` is: a ``.npz`` file, or a folder of WAV / CSV files per label.
+
+    ``seed`` is accepted for the loader contract; splits are by hash and do not depend on it.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise UserError(f"{path} is a file but not a .npz: pass a .npz (X, y) or a folder of label sub-folders")
+        return _call(load_npz, path, options)
+    if not path.is_dir():
+        raise UserError(f"data path {path} does not exist")
+    kind = _files_by_label(path)[0]
+    if kind == "wav":
+        return _call(load_wav_folder, path, options, cache_dir=cache_dir)
+    return _call(load_csv_folder, path, options)
+
+
+def _call(fn, path, options: dict, **fixed):
+    """Call a loader, turning an unknown option into a clear error instead of a TypeError."""
+    import inspect
+    valid = [n for n in inspect.signature(fn).parameters if n not in ("root", "path", *fixed)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for {path}: valid options are {', '.join(valid)}")
+    return fn(Path(path), **fixed, **options)

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from export.c import reference as R
-from export.c.emit import array, c_float, identifier, interleave_for_sxtb16, pad4, pad_cols
+from export.c.emit import array, c_float, group_rows4, identifier, pad4
 
 
 @dataclasses.dataclass
@@ -100,6 +100,9 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     hidden = [L["hidden"] for L in qm["layers"]]
     desc = _describe(arch, qm["input_size"], hidden, qm["num_classes"])
     gate_names = "i, f, g, o" if arch == "lstm" else "r, z, n"
+    nl = len(hidden)
+    in4 = pad4(qm["input_size"])
+    scale_bits = int(np.frombuffer(np.float32(qm["input_scale"]).tobytes(), "<i4")[0])
 
     state_fields = []
     for i, L in enumerate(qm["layers"]):
@@ -113,30 +116,39 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     header = _header(p, P, "int8", arch, desc, state_fields, {"x": "int8_t", "scores": "int32_t",
                                                             "input_size": qm["input_size"], "classes": qm["num_classes"]}, defines)
 
-    data, weight_bytes = [], 0
+    def rows_params(mult, shift):
+        rows = pad4(len(mult))
+        m = np.zeros(rows, np.int64)
+        m[:len(mult)] = mult
+        s = np.tile(np.array([0, 1], np.int64), (rows, 1))
+        s[:len(mult)] = shift
+        return m, s
+
+    layout = ("int8, one scale per row; rows in groups of 4, each group stored column-block by column-block "
+              "(4 rows x 4 bytes), bytes of a block in the order a c b d for SXTB16; zero padding to x4")
+    data = []
     for i, L in enumerate(qm["layers"]):
         H = L["hidden"]
-        wx = interleave_for_sxtb16(pad_cols(L["wx"]))
-        wh = interleave_for_sxtb16(pad_cols(L["wh"]))
-        weight_bytes += L["wx"].size + L["wh"].size
+        wx, wh = group_rows4(L["wx"]), group_rows4(L["wh"])
         data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names} stacked as rows ---- */\n")
-        data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{wx.shape[1]}], int8 per-row scale, columns padded to x4 and "
-                          "interleaved a c b d per group of 4 (for SXTB16)"))
-        data.append(array("int32_t", f"L{i}_WX_MULT", L["wx_mult"], "W_ih rows: acc * mult >> shift = gate input part in Q3.12", per_line=8))
-        data.append(array("int8_t", f"L{i}_WX_SHIFT", L["wx_shift"]))
-        data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{wh.shape[1]}], same layout"))
-        data.append(array("int32_t", f"L{i}_WH_MULT", L["wh_mult"], "W_hh rows: acc * mult >> shift = recurrent part in Q3.12", per_line=8))
-        data.append(array("int8_t", f"L{i}_WH_SHIFT", L["wh_shift"]))
+        data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}"))
+        m, s = rows_params(L["wx_mult"], L["wx_shift"])
+        data.append(array("int32_t", f"L{i}_WX_MULT", m, "W_ih rows: requantize(acc, mult, ls, rs) = gate input part in Q3.12", per_line=8))
+        data.append(array("int8_t", f"L{i}_WX_SHIFT", s, "ls, rs per row"))
+        data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout"))
+        m, s = rows_params(L["wh_mult"], L["wh_shift"])
+        data.append(array("int32_t", f"L{i}_WH_MULT", m, "W_hh rows: recurrent part in Q3.12", per_line=8))
+        data.append(array("int8_t", f"L{i}_WH_SHIFT", s, "ls, rs per row"))
         bias_doc = "b_ih + b_hh" if arch == "lstm" else "b_ir + b_hr, b_iz + b_hz, b_in"
         data.append(array("int32_t", f"L{i}_BIAS", L["bias"], f"{bias_doc}, Q3.12", per_line=8))
         if arch == "gru":
             data.append(array("int32_t", f"L{i}_BIAS_HN", L["bias_hn"], "b_hn (inside r * (W_hn h + b_hn)), Q3.12", per_line=8))
-    hw = interleave_for_sxtb16(pad_cols(qm["head_w"]))
-    weight_bytes += qm["head_w"].size
+    hw = group_rows4(qm["head_w"])
     data.append("/* ---- classification head: scores = W h_last + b, int32 with 16 fractional bits ---- */\n")
-    data.append(array("int8_t", "HEAD_W", hw, f"[{qm['num_classes']}][{hw.shape[1]}], same layout as the gate weights"))
-    data.append(array("int32_t", "HEAD_MULT", qm["head_mult"], per_line=8))
-    data.append(array("int8_t", "HEAD_SHIFT", qm["head_shift"]))
+    data.append(array("int8_t", "HEAD_W", hw, f"[{qm['num_classes']}][{hidden[-1]}], same layout as the gate weights"))
+    m, s = rows_params(qm["head_mult"], qm["head_shift"])
+    data.append(array("int32_t", "HEAD_MULT", m, per_line=8))
+    data.append(array("int8_t", "HEAD_SHIFT", s))
     data.append(array("int32_t", "HEAD_BIAS", qm["head_bias"], per_line=8))
     data.append(array("int16_t", "SIGMOID_Q15", R.SIGMOID_TABLE, "sigmoid(v) in Q0.15 at v = -8, -8 + 1/16, ..., 8 (257 points)", per_line=12))
     data.append(array("int16_t", "TANH_Q15", R.TANH_TABLE, "tanh(v) in Q0.15 at the same points", per_line=12))
@@ -144,68 +156,58 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     descs = []
     for i, L in enumerate(qm["layers"]):
         bhn = f"L{i}_BIAS_HN" if arch == "gru" else "0"
-        descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {L['cell_frac']}, L{i}_WX, L{i}_WX_MULT, L{i}_WX_SHIFT, "
-                     f"L{i}_WH, L{i}_WH_MULT, L{i}_WH_SHIFT, L{i}_BIAS, {bhn}}},")
-    max_gh = max(G * h for h in hidden)
-    max_h = max(hidden)
-    in4 = pad4(qm["input_size"])
-    scale_bits = int(np.frombuffer(np.float32(qm["input_scale"]).tobytes(), "<i4")[0])
-    nl = len(hidden)
+        descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {pad4(G * L['hidden'])}, {L['cell_frac']},\n"
+                     f"     L{i}_WX, L{i}_WX_MULT, L{i}_WX_SHIFT, L{i}_WH, L{i}_WH_MULT, L{i}_WH_SHIFT, L{i}_BIAS, {bhn}}},")
+    scratch = pad4(max(max(G * h for h in hidden), qm["num_classes"]))
 
     if arch == "lstm":
-        cell = f"""
-/* LSTM cell, element-wise, for one layer whose gate pre-activations are in pre[4H] (Q3.12):
+        cell = """
+/* LSTM cell, element-wise over one layer (gate pre-activations gx + gh + b in Q3.12):
  *   i = sigmoid(pre_i), f = sigmoid(pre_f), g = tanh(pre_g), o = sigmoid(pre_o)   (Q0.15)
  *   c' = f * c + i * g         (c in Q(15-cf).cf, saturated to int16)
  *   h' = o * tanh(c')          (Q0.15)                                             */
-static void lstm_cell(const layer_q *L, const int32_t *pre, int16_t *h, int16_t *c)
-{{
+static void lstm_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int16_t *h, int16_t *c)
+{
     const int32_t H = L->hidden, cf = L->cell_frac;
+    const int32_t *b = L->bias;
     int32_t j;
-    for (j = 0; j < H; ++j) {{
-        const int32_t i = lut(SIGMOID_Q15, pre[j]);
-        const int32_t f = lut(SIGMOID_Q15, pre[H + j]);
-        const int32_t g = lut(TANH_Q15, pre[2 * H + j]);
-        const int32_t o = lut(SIGMOID_Q15, pre[3 * H + j]);
+    for (j = 0; j < H; ++j) {
+        const int32_t i = lut(SIGMOID_Q15, gx[j] + gh[j] + b[j]);
+        const int32_t f = lut(SIGMOID_Q15, gx[H + j] + gh[H + j] + b[H + j]);
+        const int32_t g = lut(TANH_Q15, gx[2 * H + j] + gh[2 * H + j] + b[2 * H + j]);
+        const int32_t o = lut(SIGMOID_Q15, gx[3 * H + j] + gh[3 * H + j] + b[3 * H + j]);
         const int32_t cn = sat16(rshift_round(f * c[j], 15) + rshift_round(i * g, 30 - cf));
         /* c' to Q3.12 for the tanh table */
         const int32_t c12 = cf > 12 ? rshift_round(cn, cf - 12) : sat16(cn * (1 << (12 - cf)));
         c[j] = (int16_t)cn;
         h[j] = (int16_t)rshift_round(o * lut(TANH_Q15, c12), 15);
-    }}
-}}
+    }
+}
 """
-        layer_call = "lstm_cell(L, pre, h[l], c[l]);"
-        layer_mv = """        /* pre = (W_ih x + b) + W_hh h, each part rescaled to Q3.12 */
-        matvec_q(L->wx, in, L->in4, 4 * L->hidden, L->wx_mult, L->wx_shift, L->bias, pre, 0);
-        matvec_q(L->wh, h[l], L->h4, 4 * L->hidden, L->wh_mult, L->wh_shift, 0, pre, 1);"""
+        layer_call = "lstm_cell(L, gx, gh, h[l], c[l]);"
     else:
-        cell = f"""
-/* GRU cell (PyTorch form), element-wise, for one layer:
- *   r = sigmoid(pre_r), z = sigmoid(pre_z)                         pre = W_i x + b_i + W_h h + b_h
- *   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))                  hn = W_hn h + b_hn (Q3.12)
+        cell = """
+/* GRU cell (PyTorch form), element-wise over one layer (gx = W_i x, gh = W_h h, Q3.12):
+ *   r = sigmoid(gx_r + gh_r + b_r), z = sigmoid(gx_z + gh_z + b_z)
+ *   n = tanh(gx_n + b_in + r * (gh_n + b_hn))
  *   h' = (1 - z) * n + z * h = n + z * (h - n)                     (Q0.15)                    */
-static void gru_cell(const layer_q *L, const int32_t *pre, const int32_t *hn, int16_t *h)
-{{
+static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int16_t *h)
+{
     const int32_t H = L->hidden;
+    const int32_t *b = L->bias;
     int32_t j;
-    for (j = 0; j < H; ++j) {{
-        const int32_t r = lut(SIGMOID_Q15, pre[j]);
-        const int32_t z = lut(SIGMOID_Q15, pre[H + j]);
-        const int32_t rh = (int32_t)(((int64_t)r * hn[j] + (1 << 14)) >> 15);
-        const int32_t n = lut(TANH_Q15, pre[2 * H + j] + rh);
+    for (j = 0; j < H; ++j) {
+        const int32_t r = lut(SIGMOID_Q15, gx[j] + gh[j] + b[j]);
+        const int32_t z = lut(SIGMOID_Q15, gx[H + j] + gh[H + j] + b[H + j]);
+        const int32_t hn = gh[2 * H + j] + L->bias_hn[j];
+        const int32_t rh = (int32_t)(((int64_t)r * hn + (1 << 14)) >> 15);
+        const int32_t n = lut(TANH_Q15, gx[2 * H + j] + b[2 * H + j] + rh);
         h[j] = (int16_t)(n + rshift_round(z * (h[j] - n), 15));
-    }}
-}}
+    }
+}
 """
-        layer_call = "gru_cell(L, pre, hn, h[l]);"
-        layer_mv = """        /* pre[r,z] = W_i x + b + W_h h;  pre[n] = W_in x + b_in;  hn = W_hn h + b_hn  (all Q3.12) */
-        matvec_q(L->wx, in, L->in4, 3 * L->hidden, L->wx_mult, L->wx_shift, L->bias, pre, 0);
-        matvec_q(L->wh, h[l], L->h4, 2 * L->hidden, L->wh_mult, L->wh_shift, 0, pre, 1);
-        matvec_q(L->wh + 2 * L->hidden * L->h4, h[l], L->h4, L->hidden, L->wh_mult + 2 * L->hidden,
-                 L->wh_shift + 2 * L->hidden, L->bias_hn, hn, 0);"""
+        layer_call = "gru_cell(L, gx, gh, h[l]);"
 
-    hn_decl = f"    int32_t hn[{max_h}];              /* GRU: W_hn h + b_hn of the current layer */\n" if arch == "gru" else ""
     c_decl = f"    int16_t *c[{nl}];\n" if arch == "lstm" else ""
     c_init = "".join(f"    c[{i}] = s->c{i};\n" for i in range(nl)) if arch == "lstm" else ""
 
@@ -214,22 +216,23 @@ static void gru_cell(const layer_q *L, const int32_t *pre, const int32_t *hn, in
  *
  * Numbers: x int8 (scale {P}_INPUT_SCALE); h and gate outputs int16 Q0.15; gate pre-activations
  * Q3.12; weights int8 with one scale per row, folded into a fixed-point multiplier per row
- * (acc * mult >> shift). Weight bounds were checked at export: no int32 intermediate can overflow.
+ * (requantize). Weight bounds were checked at export: no int32 intermediate can overflow.
  */
 #include "{p}.h"
+
+#include <string.h>
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined({P}_PORTABLE)
 #define {P}_USE_DSP 1
 #include <arm_acle.h>
-#include <string.h>
 #else
 #define {P}_USE_DSP 0
 #endif
 
 {''.join(data)}
-/* One recurrent layer's constants. Lengths in4/h4 are padded to multiples of 4. */
+/* One recurrent layer's constants. Lengths are padded to multiples of 4. */
 typedef struct {{
-    int32_t hidden, in4, h4, cell_frac;
+    int32_t hidden, in4, h4, rows4, cell_frac;
     const int8_t *wx; const int32_t *wx_mult; const int8_t *wx_shift;
     const int8_t *wh; const int32_t *wh_mult; const int8_t *wh_shift;
     const int32_t *bias, *bias_hn;
@@ -246,11 +249,23 @@ static int32_t rshift_round(int32_t x, int32_t s) {{ return (x + (1 << (s - 1)))
 
 static int32_t sat16(int32_t x) {{ return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }}
 
-/* acc * mult / 2^shift, rounded: rescales a row's accumulator (its int8 weight scale times the
- * input scale) to the output format. 32x32->64 multiply; 1 <= shift <= 62. */
-static int32_t requantize(int32_t acc, int32_t mult, int32_t shift)
+/* (a * b + 2^31) >> 32: high word of the 64-bit product, rounded (one SMMULR with DSP). */
+static int32_t smmulr(int32_t a, int32_t b)
 {{
-    return (int32_t)(((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift);
+#if {P}_USE_DSP
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}}
+
+/* acc * (mult / 2^32) * 2^ls / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
+ * times the input scale) to the output format. mult in [2^30, 2^31), ls >= 0, rs >= 1. */
+static int32_t requantize(int32_t acc, int32_t mult, const int8_t *shift)
+{{
+    return rshift_round(smmulr(acc * (1 << shift[0]), mult), shift[1]);
 }}
 
 /* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
@@ -263,58 +278,63 @@ static int32_t lut(const int16_t *table, int32_t v)
     return lo + (((table[k + 1] - lo) * frac + 128) >> 8);
 }}
 
-/* out[r] (+)= requantize(W[r] . a, mult[r], shift[r]) + bias[r]   for r < rows.
- * W: int8 [rows][cols4], columns in SXTB16 order (a c b d); a: int16 [cols4]. */
 #if {P}_USE_DSP
-static uint32_t ror8(uint32_t v) {{ return (v >> 8) | (v << 24); }} /* folds into SXTB16's ROR #8 */
+/* SXTB16 with ROR #8: bytes 1 and 3 of v sign-extended into two halfwords. */
+static uint32_t sxtb16_ror8(uint32_t v)
+{{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}}
 #endif
 
-static void matvec_q(const int8_t *W, const int16_t *a, int32_t cols4, int32_t rows, const int32_t *mult,
-                     const int8_t *shift, const int32_t *bias, int32_t *out, int accumulate)
+/* acc[r] = W[r] . a for the 4 rows of one group. W: the group's n/4 blocks of 4 rows x 4 bytes
+ * (bytes a c b d); a: int16 [n], n a multiple of 4. */
+static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {{
-    int32_t r = 0;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
 #if {P}_USE_DSP
-    /* two rows at a time: per 4 columns, 1 activation pair load x2, 1 weight word per row,
-     * SXTB16 (bytes 0,2) and SXTB16 ROR 8 (bytes 1,3), then SMLAD = two 16x16 MACs each */
-    for (; r + 1 < rows; r += 2) {{
-        const int8_t *w0 = W + r * cols4, *w1 = w0 + cols4;
-        const int16_t *x = a;
-        int32_t acc0 = 0, acc1 = 0, k;
-        for (k = cols4 >> 2; k > 0; --k) {{
-            uint32_t xa, xb, wa, wb;
-            memcpy(&xa, x, 4); memcpy(&xb, x + 2, 4); x += 4;
-            memcpy(&wa, w0, 4); w0 += 4;
-            memcpy(&wb, w1, 4); w1 += 4;
-            acc0 = __smlad(__sxtb16(wa), xa, acc0);
-            acc0 = __smlad(__sxtb16(ror8(wa)), xb, acc0);
-            acc1 = __smlad(__sxtb16(wb), xa, acc1);
-            acc1 = __smlad(__sxtb16(ror8(wb)), xb, acc1);
-        }}
-        acc0 = requantize(acc0, mult[r], shift[r]) + (bias ? bias[r] : 0);
-        acc1 = requantize(acc1, mult[r + 1], shift[r + 1]) + (bias ? bias[r + 1] : 0);
-        out[r] = accumulate ? out[r] + acc0 : acc0;
-        out[r + 1] = accumulate ? out[r + 1] + acc1 : acc1;
+    /* per 4 columns: 2 loads of activation pairs, then per row 1 weight word, SXTB16 -> (a, b)
+     * and SXTB16 ROR 8 -> (c, d), two SMLADs = 4 multiply-accumulates */
+    for (k = n >> 2; k > 0; --k) {{
+        uint32_t xa, xb, w0, w1, w2, w3;
+        memcpy(&xa, a, 4); memcpy(&xb, a + 2, 4); a += 4;
+        memcpy(&w0, w, 4); memcpy(&w1, w + 4, 4); memcpy(&w2, w + 8, 4); memcpy(&w3, w + 12, 4); w += 16;
+        s0 = __smlad(__sxtb16(w0), xa, s0); s0 = __smlad(sxtb16_ror8(w0), xb, s0);
+        s1 = __smlad(__sxtb16(w1), xa, s1); s1 = __smlad(sxtb16_ror8(w1), xb, s1);
+        s2 = __smlad(__sxtb16(w2), xa, s2); s2 = __smlad(sxtb16_ror8(w2), xb, s2);
+        s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);
+    }}
+#else
+    /* portable: the same integers, undoing the a c b d byte order */
+    for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{
+        s0 += w[0] * a[0] + w[1] * a[2] + w[2] * a[1] + w[3] * a[3];
+        s1 += w[4] * a[0] + w[5] * a[2] + w[6] * a[1] + w[7] * a[3];
+        s2 += w[8] * a[0] + w[9] * a[2] + w[10] * a[1] + w[11] * a[3];
+        s3 += w[12] * a[0] + w[13] * a[2] + w[14] * a[1] + w[15] * a[3];
     }}
 #endif
-    /* portable: the same integers, one row at a time, undoing the a c b d column order */
-    for (; r < rows; ++r) {{
-        const int8_t *w = W + r * cols4;
-        const int16_t *x = a;
-        int32_t acc = 0, k;
-        for (k = cols4 >> 2; k > 0; --k, w += 4, x += 4)
-            acc += w[0] * x[0] + w[1] * x[2] + w[2] * x[1] + w[3] * x[3];
-        acc = requantize(acc, mult[r], shift[r]) + (bias ? bias[r] : 0);
-        out[r] = accumulate ? out[r] + acc : acc;
+    acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+}}
+
+/* y[r] = requantize(W[r] . a) for r < rows (a multiple of 4): a matrix-vector product, 4 rows at a time */
+static void matvec_q(const int8_t *W, const int16_t *a, int32_t n, int32_t rows, const int32_t *mult,
+                     const int8_t *shift, int32_t *y)
+{{
+    int32_t r, acc[4];
+    for (r = 0; r < rows; r += 4) {{
+        dot4(W + r * n, a, n, acc);
+        y[r] = requantize(acc[0], mult[r], shift + 2 * r);
+        y[r + 1] = requantize(acc[1], mult[r + 1], shift + 2 * r + 2);
+        y[r + 2] = requantize(acc[2], mult[r + 2], shift + 2 * r + 4);
+        y[r + 3] = requantize(acc[3], mult[r + 3], shift + 2 * r + 6);
     }}
 }}
 {cell}
 void {p}_reset({p}_state *s)
 {{
     /* zero state; also keeps the int16 padding of h at zero (it multiplies zero weights) */
-    int16_t *b = (int16_t *)(void *)s;
-    size_t k;
-    for (k = 0; k < sizeof(*s) / sizeof(int16_t); ++k)
-        b[k] = 0;
+    memset(s, 0, sizeof(*s));
 }}
 
 void {p}_init({p}_state *s) {{ {p}_reset(s); }}
@@ -330,20 +350,23 @@ void {p}_info(int32_t info[4])
 void {p}_step({p}_state *s, const int8_t *x, int32_t *scores)
 {{
     int16_t x16[{in4}];               /* the int8 frame widened to int16, padded to x4 */
-    int32_t pre[{max_gh}];            /* gate pre-activations of the current layer, Q3.12 */
-{hn_decl}    int16_t *h[{nl}];
+    int32_t gx[{scratch}], gh[{scratch}]; /* W_ih x and W_hh h of the current layer, Q3.12 */
+    int16_t *h[{nl}];
 {c_decl}    const int16_t *in = x16;
     int32_t l, j;
 {''.join(f'    h[{i}] = s->h{i};{chr(10)}' for i in range(nl))}{c_init}    for (j = 0; j < {in4}; ++j)
         x16[j] = (int16_t)(j < {P}_INPUT_SIZE ? x[j] : 0);
     for (l = 0; l < {nl}; ++l) {{
         const layer_q *L = &LAYERS[l];
-{layer_mv}
+        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_mult, L->wx_shift, gx);   /* gx = W_ih x   */
+        matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_mult, L->wh_shift, gh);  /* gh = W_hh h   */
         {layer_call}
         in = h[l];                    /* this layer's new h is the next layer's input */
     }}
     /* scores = W_head h_last + b (int32, 16 fractional bits) */
-    matvec_q(HEAD_W, in, {pad4(hidden[-1])}, {P}_NUM_CLASSES, HEAD_MULT, HEAD_SHIFT, HEAD_BIAS, scores, 0);
+    matvec_q(HEAD_W, in, {pad4(hidden[-1])}, {pad4(qm['num_classes'])}, HEAD_MULT, HEAD_SHIFT, gx);
+    for (j = 0; j < {P}_NUM_CLASSES; ++j)
+        scores[j] = gx[j] + HEAD_BIAS[j];
 }}
 
 void {p}_run({p}_state *s, const int8_t *x, int32_t steps, int32_t *scores)
@@ -354,7 +377,8 @@ void {p}_run({p}_state *s, const int8_t *x, int32_t steps, int32_t *scores)
         {p}_step(s, x + t * {P}_INPUT_SIZE, scores);
 }}
 """
-    return CSource(p, f"{p}.h", header, f"{p}.c", source, "int8", int(weight_bytes))
+    weight_bytes = int(sum(L["wx"].size + L["wh"].size for L in qm["layers"]) + qm["head_w"].size)
+    return CSource(p, f"{p}.h", header, f"{p}.c", source, "int8", weight_bytes)
 
 
 # =============================================================================================

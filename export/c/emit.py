@@ -65,3 +65,17 @@ def interleave_for_sxtb16(w: np.ndarray) -> np.ndarray:
 
 def pad4(n: int) -> int:
     return -(-n // 4) * 4
+
+
+def group_rows4(w: np.ndarray) -> np.ndarray:
+    """The int8 weight layout of the generated C: ``[rows/4][cols/4][4 rows][4 bytes a c b d]``.
+
+    Rows and columns are zero-padded to multiples of 4. A group of 4 rows is stored block by
+    block so the kernel reads it with one moving pointer while sharing each activation load
+    among the 4 rows.
+    """
+    rows = pad4(w.shape[0])
+    padded = np.zeros((rows, pad4(w.shape[1])), w.dtype)
+    padded[: w.shape[0], : w.shape[1]] = w
+    x = interleave_for_sxtb16(padded)
+    return x.reshape(rows // 4, 4, -1, 4).transpose(0, 2, 1, 3).reshape(-1)

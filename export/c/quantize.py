@@ -58,19 +58,24 @@ def calibrate(fm: dict, X_norm: np.ndarray, max_windows: int = 512, seed: int = 
             "calibration": {"windows": int(len(X)), "input_max_abs": x_max}}
 
 
-def multiplier(m: float) -> tuple[int, int]:
-    """Real ``m >= 0`` -> (mult, shift) with ``m ~= mult / 2**shift``, mult < 2**31, 1 <= shift <= 62."""
+def multiplier(m: float) -> tuple[int, int, int]:
+    """Real ``m >= 0`` -> (mult, ls, rs) with ``m ~= mult / 2**32 * 2**ls / 2**rs`` (see ``reference.requantize``).
+
+    ``mult`` is in [2**30, 2**31) so the SMMULR keeps 30+ significant bits; ``rs >= 1`` always.
+    """
     if m <= 0.0:
-        return 0, 1
-    f, e = math.frexp(m)  # m = f * 2**e, 0.5 <= f < 1
-    mult, shift = round(f * (1 << 31)), 31 - e
+        return 0, 0, 1
+    f, e = math.frexp(m)  # m = f * 2**e, 0.5 <= f < 1  ->  m = (mult / 2**32) * 2**(e + 1)
+    mult = round(f * (1 << 31))
     if mult == 1 << 31:
-        mult, shift = 1 << 30, shift - 1
-    if shift < 1:
+        mult, e = 1 << 30, e + 1
+    k = e + 1
+    ls, rs = (k + 1, 1) if k + 1 >= 0 else (0, -k)
+    if ls > 30:
         raise UserError(f"a weight scale of {m:g} is too large for int8 export: the model's weights are out of range")
-    if shift > 62:
-        mult, shift = round(mult / 2.0 ** (shift - 62)), 62
-    return int(mult), int(shift)
+    if rs > 31:  # a negligible row (all but zero weights): keep it representable
+        mult, rs = mult >> (rs - 31), 31
+    return int(mult), int(ls), int(rs)
 
 
 def quantize_rows(w: np.ndarray, in_scale: float, out_frac: int):
@@ -79,7 +84,8 @@ def quantize_rows(w: np.ndarray, in_scale: float, out_frac: int):
     scale = np.where(amax > 0, amax / 127.0, 1.0)
     wq = np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int8)
     ms = [multiplier(s * in_scale * 2.0 ** out_frac) for s in scale]
-    return wq, np.array([m for m, _ in ms], np.int64), np.array([s for _, s in ms], np.int64)
+    return (wq, np.array([m for m, _, _ in ms], np.int64),
+            np.array([[ls, rs] for _, ls, rs in ms], np.int64).reshape(len(ms), 2))
 
 
 def quantize(fm: dict, quant: dict) -> dict:
@@ -115,9 +121,9 @@ def quantize(fm: dict, quant: dict) -> dict:
 
 
 def _row_bound(wq, mult, shift, a_max: int):
-    """Worst-case |acc| and |requantized acc| of each row for inputs bounded by ``a_max``."""
-    acc = np.abs(wq.astype(np.int64)).sum(1) * a_max
-    return acc, (acc * mult.astype(np.float64)) / 2.0 ** shift.astype(np.float64) + 1
+    """Worst-case |acc << ls| and |requantized acc| of each row for inputs bounded by ``a_max``."""
+    acc = np.abs(wq.astype(np.int64)).sum(1) * a_max * (2.0 ** shift[:, 0])
+    return acc, acc * mult.astype(np.float64) / 2.0 ** (32 + shift[:, 1]) + 2
 
 
 def check_bounds(qm: dict) -> None:

@@ -25,17 +25,27 @@ TABLE_BITS = 8  # 2**8 + 1 table entries over the int16 range, linear interpolat
 
 # ---------------------------------------------------------------------------------------------
 # integer primitives (each mirrors a static inline function of the generated C)
-def rshift_round(x, s: int):
-    """``(x + 2**(s-1)) >> s``: round half up, arithmetic shift (s >= 1)."""
-    return (np.asarray(x, np.int64) + (1 << (s - 1))) >> s
+def rshift_round(x, s):
+    """``(x + 2**(s-1)) >> s``: round half up, arithmetic shift (s >= 1; scalar or per element)."""
+    x = np.asarray(x, np.int64)
+    s = np.asarray(s, np.int64)
+    return (x + (np.int64(1) << (s - 1))) >> s
+
+
+def smmulr(a, b):
+    """``(a * b + 2**31) >> 32``: the high word of a 32x32 product, rounded (ARM SMMULR)."""
+    return (np.asarray(a, np.int64) * np.asarray(b, np.int64) + (np.int64(1) << 31)) >> 32
 
 
 def requantize(acc, mult, shift):
-    """``(acc * mult + 2**(shift-1)) >> shift`` in int64: rescale an accumulator (per row)."""
-    acc = np.asarray(acc, np.int64)
-    mult = np.asarray(mult, np.int64)
+    """Rescale a row's int32 accumulator: ``rshift_round(smmulr(acc << ls, mult), rs)``.
+
+    ``mult`` in [2**30, 2**31) (or 0), ``shift[..., 0] = ls >= 0``, ``shift[..., 1] = rs >= 1``:
+    the real multiplier is ``mult / 2**32 * 2**ls / 2**rs``.
+    """
     shift = np.asarray(shift, np.int64)
-    return (acc * mult + (np.int64(1) << (shift - 1))) >> shift
+    acc = np.asarray(acc, np.int64) << shift[..., 0]
+    return rshift_round(smmulr(acc, mult), shift[..., 1])
 
 
 def sat16(x):

@@ -61,10 +61,15 @@ def wav_chunks(path, rate: int, chunk: int, seconds: float | None):
         yield audio[i:i + chunk]
 
 
-def mic_chunks(rate: int, chunk: int, seconds: float | None):
+def arecord() -> str:
     exe = shutil.which("arecord")
     if exe is None:
         raise UserError("--mic needs `arecord` (install alsa-utils: sudo apt install alsa-utils), or use --wav FILE")
+    return exe
+
+
+def mic_chunks(rate: int, chunk: int, seconds: float | None):
+    exe = arecord()
     cmd = [exe, "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", str(rate)]
     if seconds:
         cmd += ["-d", str(max(1, int(np.ceil(seconds))))]
@@ -86,6 +91,8 @@ def mic_chunks(rate: int, chunk: int, seconds: float | None):
 
 def run(args) -> int:
     from runtime.features import LogMelStream
+    if args.mic:
+        arecord()  # fail before loading anything
     model = load_model(args.model, args)
     cfg = feature_config(model)
     if model.channels != cfg.n_mels:

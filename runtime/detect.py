@@ -97,3 +97,30 @@ class Detector:
             return None
         self.last[k] = frame
         return Detection(frame, self.class_names[k], k, p)
+
+
+def score(detections: list[tuple[str, float]], events: list[dict], duration_s: float,
+          tolerance_s: float = 1.0, background=("_unknown_", "_silence_")) -> dict:
+    """Detection rate and false alarms per minute of ``(label, time_s)`` reports against ground truth.
+
+    ``events``: ``{"label", "start_s", "end_s"}`` per spoken word (a ``training.data.kws_stream``
+    sidecar). A keyword is found when its label is reported within ``[start_s, end_s + tolerance_s]``
+    (first report only); every other report - wrong label, no word there, a repeat, or a report
+    during a background word - is a false alarm.
+    """
+    keywords = [e for e in events if e["label"] not in background]
+    found = [False] * len(keywords)
+    false_alarms = []
+    for label, t in sorted(detections, key=lambda d: d[1]):
+        hit = next((i for i, e in enumerate(keywords) if not found[i] and e["label"] == label
+                    and e["start_s"] <= t <= e["end_s"] + tolerance_s), None)
+        if hit is None:
+            false_alarms.append((label, t))
+        else:
+            found[hit] = True
+    minutes = max(duration_s, 1e-9) / 60.0
+    return {"keywords": len(keywords), "found": int(sum(found)),
+            "detection_rate": float(np.mean(found)) if keywords else float("nan"),
+            "false_alarms": len(false_alarms), "false_alarms_per_min": len(false_alarms) / minutes,
+            "missed": [e["label"] + f"@{e['start_s']:.2f}" for e, f in zip(keywords, found) if not f],
+            "false_alarm_reports": [f"{lab}@{t:.2f}" for lab, t in false_alarms], "duration_s": duration_s}

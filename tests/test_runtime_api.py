@@ -313,3 +313,13 @@ def test_windowed_stream_equals_predict_on_each_window(model, golden):
     for t, p in got:
         expect = softmax(model.predict(x[None, t - window + 1: t + 1]))[0]
         np.testing.assert_allclose(p, expect, atol=1e-5)
+
+
+def test_keyword_scoring():
+    from runtime.detect import score
+    events = [{"label": "yes", "start_s": 1.0, "end_s": 1.6}, {"label": "_unknown_", "start_s": 3.0, "end_s": 3.5},
+              {"label": "no", "start_s": 5.0, "end_s": 5.5}]
+    r = score([("yes", 1.9), ("yes", 2.0), ("go", 3.4), ("no", 7.0)], events, duration_s=60.0, tolerance_s=1.0)
+    assert (r["keywords"], r["found"], r["detection_rate"]) == (2, 1, 0.5)
+    assert r["false_alarms"] == 3 and r["false_alarms_per_min"] == 3.0  # repeat, wrong word, too late
+    assert r["missed"] == ["no@5.00"]

@@ -34,6 +34,10 @@ def add_arguments(p) -> None:
     p.add_argument("--smooth", type=int, default=2, help="posteriors averaged (moving average)")
     p.add_argument("--refractory-ms", type=float, default=1000.0, help="quiet time before the same keyword again")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
+    p.add_argument("--truth", default=None, help="ground-truth JSON (training.data.kws_stream sidecar): "
+                   "print detection rate and false alarms per minute at the end")
+    p.add_argument("--tolerance-ms", type=float, default=1000.0, help="with --truth: how long after a word "
+                   "ends its report still counts")
     add_model_arguments(p)
 
 
@@ -108,21 +112,45 @@ def run(args) -> int:
     chunk = max(1, int(args.chunk_ms / 1e3 * cfg.sample_rate))
     source = mic_chunks(cfg.sample_rate, chunk, args.seconds) if args.mic else \
         wav_chunks(args.wav, cfg.sample_rate, chunk, args.seconds)
-    found = 0
+    truth = read_truth(args.truth) if args.truth else None
+    reports: list[tuple[str, float]] = []
     try:
         for audio in source:
             for frame in features.push(audio):
                 for t, post in decoder.push(frame):
                     d = detector.update(t, post)
                     if d:
-                        found += 1
                         # a window ending at frame t covers audio up to t*hop + win samples
                         when = (t * cfg.hop + cfg.win) / cfg.sample_rate
+                        reports.append((d.label, when))
                         if args.jsonl:
                             print_json({"time_s": round(when, 3), "label": d.label, "confidence": round(d.confidence, 4)})
                         else:
                             print(f"{when:8.2f} s  {d.label}  ({d.confidence:.2f})", flush=True)
     except KeyboardInterrupt:
         pass
-    print(f"{decoder.frame * frame_s:.1f} s of audio, {found} keyword(s)", file=sys.stderr)
+    seconds = decoder.frame * frame_s
+    print(f"{seconds:.1f} s of audio, {len(reports)} keyword(s)", file=sys.stderr)
+    if truth is not None:
+        from runtime.detect import score
+        duration = float(truth.get("duration_s") or seconds)
+        r = score(reports, truth["events"], duration, args.tolerance_ms / 1e3)
+        print(f"score: {r['found']}/{r['keywords']} keywords found (detection rate {r['detection_rate']:.3f}), "
+              f"{r['false_alarms']} false alarm(s) in {duration / 60:.2f} min = {r['false_alarms_per_min']:.2f}/min",
+              file=sys.stderr)
+        if args.jsonl:
+            print_json({"score": r})
     return 0
+
+
+def read_truth(path) -> dict:
+    import json
+    try:
+        data = json.loads(open(path).read())
+        data["events"] = [{"label": e["label"], "start_s": float(e["start_s"]), "end_s": float(e["end_s"])}
+                          for e in data["events"]]
+    except OSError as e:
+        raise UserError(f"cannot read ground truth {path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is not a kws_stream ground-truth file (needs events with label, start_s, end_s): {e}") from None
+    return data

@@ -27,7 +27,7 @@ def _spec(name: str, d: dict) -> TensorSpec:
 class TFLMBackend(Backend):
     name = "tflm"
     formats = ("tflite",)
-    install = "pip install --pre tflite-micro  (or: pip install -e '.[tflm]')"
+    install = "pip install tflite-micro==0.dev20261023182759"
     what = "TFLite Micro (tflite-micro)"
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from runtime.tolerances import LSB_RULES, tolerance_for
 
 EPS = 1e-12
@@ -39,4 +41,5 @@ def judge(precision: str, m: dict) -> list[str]:
 
 
 def lsb_rules_for(runtime: str, precision: str):
-    return [r for r in LSB_RULES if r.runtime == runtime and r.precision == precision]
+    """The LSB rules judged on a cell of ``runtime`` (rule runtimes are fnmatch patterns: ``cortex-m*``)."""
+    return [r for r in LSB_RULES if fnmatch.fnmatchcase(runtime, r.runtime) and r.precision == precision]

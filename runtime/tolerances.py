@@ -42,7 +42,8 @@ def tolerance_for(precision: str) -> Tolerance:
 @dataclasses.dataclass(frozen=True)
 class LsbRule:
     """Two runtimes that dequantize integer outputs with the same scale may differ by at most
-    ``max_lsb`` output LSBs (0: bit-exact). Judged on the cell of ``runtime``."""
+    ``max_lsb`` output LSBs (0: bit-exact). Judged on the cells whose runtime matches the fnmatch
+    pattern ``runtime``, against every cell of runtime ``against`` (same precision and mode)."""
 
     runtime: str
     against: str
@@ -55,7 +56,7 @@ class LsbRule:
 LSB_RULES: tuple[LsbRule, ...] = (
     LsbRule("c", "c-reference", "int8", 0, False,
             "the generated C and export/c/reference.py are the same integer-only math, operation for operation"),
-    LsbRule("cortex-m", "c", "int8", 0, True,
+    LsbRule("cortex-m*", "c", "int8", 0, True,
             "the same C source cross-compiled; integer math has no rounding freedom on any core"),
     LsbRule("tflm", "litert", "int8", 2, True,
             "same int8 flatbuffer, but TFLite Micro's LSTM kernel uses its own fixed-point gate math "

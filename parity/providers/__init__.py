@@ -30,6 +30,9 @@ REGISTRY: tuple[str, ...] = (
     "parity.providers.rpi",  # ONNX Runtime / LiteRT on an emulated Raspberry Pi (aarch64)
 )
 
+# Providers that drive emulators (slow to start); `--skip-devices` leaves them out.
+DEVICE_PROVIDERS = ("parity.providers.cortex_m", "parity.providers.rpi")
+
 
 @dataclasses.dataclass
 class Context:
@@ -72,4 +75,13 @@ def collect(ctx: Context, providers: tuple[str, ...] = REGISTRY) -> list[Cell]:
     return cells
 
 
-__all__ = ["Context", "REGISTRY", "collect", "ERROR"]
+def list_cells(folder, providers: tuple[str, ...] = REGISTRY) -> list[Cell]:
+    """The cells an artifact folder would get (golden rows only are loaded; nothing is run)."""
+    from parity.inputs import load_heldout
+    manifest = Manifest.read(folder)
+    held, model = load_heldout(manifest, test_split=False)
+    ctx = Context(Path(folder), manifest, str(manifest.model.get("arch") or "model"), held, model)
+    return collect(ctx, providers)
+
+
+__all__ = ["Context", "REGISTRY", "DEVICE_PROVIDERS", "collect", "list_cells", "ERROR"]

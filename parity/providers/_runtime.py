@@ -49,16 +49,29 @@ def output_scale(entry: dict) -> float | None:
     return None
 
 
+def halves(n: int) -> list[tuple[int, int]]:
+    """Row ranges of two equal halves (plus one leftover row when ``n`` is odd).
+
+    Cells feed their rows in these calls to ONE loaded model: equal batch sizes make a runtime
+    that keeps state between calls without resetting it carry the first half's state into the
+    second half, where it shows up as an error instead of hiding behind a re-allocation.
+    """
+    half = max(1, n // 2)
+    return [(a, min(a + half, n)) for a in range(0, n, half)]
+
+
 def stream_rows(model, x_raw: np.ndarray) -> Outputs:
-    """Stream ``x_raw [N, T, C]`` frame by frame through ONE stepper, in two halves: the second half
-    starts after ``run``'s reset, so a state that is not reset between sequences shows up."""
+    """Stream ``x_raw [N, T, C]`` frame by frame through ONE stepper, half after half (``run``
+    resets between them), so a state that is not reset between sequences shows up."""
     stepper = model.stream()
-    half = max(1, len(x_raw) // 2)
-    parts = [stepper.run(x_raw[:half])]
-    if len(x_raw) > half:
-        parts.append(stepper.run(x_raw[half:]))
-    stream = np.concatenate(parts, axis=0).astype(np.float32)
+    stream = np.concatenate([stepper.run(x_raw[a:b]) for a, b in halves(len(x_raw))], axis=0).astype(np.float32)
     return Outputs(scores=stream[:, -1], stream=stream)
+
+
+def predict_rows(model, x_raw: np.ndarray) -> Outputs:
+    """Whole-sequence scores of ``x_raw`` from ONE model, half after half (see ``halves``)."""
+    return Outputs(scores=np.concatenate([np.asarray(model.predict(x_raw[a:b]), np.float32)
+                                          for a, b in halves(len(x_raw))], axis=0))
 
 
 def runtime_cell(ctx, entry: dict, backend: str, *, label: str | None = None, what: str = "",
@@ -70,9 +83,7 @@ def runtime_cell(ctx, entry: dict, backend: str, *, label: str | None = None, wh
     def run(x_raw: np.ndarray) -> Outputs:
         import runtime
         model = runtime.load(ctx.folder, backend=backend, artifact=name, **options)
-        if mode == STREAM:
-            return stream_rows(model, x_raw)
-        return Outputs(scores=np.asarray(model.predict(x_raw), np.float32))
+        return stream_rows(model, x_raw) if mode == STREAM else predict_rows(model, x_raw)
 
     return Cell(id=cell_id(ctx.arch, entry.get("precision", "?"), label or backend, variant_of(entry, extra)),
                 arch=ctx.arch, runtime=label or backend, precision=entry.get("precision", "?"), mode=mode,

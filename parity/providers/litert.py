@@ -1,4 +1,7 @@
-"""LiteRT (the TFLite interpreter): every .tflite artifact, all precisions, whole and streaming."""
+"""LiteRT (the TFLite interpreter): every .tflite file, all precisions, whole and streaming.
+
+A file listed twice (once for LiteRT, once for TFLite Micro) is one LiteRT cell.
+"""
 
 from __future__ import annotations
 
@@ -8,4 +11,7 @@ NAME = "litert"
 
 
 def cells(ctx) -> list:
-    return [runtime_cell(ctx, e, "litert") for e in ctx.entries(format="tflite")]
+    entries = ctx.entries(format="tflite")
+    own_files = {e.get("file") for e in entries if e.get("runtime") == "litert"}
+    return [runtime_cell(ctx, e, "litert") for e in entries
+            if e.get("runtime") == "litert" or e.get("file") not in own_files]

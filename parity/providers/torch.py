@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
-from parity.providers._runtime import missing_reason, stream_rows
+from parity.cells import STREAM, WHOLE, Cell, cell_id
+from parity.providers._runtime import missing_reason, predict_rows, stream_rows
 
 NAME = "torch"
 
@@ -17,7 +15,7 @@ def cells(ctx) -> list:
         return runtime.load(ctx.folder, backend="torch")
 
     def whole(x_raw):
-        return Outputs(scores=np.asarray(load().predict(x_raw), np.float32))
+        return predict_rows(load(), x_raw)
 
     def stream(x_raw):
         return stream_rows(load(), x_raw)

@@ -1,0 +1,67 @@
+"""``python -m parity ARTIFACT_DIR [ARTIFACT_DIR ...] [--out DIR]``: run, judge and report the matrix.
+
+Exit status: 0 when every cell is within tolerance (skipped cells are listed, never passed),
+1 when a cell fails (the failing cells are named on stderr), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", metavar="ARTIFACT_DIR", help="artifact folder(s) with manifest.json")
+    p.add_argument("--out", help="write parity.json, parity.md and plots here")
+    p.add_argument("--golden-only", action="store_true", help="skip the test split: golden.npz rows only (fast)")
+    p.add_argument("--max-test", type=int, default=None, help="use at most N test-split sequences")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="only cells whose id matches (fnmatch), repeatable")
+    p.add_argument("--skip-devices", action="store_true", help="leave out the emulated devices (Cortex-M, Raspberry Pi)")
+    p.add_argument("--list", action="store_true", help="list the cells and exit")
+    p.add_argument("--no-plots", action="store_true", help="JSON + Markdown only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    from runtime.errors import UserError
+    args = build_parser().parse_args(argv)
+    try:
+        import torch
+        torch.set_num_threads(1)
+        from parity.matrix import run_matrix
+        from parity.providers import DEVICE_PROVIDERS, REGISTRY
+        from parity.report import summary, terminal, write_reports
+        providers = tuple(p for p in REGISTRY if not (args.skip_devices and p in DEVICE_PROVIDERS))
+        if args.list:
+            from parity.providers import list_cells
+            for folder in args.folders:
+                for c in list_cells(folder, providers):
+                    print(f"{c.id:40s} {'SKIP: ' + c.skip if c.skip else c.what}")
+            return 0
+        matrices = [run_matrix(f, test_split=not args.golden_only, max_test=args.max_test, only=args.only,
+                               providers=providers, progress=not args.quiet) for f in args.folders]
+        print(terminal(matrices))
+        if args.out:
+            command = "python -m parity " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+            paths = write_reports(matrices, args.out, command=command, plots=not args.no_plots)
+            print(f"reports: {', '.join(str(p) for p in paths)}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = [r for m in matrices for r in m.failed]
+    if failed:
+        print(summary(matrices).splitlines()[-1], file=sys.stderr)
+        for r in failed:
+            print(f"  {r.id}: {'; '.join(r.failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

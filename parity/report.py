@@ -1,0 +1,218 @@
+"""Parity reports: a terminal table, ``parity.json``, and ``parity.md`` with PNG plots.
+
+All functions take the ``Matrix`` objects of one run (one per artifact folder, e.g. LSTM + GRU).
+Files are written atomically (runtime.atomic). matplotlib is imported only to draw the plots.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from pathlib import Path
+
+import numpy as np
+
+from parity.cells import ERROR, FAIL, PASS, SKIP
+from runtime.atomic import write_bytes, write_json, write_text
+from runtime.tolerances import LSB_RULES, POLICY, STREAM_RULE
+
+STATUS = {PASS: "PASS", FAIL: "FAIL", ERROR: "ERROR", SKIP: "SKIPPED"}
+
+
+def _g(v, fmt="{:.2e}") -> str:
+    return "" if v is None else fmt.format(v)
+
+
+def _lsb(m: dict) -> str:
+    lsb = m.get("lsb") or {}
+    return ", ".join(f"{d['lsb']}" + ("=" if d["lsb"] == 0 else "") for d in lsb.values())
+
+
+def rows(matrix) -> list[list[str]]:
+    """One row per cell: the columns of the terminal and Markdown tables."""
+    out = []
+    for r in matrix.results:
+        m = r.metrics
+        sw = m.get("stream_vs_whole")
+        note = "; ".join(r.failures) if r.status != PASS else ""
+        out.append([r.id, r.cell.runtime, r.cell.precision, r.cell.mode, str(r.n_inputs or ""),
+                    _g(m.get("max_abs_err")), _g(m.get("mae")), _g(m.get("rmse")), _g(m.get("rel_l2")),
+                    _g(m.get("cosine_min"), "{:.6f}"), _g(m.get("top1_agreement"), "{:.2%}"),
+                    _g(m.get("accuracy"), "{:.2%}"), _g(None if "accuracy_drop" not in m else 100 * m["accuracy_drop"], "{:+.2f}"),
+                    _lsb(m), _g(sw and sw["max_abs_diff"]), STATUS[r.status], note])
+    return out
+
+
+HEADER = ["cell", "runtime", "precision", "mode", "n", "max|err|", "MAE", "RMSE", "relL2", "cos min",
+          "top-1 agr", "accuracy", "drop pts", "LSB", "stream-whole", "status", "why"]
+
+
+def terminal(matrices) -> str:
+    lines = []
+    for mx in matrices:
+        table = [HEADER] + rows(mx)
+        width = [min(max(len(r[i]) for r in table), 70) for i in range(len(HEADER))]
+        lines.append(f"\n{mx.arch.upper()}  {mx.folder}  ({mx.heldout.sources['golden']} golden + "
+                     f"{mx.heldout.sources['test']} test rows; {mx.seconds:.1f} s)")
+        for i, r in enumerate(table):
+            lines.append("  ".join(c[:70].ljust(width[j]) for j, c in enumerate(r)).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * w for w in width))
+        for a in mx.not_exported:
+            lines.append(f"  not exported: {a['name']} ({a['status']}): {a['error']}")
+    lines.append("")
+    lines.append(summary(matrices))
+    return "\n".join(lines)
+
+
+def summary(matrices) -> str:
+    parts = []
+    for mx in matrices:
+        parts.append(f"{mx.arch}: {mx.count(PASS)} passed, {mx.count(FAIL)} failed, {mx.count(ERROR)} errors, "
+                     f"{mx.count(SKIP)} skipped")
+    failed = [r.id for mx in matrices for r in mx.failed]
+    verdict = "PARITY FAILED: " + ", ".join(failed) if failed else "PARITY OK"
+    return "; ".join(parts) + "\n" + verdict
+
+
+def to_json(matrices, command: str | None = None) -> dict:
+    return {"format": "rnn-edge-parity/1", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command, "ok": all(m.ok for m in matrices),
+            "policy": {k: {"max_abs": t.max_abs, "min_top1_agreement": t.min_top1_agreement,
+                           "max_accuracy_drop": t.max_accuracy_drop, "reason": t.reason} for k, t in POLICY.items()},
+            "lsb_rules": [r.__dict__ for r in LSB_RULES],
+            "matrices": [m.to_json() for m in matrices]}
+
+
+# -- plots -------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_errors(matrix) -> bytes:
+    """Histogram of |score - reference| per runtime x precision (log scale), one panel per precision."""
+    plt = _plt()
+    ran = [r for r in matrix.results if r.errors is not None and r.cell.runtime != "golden"]
+    precisions = sorted({r.cell.precision for r in ran}, key=lambda p: list(POLICY).index(p) if p in POLICY else 99)
+    fig, axes = plt.subplots(len(precisions) or 1, 1, figsize=(8, 2.6 * max(1, len(precisions))), squeeze=False)
+    for ax, p in zip(axes[:, 0], precisions):
+        cells = [r for r in ran if r.cell.precision == p]
+        lo = max(min(float(np.min(r.errors[r.errors > 0])) if np.any(r.errors > 0) else 1e-9 for r in cells), 1e-10)
+        hi = max(max(float(np.max(r.errors)) for r in cells), lo * 10)
+        bins = np.logspace(np.log10(lo), np.log10(hi), 40)
+        for r in cells:
+            e = np.clip(r.errors, lo, None)
+            ax.hist(e, bins=bins, histtype="step", linewidth=1.4, label=r.id[len(matrix.arch) + 1:])
+        tol = POLICY.get(p)
+        if tol and tol.max_abs:
+            ax.axvline(tol.max_abs, color="red", linestyle="--", linewidth=1, label=f"limit {tol.max_abs:g}")
+        ax.set_xscale("log")
+        ax.set_title(f"{matrix.arch.upper()} {p}: |score - PyTorch float| per output", fontsize=10)
+        ax.set_ylabel("outputs")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1, 0].set_xlabel("absolute error (log; exact zeros drawn at the left edge)")
+    fig.subplots_adjust(hspace=0.45)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def plot_accuracy(matrices) -> bytes:
+    """Task accuracy per cell (bars) against the float reference (line), all architectures."""
+    plt = _plt()
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(max(6, 0.42 * max(len(m.results) for m in matrices)) * n / max(1, n) + 2 * n, 4.2),
+                             squeeze=False)
+    colors = {PASS: "#3a7d44", FAIL: "#c0392b", ERROR: "#8e44ad", SKIP: "#bbbbbb"}
+    for ax, mx in zip(axes[0], matrices):
+        rs = [r for r in mx.results if r.cell.runtime != "golden"]
+        acc = [r.metrics.get("accuracy", 0.0) for r in rs]
+        ax.bar(range(len(rs)), acc, color=[colors[r.status] for r in rs])
+        for i, r in enumerate(rs):  # cells without a number still get a mark
+            if r.status in (ERROR, SKIP):
+                ax.text(i, 0.0, "error" if r.status == ERROR else "skipped", rotation=90, ha="center", va="bottom",
+                        fontsize=7, color=colors[r.status], transform=ax.get_xaxis_transform())
+        ref = next((r.metrics.get("reference_accuracy") for r in rs if "reference_accuracy" in r.metrics
+                    and r.metrics.get("accuracy_on") == "test split"), None)
+        if ref is not None:
+            ax.axhline(ref, color="black", linestyle="--", linewidth=1, label=f"PyTorch float {ref:.2%}")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_xticks(range(len(rs)))
+        ax.set_xticklabels([r.id[len(mx.arch) + 1:] for r in rs], rotation=70, ha="right", fontsize=7)
+        lo = min([a for a in acc if a > 0] + [ref or 1.0])
+        ax.set_ylim(max(0.0, lo - 0.1), 1.0)
+        ax.set_title(f"{mx.arch.upper()}: task accuracy per cell (green: pass, red: fail, purple: error)", fontsize=10)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+# -- markdown -----------------------------------------------------------------------------------
+def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
+    L = ["# Parity report", ""]
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    L.append(f"Generated {when}" + (f" by:\n\n```sh\n{command}\n```" if command else "."))
+    L += ["", "**" + summary(matrices).replace("\n", "**  \n**") + "**", ""]
+    L += ["Every cell runs the same held-out inputs (the artifact folder's `golden.npz`, then the task's test",
+          "split) and is compared with the float PyTorch model run live from the training checkpoint.",
+          "Scores are the model's output logits. `LSB`: distance in output LSBs to the integer runtime that",
+          "must match it (`=`: bit-exact). `stream-whole`: largest difference between streaming frame by",
+          "frame and the whole-sequence run of the same runtime and precision.", ""]
+    for mx in matrices:
+        s = mx.heldout.sources
+        L += [f"## {mx.arch.upper()} ({mx.task}, `{mx.folder}`)", "",
+              f"{s['golden']} golden + {s['test']} test-split sequences"
+              + (f" ({s['test_note']})" if s.get("test_note") else "") + f"; {mx.seconds:.1f} s.", ""]
+        L.append("| " + " | ".join(HEADER) + " |")
+        L.append("|" + "---|" * len(HEADER))
+        for r in rows(mx):
+            L.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
+        for a in mx.not_exported:
+            L.append(f"\nNot exported (not a cell): `{a['name']}` ({a['status']}): {a['error']}")
+        if mx.arch in plots:
+            L += ["", f"![{mx.arch} error histograms]({plots[mx.arch]})"]
+        L.append("")
+    if "accuracy" in plots:
+        L += ["## Accuracy per cell", "", f"![accuracy per cell]({plots['accuracy']})", ""]
+    L += ["## Tolerance policy (runtime/tolerances.py)", "", "| precision | max abs | min top-1 agreement | max accuracy drop | reason |",
+          "|---|---|---|---|---|"]
+    for k, t in POLICY.items():
+        L.append(f"| {k} | {t.max_abs if t.max_abs is not None else '-'} | {t.min_top1_agreement:.2%} | "
+                 f"{100 * t.max_accuracy_drop:.1f} pts | {t.reason} |")
+    L += ["", "| runtime | must match | precision | max LSB | reason |", "|---|---|---|---|---|"]
+    for r in LSB_RULES:
+        L.append(f"| {r.runtime} | {r.against} | {r.precision} | {r.max_lsb} | {r.reason} |")
+    L += ["", f"Streaming: {STREAM_RULE}.", ""]
+    L += ["## Cells", ""]
+    for mx in matrices:
+        for r in mx.results:
+            L.append(f"- `{r.id}`: {r.cell.what}" + (f" - {STATUS[r.status]}: {'; '.join(r.failures)}" if r.failures else ""))
+    return "\n".join(L) + "\n"
+
+
+def write_reports(matrices, out_dir, command: str | None = None, plots: bool = True) -> list[Path]:
+    """parity.json, parity.md and PNG plots under ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    written = []
+    names: dict[str, str] = {}
+    if plots:
+        for mx in matrices:
+            name = f"errors-{mx.arch}.png"
+            write_bytes(out / name, plot_errors(mx))
+            names[mx.arch] = name
+            written.append(out / name)
+        write_bytes(out / "accuracy.png", plot_accuracy(matrices))
+        names["accuracy"] = "accuracy.png"
+        written.append(out / "accuracy.png")
+    write_json(out / "parity.json", to_json(matrices, command))
+    write_text(out / "parity.md", markdown(matrices, names, command))
+    return [out / "parity.json", out / "parity.md"] + written

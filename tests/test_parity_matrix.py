@@ -1,0 +1,67 @@
+"""Parity suite in CI: one test per matrix cell (e.g. ``gru-int8-tflm``) on the small fixture model.
+
+The matrix of each architecture runs once per session (``parity_matrix``) on the shared fixture
+artifact folder; each test then reports its own cell. A cell whose runtime is not installed is
+SKIPPED with the reason - never passed. ``PLAN`` lists the cells the default export must yield:
+a cell that disappears (an artifact no longer exported, a provider that lost it) fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from parity.cells import ERROR, FAIL, SKIP
+
+# The cells the fixture export must give, per architecture (readable ids = test ids).
+COMMON = [
+    "float32-golden", "float32-torch", "float32-torch-stream", "float32-onnx-reference",
+    "float32-onnxruntime", "float32-onnxruntime-stream",
+    "float32-litert", "float16-litert", "dynamic-range-litert", "int8-litert", "float32-litert-stream",
+    "int8-tflm",
+    "float32-c", "float32-c-stream", "int8-c", "int8-c-stream", "int8-c-reference",
+    "int8-cortex-m4", "float32-cortex-m4", "int8-cortex-m3",
+]
+PLAN = {
+    "gru": COMMON + ["int16x8-litert"],
+    "lstm": COMMON + ["int8-litert-stream", "int8-tflm-stream", "float32-tflm"],
+}
+CASES = [(arch, f"{arch}-{cell}") for arch in ("gru", "lstm") for cell in PLAN[arch]]
+
+
+@pytest.fixture(scope="session")
+def parity_matrix(fixture_artifacts):
+    """``parity_matrix(arch)`` -> the judged Matrix of the fixture artifacts (run once per session)."""
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            from parity.matrix import run_matrix
+            cache[arch] = run_matrix(fixture_artifacts(arch), progress=False)
+        return cache[arch]
+    return get
+
+
+@pytest.mark.parametrize("arch,cell", CASES, ids=[c for _, c in CASES])
+def test_cell(parity_matrix, arch, cell):
+    matrix = parity_matrix(arch)
+    ids = [r.id for r in matrix.results]
+    if cell not in ids:
+        pytest.fail(f"cell {cell} is missing from the matrix (artifact not exported or provider lost it); "
+                    f"cells: {', '.join(ids)}; not exported: {matrix.not_exported}")
+    r = matrix.result(cell)
+    if r.status == SKIP:
+        pytest.skip(f"{cell}: {'; '.join(r.failures)}")
+    assert r.status not in (FAIL, ERROR), f"{cell} {r.status}: {'; '.join(r.failures)} (metrics {r.metrics})"
+    assert r.n_inputs > 0 and r.metrics, f"{cell} ran on no inputs"
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_matrix_verdict(parity_matrix, arch):
+    """Every cell, planned or not, within tolerance; at least 10 runtime x precision cells ran."""
+    matrix = parity_matrix(arch)
+    assert matrix.ok, "failing cells: " + "; ".join(f"{r.id}: {'; '.join(r.failures)}" for r in matrix.failed)
+    ran = {(r.cell.runtime, r.cell.precision) for r in matrix.results
+           if r.status == "pass" and r.cell.runtime != "golden"}
+    assert len(ran) >= 10, f"only {len(ran)} runtime x precision pairs ran: {sorted(ran)}"
+    unplanned = sorted(set(r.id for r in matrix.results) - {f"{arch}-{c}" for c in PLAN[arch]})
+    assert not unplanned, f"cells not in PLAN (add them to tests/test_parity_matrix.py): {unplanned}"

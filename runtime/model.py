@@ -47,8 +47,12 @@ class Graph:
         where = backend.path if hasattr(backend, "path") else "the model"
         state_in = list((state or {}).get("inputs") or []) if self.mode == "explicit" else []
         state_out = list((state or {}).get("outputs") or []) if self.mode == "explicit" else []
-        self.in_index = self._positions([t.name for t in declared], backend.inputs, where, "inputs")
-        self.out_index = self._positions([t.name for t in declared_out], backend.outputs, where, "outputs")
+        raw_in = (entry or {}).get("inputs") or []
+        raw_out = (entry or {}).get("outputs") or []
+        self.in_index = self._positions([t.name for t in declared], backend.inputs, where, "inputs",
+                                        [r.get("index") for r in raw_in])
+        self.out_index = self._positions([t.name for t in declared_out], backend.outputs, where, "outputs",
+                                         [r.get("index") for r in raw_out])
         by_name_in = {t.name: t for t in declared}
         by_name_out = {t.name: t for t in declared_out}
         data_in = [t for t in declared if t.name not in state_in]
@@ -71,14 +75,18 @@ class Graph:
         self.fixed_time = shape[1] if kind == "sequence" and len(shape) == 3 else None
 
     @staticmethod
-    def _positions(names: list[str], specs: list[TensorSpec], where, what: str) -> dict[str, int]:
+    def _positions(names: list[str], specs: list[TensorSpec], where, what: str, indices=()) -> dict[str, int]:
+        """Manifest tensor name -> position in the file: the manifest's ``index``, else by name, else by order."""
         if len(names) != len(specs):
             raise UserError(f"{where} has {len(specs)} {what} but the manifest lists {len(names)}: re-export")
         pos: dict[str, int] = {}
         file_names = [s.name for s in specs]
         plain = [_plain(n) for n in file_names]
+        indices = list(indices) + [None] * (len(names) - len(indices))
         for i, n in enumerate(names):
-            if n in file_names:
+            if isinstance(indices[i], int) and 0 <= indices[i] < len(specs):
+                pos[n] = indices[i]
+            elif n in file_names:
                 pos[n] = file_names.index(n)
             elif plain.count(n) == 1:
                 pos[n] = plain.index(n)

@@ -109,3 +109,37 @@ def test_stream_equals_predict_and_state_resets(backend, arch, reference):
         tol = 1e-5 if float_model else 0.0  # float GEMMs may round differently for batch 3 vs 1
         np.testing.assert_allclose(y1, per_step[0, -1], atol=tol, rtol=0)
         np.testing.assert_allclose(y2, per_step[2, -1], atol=tol, rtol=0)
+
+
+@pytest.mark.slow
+def test_litert_falls_back_to_tensorflow_lite(fixture_artifacts):
+    """With ai_edge_litert unimportable, the LiteRT backend runs the same file through tensorflow.lite."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("tensorflow")
+    for arch in ("lstm", "gru"):
+        folder = fixture_artifacts(arch)
+        names = [e["name"] for e in entries(folder, "litert") if e.get("kind") == "sequence"]
+        if names:
+            break
+    else:
+        pytest.skip("no litert sequence artifact exported")
+    code = f"""
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'ai_edge_litert':
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+import numpy as np, runtime
+m = runtime.load({str(folder)!r}, artifact={names[0]!r})
+g = np.load({str(folder / 'golden.npz')!r})
+print(json.dumps({{"source": m.sequence_graph.backend.describe(), "scores": m.predict(g['x_raw']).tolist()}}))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["source"] == "litert (tensorflow.lite)"
+    direct = runtime.load(folder, artifact=names[0]).predict(np.load(folder / "golden.npz")["x_raw"])
+    np.testing.assert_allclose(np.array(r["scores"], np.float32), direct, atol=1e-6)

@@ -46,8 +46,9 @@ class TFLMBackend(Backend):
         if len(data) < 8 or data[4:8] != b"TFL3":  # the flatbuffer file identifier
             raise UserError(f"model file {self.path} is not a TFLite flatbuffer (no TFL3 identifier): "
                             f"it is corrupted or truncated; re-export or restore it")
-        if arena_size is None and entry and entry.get("arena_bytes"):
-            arena_size = int(entry["arena_bytes"]) + 4096
+        if arena_size is None:  # the export's measured minimum plus a margin, else a generous guess
+            measured = (entry or {}).get("arena_bytes")
+            arena_size = int(measured) + 4096 if measured else max(1 << 20, 8 * len(data))
         try:
             graph = tflm.convert_bytearray_to_object(data).subgraphs[0]  # Python flatbuffer reader
             self.interpreter = tflm.Interpreter.from_bytes(data, arena_size=arena_size)

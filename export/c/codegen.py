@@ -224,9 +224,11 @@ static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined({P}_PORTABLE)
 #define {P}_USE_DSP 1
-#include <arm_acle.h>
 #else
 #define {P}_USE_DSP 0
+#endif
+#if defined(__ARM_ACLE) || defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
 #endif
 
 {''.join(data)}
@@ -243,14 +245,28 @@ static const layer_q LAYERS[{nl}] = {{
 }};
 
 /* ---- integer primitives ---- */
+#if defined(__GNUC__)
+#define {P}_INLINE static inline __attribute__((always_inline))
+#else
+#define {P}_INLINE static inline
+#endif
 
-/* (x + 2^(s-1)) >> s: divide by 2^s, rounding half up (s >= 1). */
-static int32_t rshift_round(int32_t x, int32_t s) {{ return (x + (1 << (s - 1))) >> s; }}
+/* (x + 2^(s-1)) >> s: divide by 2^s, rounding half up (s >= 1); computed as ((x >> (s-1)) + 1) >> 1,
+ * which is the same integer and cannot overflow. */
+{P}_INLINE int32_t rshift_round(int32_t x, int32_t s) {{ return ((x >> (s - 1)) + 1) >> 1; }}
 
-static int32_t sat16(int32_t x) {{ return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }}
+/* clamp to [-32768, 32767] (one SSAT where the core has it) */
+{P}_INLINE int32_t sat16(int32_t x)
+{{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined({P}_PORTABLE)
+    return __ssat(x, 16);
+#else
+    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
+#endif
+}}
 
 /* (a * b + 2^31) >> 32: high word of the 64-bit product, rounded (one SMMULR with DSP). */
-static int32_t smmulr(int32_t a, int32_t b)
+{P}_INLINE int32_t smmulr(int32_t a, int32_t b)
 {{
 #if {P}_USE_DSP
     int32_t r;
@@ -263,14 +279,14 @@ static int32_t smmulr(int32_t a, int32_t b)
 
 /* acc * (mult / 2^32) * 2^ls / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
  * times the input scale) to the output format. mult in [2^30, 2^31), ls >= 0, rs >= 1. */
-static int32_t requantize(int32_t acc, int32_t mult, const int8_t *shift)
+{P}_INLINE int32_t requantize(int32_t acc, int32_t mult, const int8_t *shift)
 {{
     return rshift_round(smmulr(acc * (1 << shift[0]), mult), shift[1]);
 }}
 
 /* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
  * 257 samples 1/16 apart, linear interpolation with the low 8 bits. */
-static int32_t lut(const int16_t *table, int32_t v)
+{P}_INLINE int32_t lut(const int16_t *table, int32_t v)
 {{
     const int32_t u = sat16(v) + 32768;
     const int32_t k = u >> 8, frac = u & 255;
@@ -296,15 +312,20 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 #if {P}_USE_DSP
     /* per 4 columns: 2 loads of activation pairs, then per row 1 weight word, SXTB16 -> (a, b)
      * and SXTB16 ROR 8 -> (c, d), two SMLADs = 4 multiply-accumulates */
-    for (k = n >> 2; k > 0; --k) {{
-        uint32_t xa, xb, w0, w1, w2, w3;
-        memcpy(&xa, a, 4); memcpy(&xb, a + 2, 4); a += 4;
-        memcpy(&w0, w, 4); memcpy(&w1, w + 4, 4); memcpy(&w2, w + 8, 4); memcpy(&w3, w + 12, 4); w += 16;
-        s0 = __smlad(__sxtb16(w0), xa, s0); s0 = __smlad(sxtb16_ror8(w0), xb, s0);
-        s1 = __smlad(__sxtb16(w1), xa, s1); s1 = __smlad(sxtb16_ror8(w1), xb, s1);
-        s2 = __smlad(__sxtb16(w2), xa, s2); s2 = __smlad(sxtb16_ror8(w2), xb, s2);
-        s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);
-    }}
+#define {P}_BLOCK4()                                                                              \
+    do {{                                                                                            \
+        uint32_t xa, xb, w0, w1, w2, w3;                                                           \
+        memcpy(&xa, a, 4); memcpy(&xb, a + 2, 4); a += 4;                                          \
+        memcpy(&w0, w, 4); memcpy(&w1, w + 4, 4); memcpy(&w2, w + 8, 4); memcpy(&w3, w + 12, 4);   \
+        w += 16;                                                                                   \
+        s0 = __smlad(__sxtb16(w0), xa, s0); s0 = __smlad(sxtb16_ror8(w0), xb, s0);                 \
+        s1 = __smlad(__sxtb16(w1), xa, s1); s1 = __smlad(sxtb16_ror8(w1), xb, s1);                 \
+        s2 = __smlad(__sxtb16(w2), xa, s2); s2 = __smlad(sxtb16_ror8(w2), xb, s2);                 \
+        s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);                 \
+    }} while (0)
+    for (k = n >> 2; k > 0; --k) /* (unrolling further makes gcc spill the accumulators) */
+        {P}_BLOCK4();
+#undef {P}_BLOCK4
 #else
     /* portable: the same integers, undoing the a c b d byte order */
     for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{

@@ -166,6 +166,15 @@ class _Remote:
             raise UserError(f"{what} failed on the Pi (exit {r.exited}): {lines[-1] if lines else 'no output'}")
         return r.stdout
 
+    def script(self, cmd: str, messages: dict[int, str], timeout: float | None = None) -> str:
+        """Run ``cmd``; a non-zero exit listed in ``messages`` raises that message (plus the Pi's last line)."""
+        r = self.conn.run(cmd, hide=True, warn=True, in_stream=False, timeout=timeout)
+        if r.exited != 0:
+            lines = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            last = lines[-1] if lines else "no output"
+            raise UserError(f"{messages.get(r.exited, f'a command failed on the Pi (exit {r.exited})')} ({last})")
+        return r.stdout
+
     def ok(self, cmd: str) -> bool:
         return self.conn.run(cmd, hide=True, warn=True, in_stream=False).exited == 0
 
@@ -202,7 +211,7 @@ def run_check(remote: _Remote, rel: str, folder: str, timeout: float) -> list[di
     """``python -m runtime check`` of one artifact folder of a release on the Pi; one dict per artifact."""
     q = shlex.quote
     out = f"results/check-{folder}.jsonl"
-    r = remote.conn.run(f"cd {q(rel)} && venv/bin/python -m runtime check {q('artifacts/' + folder)} --json "
+    r = remote.conn.run(f"cd {q(rel)} && mkdir -p results && venv/bin/python -m runtime check {q('artifacts/' + folder)} --json "
                         f"> {q(out)}; rc=$?; cat {q(out)}; exit $rc", hide=True, warn=True, in_stream=False,
                         timeout=timeout)
     verdicts = _json_lines(r.stdout, f"runtime check of {folder}")
@@ -214,12 +223,14 @@ def run_check(remote: _Remote, rel: str, folder: str, timeout: float) -> list[di
     return verdicts
 
 
-def run_bench(remote: _Remote, rel: str, folder: str, artifact: str, repeats: int, timeout: float) -> dict:
+def run_bench(remote: _Remote, rel: str, folder: str, artifact: str, repeats: int, length: int | None,
+              timeout: float) -> dict:
     """``python -m runtime bench`` of one artifact on the Pi (its step companion is timed too)."""
     q = shlex.quote
     out = f"results/bench-{folder}-{artifact}.json"
     text = remote.run(f"cd {q(rel)} && venv/bin/python -m runtime bench {q('artifacts/' + folder)} --artifact "
-                      f"{q(artifact)} --repeats {int(repeats)} --warmup {min(5, int(repeats))} --json | tee {q(out)}"
+                      f"{q(artifact)} --repeats {int(repeats)} --warmup {max(1, min(5, int(repeats) // 10))} "
+                      f"{f'--length {int(length)} ' if length else ''}--json | tee {q(out)}"
                       f" && test -s {q(out)}", f"runtime bench of {folder}/{artifact}", timeout=timeout)
     found = _json_lines(text, f"runtime bench of {folder}/{artifact}")
     if not found:
@@ -239,7 +250,7 @@ def bench_targets(info: dict) -> list[tuple[str, str]]:
 def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_filename=None,
            remote_dir: str = "rnn-edge", results_dir=None, progress: bool = True,
            on_step: Callable[[str], None] | None = None, timeout: float = 900,
-           bench_repeats: int = 50) -> DeployResult:
+           bench_repeats: int = 50, bench_length: int | None = None) -> DeployResult:
     """Deploy ``bundle`` (a Bundle, its folder or its tarball) to ``host``; see the module docstring.
 
     ``on_step(name)`` is called before each step (names in ``STEPS``): progress display, and tests
@@ -255,20 +266,21 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
     step("connect")
     conn = connect(host, port=port, known_hosts=known_hosts, key_filename=key_filename)
     remote = _Remote(conn)
-    tmp = release = previous = None
+    tmp = release = None
     activated = False
     try:
-        step("prepare")
-        machine = remote.run("uname -m && python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'",
-                             "finding python3 (install Raspberry Pi OS 64-bit, which has it)").split()
-        if not machine or machine[0] != "aarch64":
-            raise UserError(f"the Pi runs {machine[0] if machine else '?'}, not aarch64: the wheels need "
-                            f"Raspberry Pi OS 64-bit (bookworm); reinstall it with Raspberry Pi Imager")
-        remote.run(f"mkdir -p {qb}/releases {qb}/venvs {qb}/incoming && rm -rf {qb}/incoming/*",
-                   f"creating {base} on the Pi")
-        tmp = remote.run(f"mktemp -d {qb}/incoming/XXXXXXXX", "creating an upload folder").strip()
-        previous = remote.run(f"readlink {qb}/current || true", "reading the current release").strip() or None
-        previous = previous.rsplit("/", 1)[-1] if previous else None
+        step("prepare")  # one round trip: machine, python3, folders, upload folder, active release
+        out = remote.script(
+            f"uname -m; command -v python3 >/dev/null || exit 3; "
+            f"mkdir -p {qb}/releases {qb}/venvs {qb}/incoming && rm -rf {qb}/incoming/* || exit 4; "
+            f"mktemp -d {qb}/incoming/XXXXXXXX || exit 4; readlink {qb}/current || true",
+            {3: "python3 is missing on the Pi: install Raspberry Pi OS 64-bit (bookworm), which has it",
+             4: f"cannot create {base} on the Pi: check the path, permissions and free space (df -h)"}).split("\n")
+        machine, tmp = out[0].strip(), out[1].strip()
+        previous = out[2].strip().rsplit("/", 1)[-1] if len(out) > 2 and out[2].strip() else None
+        if machine != "aarch64":
+            raise UserError(f"the Pi runs {machine or '?'}, not aarch64: the wheels need Raspberry Pi OS 64-bit "
+                            f"(bookworm); reinstall it with Raspberry Pi Imager")
 
         step("upload")
         remote.upload(b.tarball, f"{tmp}/bundle.tar.gz", progress)
@@ -279,26 +291,26 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
             raise UserError(f"upload corrupted: sha256 on the Pi is {got[0][:16] if got else '?'}..., the bundle's is "
                             f"{b.sha256[:16]}...; nothing was activated, the previous version stays: deploy again")
 
-        step("unpack")
-        remote.run(f"mkdir {q(tmp + '/x')} && tar -xzf {q(tmp + '/bundle.tar.gz')} -C {q(tmp + '/x')} "
-                   f"--no-same-owner --no-same-permissions", "unpacking the bundle")
-        unpacked = f"{tmp}/x/{b.name}"
-        remote.run(f"cd {q(unpacked)} && sha256sum --check --strict --quiet {SUMS}",
-                   "sha256 check of the unpacked files (corrupt upload or full disk; nothing was activated)")
-        release = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{b.sha256[:12]}"
+        step("unpack")  # extract, check every file against SHA256SUMS, stage as releases/<id>
+        release = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{b.sha256[:12]}-{tmp.rsplit('/', 1)[-1]}"
         rel = f"{base}/releases/{release}"
-        remote.run(f"mv -T {q(unpacked)} {q(rel)} && rm -rf {q(tmp)}", f"staging release {release}")
+        unpacked = f"{tmp}/x/{b.name}"
+        remote.script(
+            f"mkdir {q(tmp + '/x')} && tar -xzf {q(tmp + '/bundle.tar.gz')} -C {q(tmp + '/x')} --no-same-owner "
+            f"--no-same-permissions || exit 3; (cd {q(unpacked)} && sha256sum --check --strict --quiet {SUMS}) "
+            f"|| exit 4; mv -T {q(unpacked)} {q(rel)} && rm -rf {q(tmp)} || exit 5",
+            {3: "unpacking the bundle failed on the Pi (full disk?); nothing was activated",
+             4: "sha256 check of the unpacked files failed on the Pi: the bundle is corrupt; nothing was activated",
+             5: f"staging release {release} failed on the Pi; nothing was activated"})
         tmp = None
 
         step("install")
         req = (b.folder / "requirements.txt").read_bytes()
         venv = f"{base}/venvs/{hashlib.sha256(req).hexdigest()[:16]}"
         _ensure_venv(remote, venv, rel, timeout)
-        remote.run(f"ln -s ../../venvs/{q(venv.rsplit('/', 1)[-1])} {q(rel + '/venv')}", "linking the venv")
 
         step("check")
         folders = sorted(b.info.get("artifacts", {}))
-        remote.run(f"mkdir -p {q(rel + '/results')}", "creating the results folder")
         results = {folder: {"check": run_check(remote, rel, folder, timeout), "bench": {}} for folder in folders}
 
         step("activate")
@@ -310,7 +322,7 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
         try:
             for folder, artifact in bench_targets(b.info):
                 results[folder]["bench"][artifact] = run_bench(remote, f"{base}/current", folder, artifact,
-                                                               bench_repeats, timeout)
+                                                               bench_repeats, bench_length, timeout)
         except BaseException:
             _switch_back(remote, base, previous)
             activated = False
@@ -328,36 +340,51 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
     except BaseException:
         # Best effort: the connection may be gone. What is not activated is removed now, or by the
         # next deploy (stale incoming/) and prune (old releases).
+        # Never removes the release `current` points to (an interruption right after the switch).
         if not activated:
-            for path in (tmp, f"{base}/releases/{release}" if release else None):
-                if path:
-                    try:
-                        remote.ok(f"rm -rf {q(path)}")
-                    except Exception:  # noqa: BLE001 - the original error matters, not this one
-                        pass
+            cmds = [f"rm -rf {q(tmp)}"] if tmp else []
+            if release:
+                cmds.append(f"[ \"$(readlink {qb}/current)\" = {q('releases/' + release)} ] || "
+                            f"rm -rf {q(base + '/releases/' + release)}")
+            if cmds:
+                try:
+                    remote.ok("; ".join(cmds))
+                except Exception:  # noqa: BLE001 - the original error matters, not this one
+                    pass
         raise
     finally:
         conn.close()
 
 
 def _ensure_venv(remote: _Remote, venv: str, rel: str, timeout: float) -> None:
-    """A venv at ``venv`` whose packages match ``rel``/requirements.txt; built once, marked when complete."""
+    """Link ``rel``/venv to a venv at ``venv`` whose packages match ``rel``/requirements.txt.
+
+    The venv is made once per requirements content and marked complete last, so an interrupted
+    install is redone. It sees the system's site-packages: pins already installed there (an
+    offline or provisioned Pi) need no download; missing ones are pip-installed into the venv,
+    from the bundle's wheels/ if it has them, else from the package index.
+    """
     q = shlex.quote
-    marker = f"{venv}/.rnn-edge-complete"
-    if remote.ok(f"test -f {q(marker)}"):
+    marker, reqs, link = f"{venv}/.rnn-edge-complete", f"{rel}/requirements.txt", f"{rel}/venv"
+    check = f"{q(venv)}/bin/python -c {q(REQUIREMENTS_MET)} {q(reqs)}"
+    link_cmd = f"ln -s ../../venvs/{q(venv.rsplit('/', 1)[-1])} {q(link)}"
+    r = remote.conn.run(
+        f"if [ ! -f {q(marker)} ]; then rm -rf {q(venv)} && python3 -m venv --system-site-packages --without-pip "
+        f"{q(venv)} || exit 3; {check} || exit 10; touch {q(marker)}; fi; {link_cmd}",
+        hide=True, warn=True, in_stream=False, timeout=timeout)
+    if r.exited == 0:
         return
-    remote.run(f"rm -rf {q(venv)} && python3 -m venv --system-site-packages --without-pip {q(venv)}",
-               "creating the venv (on Raspberry Pi OS: sudo apt install python3-venv)")
-    check = f"{q(venv)}/bin/python -c {q(REQUIREMENTS_MET)} {q(rel + '/requirements.txt')}"
-    if not remote.ok(check):
-        wheels = f"{rel}/wheels"
-        source = f"--no-index --find-links {q(wheels)}" if remote.ok(f"test -d {q(wheels)}") else ""
-        remote.run(f"{q(venv)}/bin/python -m ensurepip --default-pip", "installing pip into the venv", timeout=timeout)
-        remote.run(f"{q(venv)}/bin/python -m pip install --disable-pip-version-check --quiet {source} "
-                   f"-r {q(rel + '/requirements.txt')}",
-                   "pip install of the requirements (no network? build the bundle with --wheels)", timeout=timeout)
-        remote.run(check, "checking the installed versions")
-    remote.run(f"touch {q(marker)}", "marking the venv complete")
+    if r.exited != 10:
+        last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
+        raise UserError(f"creating the venv on the Pi failed ({last}): on Raspberry Pi OS run sudo apt install "
+                        f"python3-venv; nothing was activated")
+    wheels = f"{rel}/wheels"
+    source = f"--no-index --find-links {q(wheels)}" if remote.ok(f"test -d {q(wheels)}") else ""
+    remote.run(f"{q(venv)}/bin/python -m ensurepip --default-pip", "installing pip into the venv", timeout=timeout)
+    remote.run(f"{q(venv)}/bin/python -m pip install --disable-pip-version-check --quiet {source} -r {q(reqs)}",
+               "pip install of the requirements (no network? build the bundle with --wheels)", timeout=timeout)
+    remote.run(check, "checking the installed versions")
+    remote.run(f"touch {q(marker)} && {link_cmd}", "linking the venv")
 
 
 def _switch_back(remote: _Remote, base: str, previous: str | None) -> None:

@@ -1,0 +1,307 @@
+"""Raspberry Pi: bundle, SSH deploy to an emulated aarch64 Pi over a real sshd, aarch64 parity.
+
+The emulated Pi (devices/rpi/emulated_root.py) is built once and cached under ~/.cache/rnn-edge
+(~20 s the first time). The deploy tests talk to it through a loopback OpenSSH server whose
+sessions run inside it (devices/rpi/loopback_sshd.py): real SSH, real aarch64 code under
+qemu-user. They need root (sshd, mmdebstrap, namespaces) and the apt packages mmdebstrap,
+qemu-user-static and openssh-server, as CI has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from devices.rpi import emulated_root as er
+from devices.rpi.bundle import SUMS, load_bundle, make_bundle, write_tarball
+from devices.rpi.deploy import ChangedHostKey, UnknownHostKey, connect, deploy
+from devices.rpi.pins import PI_PLATFORM_TAGS, pi_requirements, pyproject_pins
+from runtime.errors import UserError
+from runtime.manifest import sha256_of
+
+
+def _missing_tools() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (mmdebstrap --mode=root, sshd)"
+    for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("qemu-aarch64-static", "qemu-user-static"),
+                      ("sshd", "openssh-server"), ("ssh-keygen", "openssh-client")):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            return f"{tool} missing: apt-get install {pkg}"
+    return None
+
+
+needs_pi = pytest.mark.skipif(_missing_tools() is not None, reason=str(_missing_tools()))
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pi_root():
+    """The cached emulated Raspberry Pi 4 root (built on first use)."""
+    return er.emulated_pi(progress=False)
+
+
+@pytest.fixture(scope="module")
+def sshd(pi_root):
+    """A loopback sshd on 127.0.0.1 whose sessions run on a fresh emulated Pi (own home folder)."""
+    from devices.rpi.loopback_sshd import LoopbackSshd
+    with LoopbackSshd(pi_root) as server:
+        yield server
+
+
+def _float_sequence_entry(folder) -> str:
+    man = json.loads((folder / "manifest.json").read_text())
+    for a in man["artifacts"]:
+        if (a.get("runtime"), a.get("precision"), a.get("kind", "sequence"), a.get("status", "ok")) == \
+                ("onnxruntime", "float32", "sequence", "ok"):
+            return a["name"]
+    raise AssertionError(f"no ok float32 ONNX sequence artifact in {folder}")
+
+
+@pytest.fixture(scope="module")
+def small_bundle(fixture_artifacts, tmp_path_factory):
+    """A bundle with the GRU's float ONNX artifact (and its step companion): quick to check on the Pi."""
+    folder = fixture_artifacts("gru")
+    return make_bundle([folder], out_dir=tmp_path_factory.mktemp("bundle"), artifacts=[_float_sequence_entry(folder)])
+
+
+def _deploy(sshd, bundle, **kw):
+    return deploy(bundle, sshd.host, port=sshd.port, known_hosts=sshd.known_hosts, key_filename=sshd.client_key,
+                  progress=False, bench_repeats=3, bench_length=20, **kw)
+
+
+def _on_pi(sshd, cmd: str):
+    conn = connect(sshd.host, port=sshd.port, known_hosts=sshd.known_hosts, key_filename=sshd.client_key)
+    try:
+        return conn.run(cmd, hide=True, warn=True, in_stream=False)
+    finally:
+        conn.close()
+
+
+def _active(sshd) -> str:
+    link = sshd.pi.host_path("/home/pi/rnn-edge/current")
+    return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else ""
+
+
+def _assert_active_release_works(sshd, bundle) -> None:
+    """The active release passes `python -m runtime check` on the Pi."""
+    folder = sorted(bundle.info["artifacts"])[0]
+    r = _on_pi(sshd, f"cd rnn-edge/current && venv/bin/python -m runtime check artifacts/{folder} --json")
+    assert r.exited == 0, r.stderr
+    verdicts = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert verdicts and all(v["verdict"] == "ok" for v in verdicts), verdicts
+
+
+# --- pins and the emulated root's recipe (no emulation) ----------------------------------------
+
+def test_pi_requirements_are_pinned_from_pyproject():
+    pins = pyproject_pins()
+    reqs = pi_requirements(["onnxruntime", "litert", "tflm", "c"])
+    assert reqs == [f"numpy=={pins['numpy']}", f"ai-edge-litert=={pins['ai-edge-litert']}",
+                    f"onnxruntime=={pins['onnxruntime']}"]
+    assert "manylinux_2_27_aarch64" in PI_PLATFORM_TAGS and "manylinux_2_36_aarch64" in PI_PLATFORM_TAGS
+    assert "manylinux_2_37_aarch64" not in PI_PLATFORM_TAGS  # bookworm has glibc 2.36
+
+
+def test_mirror_is_read_from_apt_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv(er.MIRROR_ENV, raising=False)
+    (tmp_path / "a.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n")
+    monkeypatch.setattr(er, "_apt_source_files", lambda: [tmp_path / "missing.list", tmp_path / "a.sources"])
+    assert er.debian_mirror() == "http://mirror.example/debian"
+    (tmp_path / "b.list").write_text("# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n")
+    monkeypatch.setattr(er, "_apt_source_files", lambda: [tmp_path / "b.list"])
+    assert er.debian_mirror() == "http://one.example/debian"
+    monkeypatch.setattr(er, "_apt_source_files", lambda: [])
+    with pytest.raises(UserError, match=er.MIRROR_ENV):
+        er.debian_mirror()
+
+
+def test_fake_cpu_is_a_pi4(tmp_path):
+    info = er.fake_cpuinfo()
+    assert info.count("CPU part\t: 0xd08") == 4  # Cortex-A72
+    assert "Raspberry Pi 4" in info
+    er.write_fake_cpu_sysfs(tmp_path)
+    assert (tmp_path / "possible").read_text() == "0-3\n"
+    assert (tmp_path / "cpu3" / "cpufreq" / "cpuinfo_max_freq").read_text() == "1800000\n"
+
+
+# --- bundle (no emulation) ----------------------------------------------------------------------
+
+def test_bundle_contents_and_sums(fixture_artifacts, tmp_path):
+    folder = fixture_artifacts("gru")
+    b = make_bundle([folder], out_dir=tmp_path)
+    man = json.loads((b.folder / "artifacts" / folder.name / "manifest.json").read_text())
+    assert man["artifacts"] and all(a["format"] in ("onnx", "tflite") for a in man["artifacts"])
+    for a in man["artifacts"]:
+        assert sha256_of(b.folder / "artifacts" / folder.name / a["file"]) == a["sha256"]
+    assert (b.folder / "runtime" / "__init__.py").is_file() and not list(b.folder.rglob("__pycache__"))
+    reqs = (b.folder / "requirements.txt").read_text().split()
+    assert "numpy==" + pyproject_pins()["numpy"] in reqs
+    sums = dict(reversed(line.split("  ", 1)) for line in (b.folder / SUMS).read_text().splitlines())
+    files = {p.relative_to(b.folder).as_posix() for p in b.folder.rglob("*") if p.is_file() and p.name != SUMS}
+    assert set(sums) == files and all(sha256_of(b.folder / f) == h for f, h in sums.items())
+    with tarfile.open(b.tarball) as tar:
+        assert {m.name for m in tar.getmembers() if m.isfile()} == {f"{b.name}/{f}" for f in files | {SUMS}}
+    assert load_bundle(b.folder).sha256 == load_bundle(b.tarball).sha256 == b.sha256
+
+
+def test_bundle_is_reproducible(fixture_artifacts, tmp_path):
+    folder = fixture_artifacts("gru")
+    a = make_bundle([folder], out_dir=tmp_path / "a")
+    digest = write_tarball(a.folder, tmp_path / "copy.tar.gz")
+    assert digest == a.sha256  # same folder -> byte-identical tarball
+
+
+def test_bundle_refuses_a_corrupted_artifact(fixture_artifacts, tmp_path):
+    src = fixture_artifacts("gru")
+    folder = tmp_path / src.name
+    shutil.copytree(src, folder)
+    entry = _float_sequence_entry(folder)
+    file = next(a["file"] for a in json.loads((folder / "manifest.json").read_text())["artifacts"] if a["name"] == entry)
+    data = bytearray((folder / file).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / file).write_bytes(bytes(data))
+    with pytest.raises(UserError, match="sha256"):
+        make_bundle([folder], out_dir=tmp_path / "out", artifacts=[entry])
+    assert not (tmp_path / "out" / "rnn-edge-pi").exists()
+
+
+def test_bundle_errors_are_one_line(fixture_artifacts, tmp_path):
+    folder = fixture_artifacts("gru")
+    r = subprocess.run([sys.executable, "-m", "devices.rpi", "bundle", str(folder), "--out", str(tmp_path),
+                        "--artifact", "no-such-artifact"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: no artifact named no-such-artifact")
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(UserError, match="cannot run on the Pi"):
+        make_bundle([folder], out_dir=tmp_path, runtimes=("tflm",))
+
+
+# --- strict host keys (real sshd) ---------------------------------------------------------------
+
+@needs_pi
+def test_deploy_refuses_an_unknown_host_key(sshd, small_bundle, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(UnknownHostKey, match=r"is not in .*refusing to connect") as e:
+        deploy(small_bundle, sshd.host, port=sshd.port, known_hosts=empty, key_filename=sshd.client_key,
+               progress=False)
+    assert "SHA256:" in str(e.value)
+    assert empty.read_text() == ""  # nothing auto-added
+    assert not sshd.pi.host_path("/home/pi/rnn-edge").exists()  # never got past the handshake
+
+
+@needs_pi
+def test_deploy_refuses_a_changed_host_key(sshd, small_bundle, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line(other))
+    with pytest.raises(ChangedHostKey, match="CHANGED"):
+        deploy(small_bundle, sshd.host, port=sshd.port, known_hosts=known, key_filename=sshd.client_key,
+               progress=False)
+    r = subprocess.run([sys.executable, "-m", "devices.rpi", "deploy", str(small_bundle.folder), "--host", sshd.host,
+                        "--port", str(sshd.port), "--known-hosts", str(known), "--key", str(sshd.client_key)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "error: host key of [127.0.0.1]" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- deploy end to end (real sshd, emulated aarch64 Pi) -----------------------------------------
+
+@pytest.fixture(scope="module")
+def first_deploy(sshd, small_bundle, tmp_path_factory):
+    return _deploy(sshd, small_bundle, results_dir=tmp_path_factory.mktemp("results"))
+
+
+@needs_pi
+def test_deploy_end_to_end(sshd, small_bundle, first_deploy):
+    r = first_deploy
+    assert r.previous is None and _active(sshd) == r.release
+    (folder, res), = r.results.items()
+    assert res["check"] and all(v["verdict"] == "ok" for v in res["check"]), res["check"]
+    assert all(v["metrics"]["max_abs_err"] <= 1e-4 for v in res["check"])  # float32 on aarch64 vs PyTorch x86
+    (bench,) = res["bench"].values()
+    assert bench["sequence"]["median_ms"] > 0 and bench["step"]["median_us"] > 0
+    saved = json.loads((r.results_dir / "results.json").read_text())
+    assert saved["machine"] == "aarch64" and saved["bundle_sha256"] == small_bundle.sha256
+    home = sshd.pi.host_path("/home/pi/rnn-edge")
+    assert not list((home / "incoming").iterdir())  # the upload folder is gone
+    assert (home / "releases" / r.release / "venv" / "bin" / "python").exists()
+
+
+@needs_pi
+def test_corrupted_upload_is_detected_and_not_activated(sshd, small_bundle, first_deploy):
+    def corrupt(step: str) -> None:
+        if step == "verify":  # the upload arrived: flip one byte of it on the Pi
+            (upload,) = sshd.pi.host_path("/home/pi/rnn-edge/incoming").glob("*/bundle.tar.gz")
+            data = bytearray(upload.read_bytes())
+            data[len(data) // 3] ^= 0x01
+            upload.write_bytes(bytes(data))
+
+    with pytest.raises(UserError, match="upload corrupted: sha256 on the Pi"):
+        _deploy(sshd, small_bundle, on_step=corrupt)
+    assert _active(sshd) == first_deploy.release
+    releases = {p.name for p in sshd.pi.host_path("/home/pi/rnn-edge/releases").iterdir()}
+    assert releases == {first_deploy.release}
+    assert not list(sshd.pi.host_path("/home/pi/rnn-edge/incoming").iterdir())
+
+
+@needs_pi
+def test_corrupted_file_inside_the_bundle_is_detected_on_the_pi(sshd, small_bundle, first_deploy, tmp_path):
+    # A bundle damaged after it was summed (disk error, tampering): the tarball's own sha256 is
+    # consistent, but SHA256SUMS checked on the Pi catches the file.
+    bad = tmp_path / small_bundle.name
+    shutil.copytree(small_bundle.folder, bad)
+    model = next((bad / "artifacts").rglob("*.onnx"))
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0x01
+    model.write_bytes(bytes(data))
+    write_tarball(bad, tmp_path / f"{bad.name}.tar.gz")
+    with pytest.raises(UserError, match="sha256 check of the unpacked files"):
+        _deploy(sshd, load_bundle(bad))
+    assert _active(sshd) == first_deploy.release
+    assert {p.name for p in sshd.pi.host_path("/home/pi/rnn-edge/releases").iterdir()} == {first_deploy.release}
+
+
+@needs_pi
+def test_interrupted_deploy_leaves_the_old_version_working(sshd, small_bundle, first_deploy):
+    seen = []
+
+    def interrupt(step: str) -> None:
+        seen.append(step)
+        if step == "check":  # uploaded, verified, unpacked, staged, venv ready: stop here (Ctrl-C)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _deploy(sshd, small_bundle, on_step=interrupt)
+    assert seen[-3:] == ["unpack", "install", "check"]
+    assert _active(sshd) == first_deploy.release
+    assert {p.name for p in sshd.pi.host_path("/home/pi/rnn-edge/releases").iterdir()} == {first_deploy.release}
+    _assert_active_release_works(sshd, small_bundle)
+
+
+# --- aarch64 parity: the same artifacts on the emulated Pi and on this host ---------------------
+
+@needs_pi
+def test_aarch64_parity(fixture_artifacts, arch, pi_root):
+    from devices.rpi.parity import aarch64_parity
+    rows = aarch64_parity(fixture_artifacts(arch), pi=pi_root)
+    runtimes = {r["runtime"] for r in rows}
+    assert "onnxruntime" in runtimes, rows
+    for r in rows:
+        assert r["error"] is None, r
+        assert r["passed"], r
+        if "lsb" in r:
+            assert r["lsb"] <= 1
+        else:
+            assert r["max_abs_diff"] <= 1e-4
+    assert np.isfinite([r["max_abs_diff"] for r in rows]).all()

@@ -98,26 +98,57 @@ def format_report(r: dict) -> str:
 
 
 def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision: str = "int8", opt: str = "-O2",
-             sequences: int = 4, timeout: float = 120, work_dir: str | None = None, as_json: bool = False) -> str:
-    """What ``invoke firmware --target cortex-m4 [--artifacts DIR]`` runs: build, run under QEMU, report.
+             sequences: int = 4, timeout: float = 120, work_dir: str | None = None, as_json: bool = False,
+             checkpoint: str | None = None) -> str:
+    """What ``invoke firmware --target cortex-m4 [--artifacts DIR | --checkpoint RUN]`` runs: build, run, report.
 
-    ``artifacts``: an exported artifact folder (manifest.json with a ``c-<precision>`` entry);
-    default ``artifacts/watch-gru``. Inputs are the folder's golden windows (normalized, and
-    quantized for int8). Returns the printable report (or JSON).
+    ``artifacts``: an exported artifact folder (manifest.json with a ``c-<precision>`` entry); its
+    golden windows are the inputs. ``checkpoint``: a run folder / model.safetensors instead: the C
+    library is generated here from it (calibrated on its task's training split) and the inputs are
+    test windows. Default: ``artifacts/watch-gru`` if it exists, else ``runs/watch-gru``.
+    Returns the printable report (or JSON).
     """
+    tgt = get_target(target)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
+    if artifacts is None and checkpoint is None:
+        artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None
+        checkpoint = None if artifacts else "runs/watch-gru"
+    if artifacts:
+        lib_dir, prefix, model, x = _from_artifacts(Path(artifacts), precision, sequences)
+    else:
+        lib_dir, prefix, model, x = _from_checkpoint(Path(checkpoint), precision, sequences, work / "c")
+    rep = measure(lib_dir, prefix, precision, model, tgt, x, work, opt, timeout)
+    return json.dumps(rep, indent=2) if as_json else format_report(rep)
+
+
+def _from_artifacts(folder: Path, precision: str, sequences: int):
+    from runtime.backends.base import Quant
     from runtime.manifest import Manifest
     from runtime.quant import quantize
-    from runtime.backends.base import Quant
-    tgt = get_target(target)
-    folder = Path(artifacts or "artifacts/watch-gru")
     man = Manifest.read(folder)
     entry = man.by_name(f"c-{precision}")
-    lib_dir = folder / entry["c"]["dir"]
     man.verified(entry)
     golden = np.load(man.golden_path())
     x = np.asarray(golden["x"][:sequences], np.float32)
     if precision == "int8":
         x = quantize(x, Quant.from_json(entry["inputs"][0]["quant"]), "int8")
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
-    rep = measure(lib_dir, entry["c"]["prefix"], precision, man.model, tgt, x, work, opt, timeout)
-    return json.dumps(rep, indent=2) if as_json else format_report(rep)
+    return folder / entry["c"]["dir"], entry["c"]["prefix"], man.model, x
+
+
+def _from_checkpoint(path: Path, precision: str, sequences: int, out: Path):
+    from export.c import export_c
+    from export.c import reference as R
+    from training.checkpoint import load_model
+    from training.data import load_task
+    model, meta = load_model(path)
+    data = load_task(meta["task"])
+    recs = export_c(model, meta, data, out, precisions=(precision,))
+    rec = recs[0]
+    mean, std = np.asarray(meta["input_mean"], np.float32), np.asarray(meta["input_std"], np.float32)
+    x = ((data.X_test[:sequences] - mean) / std).astype(np.float32)
+    if precision == "int8":
+        x = R.quantize_input(x, rec["quant"]["input"]["scale"])
+    spec = model.spec
+    facts = {"arch": spec.arch, "input_size": spec.input_size, "hidden_sizes": list(spec.hidden_sizes),
+             "num_classes": spec.num_classes}
+    return out / rec["c"]["dir"], rec["c"]["prefix"], facts, x

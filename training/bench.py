@@ -10,12 +10,13 @@ machine with the configured thread count. Writes the figures to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
+from pathlib import Path
 import sys
 import time
 
-from runtime.atomic import write_json
+from runtime.atomic import write_json, write_text
 from runtime.errors import UserError
 
 TARGETS = {"watch": 0.85, "kws": 0.90, "fixture": 0.90}
@@ -40,6 +41,22 @@ def bench_one(task: str, arch: str, out_root: str) -> dict:
             "test_acc": round(m["test_acc"], 4), "synthetic": m["synthetic"], "stop_reason": m["stop_reason"]}
 
 
+def markdown_table(rows: list[dict], machine: dict) -> str:
+    lines = ["# Training benchmark", "",
+             f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, "
+             f"load average at the end {machine['load_avg_at_end']:.1f}.", "",
+             "Reproduce: `.venv/bin/invoke train-bench` (or `python -m training.bench`).", "",
+             "| task | arch | hidden | device/threads | seq/s | time to target | test acc | epochs | train s | stop |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tt = "not reached" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.0f} s"
+        acc = f"{r['test_acc']:.3f}" + (" (synthetic speech)" if r["synthetic"] and r["task"] == "kws" else "")
+        lines.append(f"| {r['task']} | {r['arch']} | {r['hidden']} | {r['device']}/{r['threads']} | "
+                     f"{r['sequences_per_s']:.0f} | {tt} (target {r['target_acc']:.0%}) | {acc} | {r['epochs']} | "
+                     f"{r['train_seconds']:.0f} | {r['stop_reason']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,10 +79,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import torch
-    write_json(a.out, {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                   "cpu_count": __import__("os").cpu_count(), "torch": torch.__version__},
-                       "results": rows})
-    print(f"wrote {a.out}")
+    machine = {"platform": platform.platform(), "processor": platform.processor(),
+               "cpu_count": os.cpu_count(), "torch": torch.__version__,
+               "load_avg_at_end": os.getloadavg()[0]}
+    write_json(a.out, {"machine": machine, "results": rows})
+    md = Path(a.out).with_suffix(".md")
+    write_text(md, markdown_table(rows, machine))
+    print(f"wrote {a.out} and {md}")
     return 0
 
 

@@ -132,3 +132,14 @@ def test_hung_guest_is_stopped_and_reported(tmp_path):
     fw = F.build(lib, "hang", "int8", get_target("cortex-m4"), tmp_path / "fw")
     with pytest.raises(UserError, match="did not finish within 3 s"):
         F.run(fw, np.zeros((1, 1, 1), np.int8), timeout=3, count=False)
+
+
+@pytest.mark.slow
+def test_tflm_comparison(fixture_run, tmp_path):
+    """TFLite Micro's int8 fused LSTM next to ours: its arena vs our RAM, both close to float."""
+    pytest.importorskip("tflite_micro")
+    from devices.cortex_m.tflm_compare import compare_tflm
+    r = compare_tflm(str(fixture_run("lstm")), str(tmp_path))
+    assert r["tflm_int8"]["arena_bytes"] > 0 and r["c_int8"]["ram_bytes"] > 0
+    assert r["c_int8"]["top1_agreement"] >= 0.9 and r["tflm_int8"]["top1_agreement"] >= 0.9
+    assert r["c_vs_tflm"]["top1_agreement"] >= 0.9

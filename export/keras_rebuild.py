@@ -125,8 +125,9 @@ def build_keras_model(arch: str, weights: dict, *, seq_len: int | None, input_si
     """The tf_keras model for ``weights`` (from ``torch_to_keras_weights``).
 
     kind ``"sequence"``: input ``x [batch, seq_len, C]`` -> ``scores [batch, K]`` from the last step.
-    kind ``"step"``: one frame ``x [1, C]`` -> ``scores [1, K]``; LSTM layers are ``stateful=True``
-    (TFLite keeps h, c in variable tensors of the fused op), GRU state is explicit: inputs
+    kind ``"step"``: one frame ``x [1, C]`` -> ``scores [1, K]``. LSTM: the sequence graph over a
+    one-frame window; Keras itself forgets the state between calls, but TFLite's fused LSTM keeps
+    h and c in variable tensors, which is what streams. GRU state is explicit: inputs
     ``state_in_i [1, H_i]``, outputs ``state_out_i`` (TFLite has no fused GRU to hold it).
     """
     keras = import_tf_keras()
@@ -148,12 +149,15 @@ def build_keras_model(arch: str, weights: dict, *, seq_len: int | None, input_si
         dense = layers.Dense(num_classes, name="scores")
         model = keras.Model(x_in, dense(h), name=f"{arch}_sequence")
     elif kind == "step" and arch == "lstm":
+        # Not Keras stateful=True (that converts to resource variables and a WHILE loop, no fused
+        # op): the fused UNIDIRECTIONAL_SEQUENCE_LSTM over a one-frame window already keeps h and c
+        # in variable tensors between invoke() calls.
         x_in = keras.Input(shape=(input_size,), batch_size=1, name="x")
         h = layers.Reshape((1, input_size), name="frame_to_sequence")(x_in)
         rnns = []
         for i, units in enumerate(hidden):
             last = i == len(hidden) - 1
-            layer = layers.LSTM(units, return_sequences=not last, stateful=True, name=f"lstm_{i}")
+            layer = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i}")
             h = layer(h)
             rnns.append(layer)
         dense = layers.Dense(num_classes, name="scores")

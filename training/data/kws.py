@@ -11,7 +11,7 @@ flite speaker belongs to exactly one of train / val / test (assigned by a hash o
 assignment does not move with the seed); the accents are shared. Test accuracy is therefore on
 voices the model never heard - synthetic ones, which is what ``info["synthetic"]`` says.
 
-Generation is seeded, runs the synthesiser in at most 2 processes, and is cached under
+Generation is seeded, runs at most 2 synthesiser processes at a time, and is cached under
 ``cache_dir`` as ``kws-<hash of every generation parameter>.npz`` (written atomically).
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import sys
 from pathlib import Path
 
@@ -207,8 +206,14 @@ def plan(params: KwsParams, seed: int, groups: dict[str, list[synth.Voice]]) -> 
 
 
 def run_sessions(sessions: list[dict], workers: int = 2, progress: bool = True) -> list[list[np.ndarray]]:
-    """Render every session, in order, in at most ``workers`` (<= 2) processes."""
-    workers = max(1, min(2, int(workers), multiprocessing.cpu_count()))
+    """Render every session, in order, with at most ``workers`` (<= 2) synthesisers at a time.
+
+    Threads, not processes: the time goes to the synthesiser subprocesses and to numpy, both of
+    which run outside the GIL, and threads need no ``if __name__ == "__main__"`` guard in the
+    caller's script nor care about the parent's torch thread pools.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    workers = max(1, min(2, int(workers)))
     bar = None
     if progress:
         try:
@@ -217,26 +222,16 @@ def run_sessions(sessions: list[dict], workers: int = 2, progress: bool = True) 
                        unit="clip", dynamic_ncols=True, file=sys.stderr)
         except ImportError:
             pass
-    out, pool = [], None
+    out = []
     try:
-        if workers == 1 or len(sessions) < 16:
-            results = map(render, sessions)
-        else:
-            # spawn, not fork: the parent may already run torch's thread pools.
-            pool = multiprocessing.get_context("spawn").Pool(workers)
-            results = pool.imap(render, sessions, chunksize=4)
-        for feats in results:
-            out.append(feats)
-            if bar is not None:
-                bar.update(len(feats))
-        if pool is not None:
-            pool.close()
-            pool.join()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for feats in pool.map(render, sessions):
+                out.append(feats)
+                if bar is not None:
+                    bar.update(len(feats))
     finally:
         if bar is not None:
             bar.close()
-        if pool is not None:
-            pool.terminate()
     return out
 
 

@@ -207,3 +207,29 @@ def test_bad_input_is_a_user_error(c_export, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(MissingDependency, match="apt-get install gcc"):
         HB.find_tool("gcc", "gcc")
+
+
+def test_runtime_load_predict_and_stream(c_export, tmp_path, monkeypatch):
+    """runtime.load over a manifest holding the C records: raw features in, float scores out."""
+    import runtime
+    from runtime.atomic import write_json
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(tmp_path / "cache"))
+    e = c_export("lstm")
+    m = e["meta"]
+    spec = e["model"].spec
+    write_json(e["out"] / "manifest.json", {
+        "format": "rnn-edge-artifacts/1", "task": "fixture", "class_names": m["class_names"],
+        "model": {"arch": spec.arch, "input_size": spec.input_size, "hidden_sizes": list(spec.hidden_sizes),
+                  "num_classes": spec.num_classes},
+        "preprocess": {"mean": m["input_mean"], "std": m["input_std"]}, "artifacts": e["records"]})
+    raw = e["x"][:4] * np.array(m["input_std"], np.float32) + np.array(m["input_mean"], np.float32)
+    rec = e["records"][2]
+    model = runtime.load(e["out"], backend="c", precision="int8")
+    xn = model.normalize(raw)  # the runtime's own float32 normalization, then the reference's quantizer
+    want = R.dequantize_scores(R.int_run(e["qm"], R.quantize_input(xn, rec["quant"]["input"]["scale"])))
+    got = model.predict(raw)
+    np.testing.assert_array_equal(got, want)  # the same integers, dequantized the same way
+    stream = model.stream().run(raw)
+    np.testing.assert_allclose(stream[:, -1], got, atol=1e-6)
+    f = runtime.load(e["out"], backend="c", precision="float32").predict(raw)
+    assert np.abs(f - _torch(e["model"], e["x"][:4])).max() < 1e-4

@@ -63,5 +63,28 @@ def main(argv=None) -> int:
     return 0
 
 
+def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: str = "watch",
+                  out: str | None = "docs/parity", extra: list[str] | None = None) -> int:
+    """What ``invoke parity`` runs: export the default model first when its folder is missing, then the suite.
+
+    ``arch``: comma-separated architectures (folders ``artifacts/<task>-<arch>``); ``artifacts``:
+    comma-separated artifact folders instead (``arch`` is then ignored).
+    """
+    from pathlib import Path
+    folders = [f for f in (artifacts or "").split(",") if f]
+    if not folders:
+        for a in [a for a in arch.split(",") if a]:
+            folder = Path("artifacts") / f"{task}-{a}"
+            if not (folder / "manifest.json").is_file():
+                print(f"parity: {folder} has no manifest.json: exporting the default {task}-{a} model first")
+                from export.__main__ import main as export_main
+                rc = export_main(["--task", task, "--arch", a])
+                if rc:
+                    return rc
+            folders.append(str(folder))
+    argv = folders + (["--out", out] if out else []) + list(extra or [])
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

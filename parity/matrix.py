@@ -158,10 +158,14 @@ def run_matrix(folder, *, test_split: bool = True, max_test: int | None = None, 
         from tqdm import tqdm
         bar = tqdm(cells, desc=f"parity {arch}", unit="cell", leave=False)
     results = []
-    for cell in bar:
-        if progress:
-            bar.set_postfix_str(cell.id)
-        results.append(_run_cell(held, cell))
+    try:
+        for cell in bar:
+            if progress:
+                bar.set_postfix_str(cell.id)
+            results.append(_run_cell(held, cell))
+    finally:
+        for close in ctx.cleanup:
+            close()
     _between_cells(results)
     for r in results:
         if r.status == PASS:

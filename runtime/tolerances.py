@@ -61,6 +61,10 @@ LSB_RULES: tuple[LsbRule, ...] = (
     LsbRule("tflm", "litert", "int8", 2, True,
             "same int8 flatbuffer, but TFLite Micro's LSTM kernel uses its own fixed-point gate math "
             "(int16 cell, Q3.12 gates): a few LSBs apart from LiteRT's (measured <= 2)"),
+    LsbRule("rpi-litert", "litert", "int8", 1, True,
+            "same int8 file on aarch64 (NEON kernels, emulated Cortex-A72) vs x86 (AVX kernels): "
+            "requantization rounding may differ by one step (devices/rpi/parity.py MAX_LSB)"),
+    LsbRule("rpi-litert", "litert", "int16x8", 1, True, "as for int8: per-CPU integer kernels"),
     LsbRule("tflm", "litert", "int16x8", 2, True,
             "same 16x8 flatbuffer, different integer kernels (as for int8)"),
 )

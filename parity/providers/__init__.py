@@ -43,6 +43,7 @@ class Context:
     arch: str
     heldout: HeldOut
     model: object  # the PyTorch SequenceModel (reference)
+    cleanup: list = dataclasses.field(default_factory=list)  # callables run after the matrix (emulator sessions)
 
     def entries(self, **match) -> list[dict]:
         """Manifest entries exported successfully whose fields equal ``match`` (e.g. format="onnx")."""

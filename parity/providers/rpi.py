@@ -1,12 +1,67 @@
-"""ONNX Runtime and LiteRT on an emulated Raspberry Pi 4 (aarch64 under qemu-user): devices/rpi.
+"""ONNX Runtime and LiteRT on an emulated Raspberry Pi 4 (aarch64 Cortex-A72 under qemu-user).
 
-Placeholder until ``devices/rpi/parity.py`` lands: its cells are reported SKIPPED with the reason.
+Uses devices/rpi/parity.py: ``PiScores`` copies the folder's ONNX/TFLite files and the ``runtime``
+package into the emulated Pi and scores them there with ``runtime.load``, all entries in ONE
+emulated process (the first cell asks for every entry; later cells read the cache). Cells run on
+the golden rows. Their ids say the device: ``gru-int8-rpi-litert``. Integer outputs must stay
+within the LSB rule against the same file on this host (runtime/tolerances.py).
 """
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
+
+from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
+from parity.providers._runtime import output_scale, variant_of
+
 NAME = "rpi"
+RUNTIMES = ("onnxruntime", "litert")
+
+
+def _missing() -> str | None:
+    try:
+        from devices.rpi import parity  # noqa: F401
+    except ImportError as e:
+        return f"devices.rpi.parity is not available in this checkout ({e})"
+    for tool, pkg in (("qemu-aarch64-static", "qemu-user-static"), ("mmdebstrap", "mmdebstrap"),
+                      ("unshare", "util-linux")):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (emulated Raspberry Pi): run `sudo apt-get install {pkg}`"
+    return None
 
 
 def cells(ctx) -> list:
-    return []
+    entries = [e for e in ctx.entries() if e.get("runtime") in RUNTIMES and e.get("format") in ("onnx", "tflite")]
+    if not entries:
+        return []
+    skip = _missing()
+    names = [e["name"] for e in entries]
+    session: dict = {}
+
+    def pi():
+        if "pi" not in session:
+            from devices.rpi.parity import PiScores
+            session["pi"] = PiScores(ctx.folder, progress=False)
+            ctx.cleanup.append(session["pi"].close)
+        return session["pi"]
+
+    out = []
+    for e in entries:
+        mode = STREAM if e.get("kind") == "step" else WHOLE
+
+        def run(x_raw: np.ndarray, e=e, mode=mode) -> Outputs:
+            got = pi().scores(names, x_raw)  # every entry in one emulated run, cached per input
+            err = got.get("error:" + e["name"])
+            if err is not None:
+                raise RuntimeError(f"on the emulated Pi: {err}")
+            y = np.asarray(got[e["name"]], np.float32)
+            return Outputs(scores=y[:, -1], stream=y) if mode == STREAM else Outputs(scores=y)
+
+        label = f"rpi-{e['runtime']}"
+        out.append(Cell(cell_id(ctx.arch, e.get("precision", "?"), label, variant_of(e)), ctx.arch, label,
+                        e.get("precision", "?"), mode, NAME, artifact=e["name"], file=e.get("file"),
+                        what=f"{e.get('file')} on {e['runtime']} inside an emulated Raspberry Pi 4 (aarch64, qemu-user)",
+                        output_scale=output_scale(e), inputs="golden", skip=skip, run=run))
+    return out

@@ -101,3 +101,25 @@ def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/tra
     rc = main(["--tasks", tasks, "--archs", archs, "--out", out])
     if rc:
         raise Exit(code=rc)
+
+
+@task(help={"target": "cortex-m4 | cortex-m7 | cortex-m3 (see devices/targets.py)",
+            "artifacts": "artifact folder with a c-<precision> entry (default artifacts/watch-gru)",
+            "checkpoint": "or a run folder: generate and calibrate the C from it",
+            "precision": "int8 | float32", "opt": "compiler optimization flag", "json": "print JSON"})
+@user_errors
+def firmware(c, target="cortex-m4", artifacts=None, checkpoint=None, precision="int8", opt="-O2", json=False):
+    """Build the C model for a Cortex-M target, run it under QEMU, print flash/RAM/instructions per MAC."""
+    from devices.cortex_m.report import firmware as run
+    if artifacts is None and checkpoint is None:
+        artifacts = "artifacts/watch-gru"
+    print(run(target=target, artifacts=artifacts, checkpoint=checkpoint, precision=precision, opt=opt, as_json=json))
+
+
+@task(help={"checkpoint": "an LSTM run folder (TFLite Micro has no GRU kernel)"})
+@user_errors
+def tflm_compare(c, checkpoint="runs/watch-lstm"):
+    """Our int8 C next to TFLite Micro's int8 fused LSTM: arena vs RAM, accuracy, agreement."""
+    import json as _json
+    from devices.cortex_m.tflm_compare import compare_tflm
+    print(_json.dumps(compare_tflm(checkpoint), indent=2))

@@ -1,0 +1,67 @@
+"""Subject-wise cross-validation on ``watch``: every subject is held out exactly once.
+
+    python -m training.cv --arch gru [--folds 5]
+
+One held-out split says as much about its two subjects as about the model (in the default split,
+subject 2 is much harder than the others). This trains one model per fold with the default
+config, holding out two subjects for test and one other for validation, and reports each fold's
+test accuracy with the mean and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from runtime.atomic import write_json
+from runtime.errors import UserError
+
+SUBJECTS = tuple(range(1, 11))
+
+
+def folds(k: int = 5) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(test subjects, val subjects) per fold: consecutive pairs, validation = the next subject."""
+    size = len(SUBJECTS) // k
+    out = []
+    for f in range(k):
+        test = SUBJECTS[f * size:(f + 1) * size]
+        val = (SUBJECTS[((f + 1) * size) % len(SUBJECTS)],)
+        out.append((test, val))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.cv", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="gru", choices=["gru", "lstm"])
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--out", default=None, help="JSON report (default docs/benchmarks/watch-cv-<arch>.json)")
+    a = p.parse_args(argv)
+    from training.config import load_config
+    from training.trainer import train
+    rows = []
+    try:
+        for i, (test, val) in enumerate(folds(a.folds)):
+            base = load_config("watch", arch=a.arch)
+            cfg = load_config("watch", arch=a.arch, out=f"runs/cv/watch-{a.arch}-fold{i}",
+                              data={**base.data, "test_subjects": list(test), "val_subjects": list(val)})
+            m = train(cfg, resume=False, progress=False)
+            rows.append({"fold": i, "test_subjects": list(test), "val_subject": val[0], "test_acc": m["test_acc"],
+                         "epochs": m["epochs_run"], "train_seconds": round(m["train_seconds"], 1)})
+            print(f"fold {i}: test subjects {test} -> test accuracy {m['test_acc']:.3f} "
+                  f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)", flush=True)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    accs = np.array([r["test_acc"] for r in rows])
+    print(f"watch {a.arch}: subject-wise {a.folds}-fold test accuracy {accs.mean():.3f} +- {accs.std():.3f} "
+          f"(min {accs.min():.3f}, max {accs.max():.3f})")
+    write_json(a.out or f"docs/benchmarks/watch-cv-{a.arch}.json",
+               {"arch": a.arch, "folds": rows, "mean": float(accs.mean()), "std": float(accs.std())})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

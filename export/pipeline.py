@@ -1,0 +1,272 @@
+"""Checkpoint -> verified artifact folder, written atomically.
+
+``export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=True, arch=None)``:
+
+1. Check the inputs before any work: the checkpoint (unidirectional LSTM/GRU of the expected
+   ``arch``), the families asked for (``kinds`` from ``KINDS``; TFLite needs TensorFlow), the output
+   folder (writable; an existing folder must be an artifact folder, never a user's other data).
+2. Build the whole folder in a temporary sibling ``.<name>.tmp-*``: ONNX (export/onnx_export.py),
+   TFLite (``export.tflite_export.export_tflite``) and C (``export.c.export_c``) when importable,
+   then golden.npz and manifest.json.
+3. Swap it in: the temporary folder and the old one exchange names in one ``renameat2`` call
+   (two renames where the filesystem lacks it), then the old one is deleted. Any fatal error
+   before that removes the temporary folder and leaves the existing one untouched.
+
+An artifact that fails (exception, converter crash in its child process) is a ``failed`` record
+with one line naming it; the other artifacts are still written and the folder is still swapped in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from export import manifest as M
+from runtime.errors import MissingDependency, UserError
+
+KINDS = ("onnx", "tflite", "c")
+ARCHS_SUPPORTED = ("lstm", "gru")
+EXPORT_EXTRA = "pip install -e '.[export]'"
+_KNOWN_SPEC_KEYS = {"arch", "input_size", "hidden_sizes", "num_classes"}
+
+
+# -- input checks -------------------------------------------------------------------------------
+def inspect_checkpoint(path) -> dict:
+    """The checkpoint's spec, read from the safetensors header without building the model.
+
+    Refuses what export cannot represent (bidirectional or other unknown options, reverse-direction
+    weights, an architecture other than LSTM/GRU) with one line each.
+    """
+    from safetensors import safe_open
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: train one with `invoke train` or pass --checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header, names = f.metadata() or {}, list(f.keys())
+        spec = json.loads(header.get("spec", "null"))
+    except Exception as e:
+        raise UserError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}): retrain or restore it") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{path} is not an rnn-edge checkpoint (no model spec in its header): export needs one from `invoke train`")
+    if spec.get("bidirectional") or any("_reverse" in n for n in names):
+        raise UserError(f"checkpoint {path} is bidirectional: export supports unidirectional LSTM/GRU only "
+                        f"(a streaming device cannot see future frames); retrain without bidirectional")
+    extra = sorted(k for k in spec if k not in _KNOWN_SPEC_KEYS and spec[k] not in (None, False, 0, 1, ""))
+    if extra:
+        raise UserError(f"checkpoint {path} uses model option(s) export does not support: {', '.join(extra)}; "
+                        f"retrain with a plain stacked LSTM/GRU")
+    if spec.get("arch") not in ARCHS_SUPPORTED:
+        raise UserError(f"checkpoint {path} has architecture {spec.get('arch')!r}: export supports lstm and gru only")
+    return spec
+
+
+def check_kinds(kinds) -> tuple[str, ...]:
+    if kinds is None:
+        return KINDS
+    if isinstance(kinds, str):
+        kinds = [k for k in kinds.replace(" ", ",").split(",") if k]
+    kinds = tuple(dict.fromkeys(str(k).lower() for k in kinds))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise UserError(f"unknown artifact kind(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(KINDS)}")
+    return kinds
+
+
+def _installed(name: str) -> bool:
+    """Whether ``name`` can be imported, without importing it (TensorFlow takes seconds)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_dependencies(kinds) -> None:
+    if not _installed("onnx") or not _installed("onnxruntime"):
+        raise MissingDependency("onnx and onnxruntime (needed by export)", EXPORT_EXTRA)
+    if "tflite" in kinds and not (_installed("tensorflow") and _installed("tf_keras")):
+        raise MissingDependency("TensorFlow + tf-keras (needed for the TFLite artifacts; or pass --kinds onnx,c)",
+                                EXPORT_EXTRA)
+
+
+def check_output(out_dir: Path) -> None:
+    """The output folder can be created and replaced, and holds nothing but artifacts."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output {out_dir} exists and is not a folder: choose another with --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / M.MANIFEST).is_file():
+        raise UserError(f"output folder {out_dir} is not empty and is not an artifact folder (no {M.MANIFEST}): "
+                        f"refusing to replace it; choose another with --out")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out_dir.name}.probe-", dir=out_dir.parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to output folder {out_dir} ({e.strerror or type(e).__name__}): "
+                        f"choose another with --out") from None
+
+
+# -- the atomic swap ------------------------------------------------------------------------------
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step with Linux renameat2(RENAME_EXCHANGE); False if unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def swap_in(new: Path, out_dir: Path) -> None:
+    """Make ``new`` appear at ``out_dir``; the previous ``out_dir`` (if any) is removed after."""
+    if not out_dir.exists():
+        os.rename(new, out_dir)
+    elif _exchange(new, out_dir):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the previous folder
+    else:
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rmdir(old)
+        os.rename(out_dir, old)
+        try:
+            os.rename(new, out_dir)
+        except OSError:
+            os.rename(old, out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        fd = os.open(out_dir.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# -- families -------------------------------------------------------------------------------------
+def _optional_exporter(module: str, attr: str):
+    """The exporter function, or None when its module is not in this checkout."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (module == e.name or module.startswith(e.name + ".")):
+            return None
+        raise
+    return getattr(mod, attr, None)
+
+
+def _family_failed(family: str, e: BaseException) -> dict:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return M.failed_record(family, f"{family} export failed: {type(e).__name__}: {msg}"[:400], format=family)
+
+
+def _run_family(family: str, fn, *args) -> list[dict]:
+    try:
+        records = list(fn(*args) or [])
+    except MissingDependency:
+        raise
+    except Exception as e:  # the family's own per-artifact handling missed it: one line, keep going
+        return [_family_failed(family, e)]
+    return records
+
+
+def _judge_records(records: list[dict]) -> None:
+    """Apply the tolerance policy to records that carry metrics; never upgrades a status."""
+    from export.verify import judge
+    for rec in records:
+        m = rec.get("metrics") or {}
+        if rec.get("status", "ok") == "ok" and "top1_agreement" in m and "max_abs_err" in m and rec.get("precision"):
+            try:
+                status, error = judge(m, rec["precision"])
+            except KeyError:
+                continue
+            if status != "ok":
+                rec["status"], rec["error"] = status, f"{rec['name']}: {error}"
+        rec.setdefault("status", "ok")
+        rec.setdefault("error", None)
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=True, arch=None,
+                     unrolled: bool = False) -> dict:
+    """Export ``checkpoint`` to the artifact folder ``out_dir``; returns the manifest written there.
+
+    ``task``/``arch``: when given, the checkpoint must match them. ``kinds``: families to export
+    (subset of ``KINDS``; default all). ``unrolled``: also the unrolled ONNX pair (slow to quantize).
+    """
+    import torch
+    from training.checkpoint import load_model
+    from training.data import load_task
+
+    torch.set_num_threads(1)
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "model.safetensors"
+    kinds = check_kinds(kinds)
+    spec = inspect_checkpoint(checkpoint)
+    if arch is not None and spec["arch"] != arch:
+        raise UserError(f"checkpoint {checkpoint} is a {spec['arch']} model, not {arch}: "
+                        f"pass --arch {spec['arch']} or the {arch} checkpoint")
+    check_dependencies(kinds)
+    check_output(out_dir)
+    model, meta = load_model(checkpoint)
+    model.eval()
+    trained_on = meta.get("task")
+    if task is not None and trained_on not in (None, task):
+        raise UserError(f"checkpoint {checkpoint} was trained on task {trained_on!r}, not {task!r}: "
+                        f"pass --task {trained_on} or the {task} checkpoint")
+    data = load_task(trained_on or task)
+
+    from export.verify import reference_for
+    reference = reference_for(model, meta, data)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the folder is for sharing
+        records: list[dict] = []
+        skipped: list[dict] = []
+        if "onnx" in kinds:
+            from export.onnx_export import export_onnx
+            records += _run_family("onnx", lambda *a: export_onnx(*a, unrolled=unrolled), model, meta, data, tmp, progress)
+        if "tflite" in kinds:
+            fn = _optional_exporter("export.tflite_export", "export_tflite")
+            if fn is None:
+                skipped.append({"family": "tflite", "reason": "export/tflite_export.py is not in this checkout"})
+            else:
+                records += _run_family("tflite", fn, model, meta, data, tmp, progress)
+        if "c" in kinds:
+            fn = _optional_exporter("export.c", "export_c")
+            if fn is None:
+                skipped.append({"family": "c", "reason": "export/c is not in this checkout"})
+            else:
+                records += _run_family("c", fn, model, meta, data, tmp)
+        _judge_records(records)
+        M.finalize(records, tmp)
+        golden = M.write_golden(tmp, reference)
+        manifest = M.build(checkpoint=checkpoint, model=model, meta=meta, reference=reference,
+                           golden=golden, records=records)
+        manifest["kinds"] = list(kinds)
+        if skipped:
+            manifest["skipped"] = skipped
+        M.write(tmp, manifest)
+        swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

@@ -1,0 +1,125 @@
+"""Check an artifact against the float PyTorch model, by the tolerance of its precision.
+
+Reusable by every exporter (ONNX, TFLite, C): give ``verify_predict`` a callable
+``predict(x_norm [N, T, C] float32) -> scores [N, K]`` running the artifact in its runtime, the
+artifact's precision, and the ``Reference`` (PyTorch scores on the held-out test split). It
+returns the record fields ``accuracy``, ``metrics``, ``status`` and ``error``::
+
+    from export.verify import reference_for, verify_predict
+    ref = reference_for(model, meta, data)          # cached per model and data
+    record.update(verify_predict(lambda x: my_runtime(x), "int8", ref))
+
+Streaming artifacts also pass ``stream(x_norm [N, T, C]) -> per-step scores [N, T, K]``: it is
+compared step by step with ``model.stream`` and, at the last step, with PyTorch's whole-sequence
+scores (float32 requires agreement within ``STREAM_TOLERANCE``).
+
+Status: ``ok`` (within tolerance), ``out-of-tolerance`` (ran, but outside the policy in
+runtime/tolerances.py; ``error`` says which limit), ``failed`` (did not run; set by the caller).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from runtime.metrics import compare
+from runtime.tolerances import tolerance_for
+
+STREAM_TOLERANCE = 1e-5  # float32 step-by-step vs whole-sequence scores (acceptance criterion)
+N_GOLDEN = 8
+N_STREAM = 64
+
+
+@dataclasses.dataclass
+class Reference:
+    """PyTorch float scores on the normalized test split, plus the golden subset."""
+
+    x: np.ndarray  # [N, T, C] normalized test windows
+    y: np.ndarray  # [N] labels
+    scores: np.ndarray  # [N, K] PyTorch logits
+    accuracy: float
+    stream_idx: np.ndarray  # indices of the windows streamed step by step
+    stream_scores: np.ndarray  # [n, T, K] PyTorch per-step logits on those windows
+    golden_idx: np.ndarray  # indices of the golden samples (a prefix of stream_idx)
+    x_raw: np.ndarray  # [N, T, C] raw test windows (golden.npz keeps x_raw[golden_idx])
+
+
+def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
+    """``(X - input_mean) / input_std``, the manifest's ``preprocess`` step."""
+    mean = np.asarray(meta["input_mean"], np.float32)
+    std = np.asarray(meta["input_std"], np.float32)
+    return ((np.asarray(X, np.float32) - mean) / std).astype(np.float32)
+
+
+def _spread(y: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` indices covering every class first (round robin over classes), sorted."""
+    by_class = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
+    picked: list[int] = []
+    while len(picked) < min(n, len(y)):
+        for idx in by_class:
+            if idx and len(picked) < n:
+                picked.append(int(idx.pop(0)))
+    return np.asarray(picked, dtype=np.int64)
+
+
+_CACHE: dict = {}
+
+
+def reference_for(model, meta: dict, data) -> Reference:
+    """Build (once per model and data object) the PyTorch reference on the test split."""
+    key = (id(model), id(data))
+    if key in _CACHE:
+        return _CACHE[key]
+    import torch
+    x = normalize(data.X_test, meta)
+    with torch.no_grad():
+        scores = np.concatenate([model(torch.from_numpy(x[i:i + 512])).numpy() for i in range(0, len(x), 512)])
+        stream_idx = _spread(data.y_test, N_STREAM)
+        stream_scores = model.stream(torch.from_numpy(x[stream_idx])).numpy()
+    ref = Reference(x=x, y=data.y_test, scores=scores, accuracy=float(np.mean(scores.argmax(1) == data.y_test)),
+                    stream_idx=stream_idx, stream_scores=stream_scores, golden_idx=stream_idx[:N_GOLDEN],
+                    x_raw=np.asarray(data.X_test, np.float32))
+    _CACHE.clear()  # keep one: references hold the whole test split
+    _CACHE[key] = ref
+    return ref
+
+
+def judge(metrics: dict, precision: str) -> tuple[str, str | None]:
+    """``(status, error)`` of ``metrics`` (runtime.metrics.compare output) under the policy."""
+    tol = tolerance_for(precision)
+    problems = []
+    if tol.max_abs is not None and metrics["max_abs_err"] > tol.max_abs:
+        problems.append(f"max |error| {metrics['max_abs_err']:.3g} > {tol.max_abs:g}")
+    if metrics["top1_agreement"] < tol.min_top1_agreement:
+        problems.append(f"top-1 agreement {metrics['top1_agreement']:.4f} < {tol.min_top1_agreement:.4f}")
+    drop = metrics.get("accuracy_drop")
+    if drop is not None and drop > tol.max_accuracy_drop + 1e-9:
+        problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * tol.max_accuracy_drop:.2f}")
+    stream_err = metrics.get("stream_vs_sequence_max_abs")
+    if precision == "float32" and stream_err is not None and stream_err > STREAM_TOLERANCE:
+        problems.append(f"streaming differs from whole-sequence by {stream_err:.3g} > {STREAM_TOLERANCE:g}")
+    if problems:
+        return "out-of-tolerance", f"{precision} outside tolerance: " + "; ".join(problems)
+    return "ok", None
+
+
+def verify_predict(predict, precision: str, reference: Reference, *, stream=None) -> dict:
+    """Run ``predict`` (and ``stream``) on the test split; the record's verification fields."""
+    scores = np.asarray(predict(reference.x), dtype=np.float32)
+    metrics = compare(scores, reference.scores, reference.y)
+    if stream is not None:
+        per_step = np.asarray(stream(reference.x[reference.stream_idx]), dtype=np.float32)
+        if per_step.shape != reference.stream_scores.shape:
+            raise ValueError(f"stream returned shape {per_step.shape}, expected {reference.stream_scores.shape}")
+        metrics["stream_max_abs_err"] = float(np.max(np.abs(per_step - reference.stream_scores)))
+        metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(per_step[:, -1] - reference.scores[reference.stream_idx])))
+        metrics["stream_windows"] = int(len(reference.stream_idx))
+    status, error = judge(metrics, precision)
+    return {"accuracy": metrics["accuracy"], "metrics": metrics, "status": status, "error": error}
+
+
+def check_onnx_file(path) -> None:
+    """``onnx.checker`` on the saved file (full check, with shape inference)."""
+    import onnx
+    onnx.checker.check_model(str(path), full_check=True)

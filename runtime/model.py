@@ -14,6 +14,7 @@ Every file is checked against the manifest's sha256 before a backend sees it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,10 @@ class Graph:
             raise UserError(f"{where}: {len(state_in)} state inputs but {len(state_out)} state outputs; fix the manifest")
         shape = self.x_file.shape
         self.fixed_batch = shape[0] if shape else None
+        if (entry or {}).get("precision") == "dynamic-range":
+            # Dynamic quantization picks activation scales from the whole input tensor, so a row's
+            # scores would depend on the other rows of its batch: run one sequence at a time.
+            self.fixed_batch = 1
         self.fixed_time = shape[1] if kind == "sequence" and len(shape) == 3 else None
 
     @staticmethod
@@ -348,8 +353,11 @@ def _load_folder(folder: Path, backend, artifact, precision, threads, options) -
         return _load_reference(man.checkpoint_path(), threads, man.preprocess, man)
     if artifact:
         entry = man.by_name(artifact)
-        if entry.get("status", "ok") != "ok":
-            raise UserError(f"artifact {artifact!r} has status {entry.get('status')!r} ({entry.get('error')}): "
+        status = entry.get("status", "ok")
+        if status == "out-of-tolerance":  # it runs, but export judged its numbers outside the policy
+            warnings.warn(f"artifact {artifact!r} is out of tolerance: {entry.get('error')}", stacklevel=3)
+        elif status != "ok":
+            raise UserError(f"artifact {artifact!r} has status {status!r} ({entry.get('error')}): "
                             f"it cannot be loaded; choose another of {', '.join(man.names())}")
         backend = backend or entry.get("runtime")
         if precision and entry.get("precision") != precision:

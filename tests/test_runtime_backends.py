@@ -8,6 +8,8 @@ prediction; state is reset between independent sequences and carried within a st
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -69,44 +71,49 @@ def test_matches_pytorch_reference(backend, arch, reference):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stream_equals_predict_and_state_resets(backend, arch, reference):
+    """Runtime behaviour, whatever the export's numeric verdict: out-of-tolerance artifacts included."""
     if not installed(backend):
         pytest.skip(f"{backend} not installed here")
     folder, golden, ref_scores, ref_stream = reference(arch)
-    precisions = sorted({e["precision"] for e in entries(folder, backend)})
-    if not precisions:
+    man = runtime.model.Manifest.read(folder)
+    usable = [a for a in man.artifacts if a.get("runtime") == backend and a.get("status") in ("ok", "out-of-tolerance")]
+    if not usable:
         pytest.skip(f"the exporter produced no {backend} artifact for {arch}")
     x = golden["x_raw"][:3]
-    for precision in precisions:
-        model = runtime.load(folder, backend=backend, precision=precision)
-        if not model.can_stream or model.sequence_graph is None:
+    for entry in usable:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = runtime.load(folder, artifact=entry["name"])
+        float_model = entry["precision"] == "float32" and entry.get("status") == "ok"
+        integer_io = entry["inputs"][0]["dtype"] in ("int8", "uint8", "int16")
+        tol = 0.0 if integer_io else 1e-5  # float GEMMs may round differently for batch 3 vs 1
+        if entry.get("kind", "sequence") == "sequence":
+            # independent sequences: predicting b after a equals predicting b alone (state reset)
+            a, b = x[:1], x[1:2]
+            alone = model.predict(b)
+            model.predict(a)
+            np.testing.assert_array_equal(model.predict(b), alone)
+            np.testing.assert_allclose(model.predict(x)[1:2], alone, atol=tol, rtol=0)
+            if model.can_stream and float_model and model.step_graph.entry.get("status") == "ok":
+                np.testing.assert_allclose(model.stream().run(x)[:, -1], model.predict(x), atol=1e-5)  # stream == predict
             continue
-        float_model = precision == "float32"
-        full = model.predict(x)
-        stepper = model.stream()
-        per_step = stepper.run(x)  # [N, T, K], batch of 3 streamed together
+        per_step = model.stream().run(x)  # [N, T, K], batch of 3 streamed together
         assert per_step.shape == (3, x.shape[1], model.classes)
         if float_model:
-            np.testing.assert_allclose(per_step[:, -1], full, atol=1e-5)  # stream == predict
             np.testing.assert_allclose(per_step, ref_stream[:3], atol=1e-4)  # every step == torch.step
-        # independent sequences: predicting b after a equals predicting b alone (state reset)
-        a, b = x[:1], x[1:2]
-        alone = model.predict(b)
-        model.predict(a)
-        np.testing.assert_array_equal(model.predict(b), alone)
-        np.testing.assert_array_equal(model.predict(x)[1:2], alone)  # batch rows do not leak into each other
+            np.testing.assert_allclose(model.predict(x), per_step[:, -1], atol=1e-6)  # predict by stepping
         # within a stream the state is carried; reset() starts over
+        b = x[1]
         s = model.stream()
-        fresh = np.stack([s.step(f) for f in b[0]])
-        carried = np.stack([s.step(f) for f in b[0]])  # same frames again, state not reset
+        fresh = np.stack([s.step(f) for f in b])
+        carried = np.stack([s.step(f) for f in b])  # same frames again, state not reset
         assert not np.allclose(carried[0], fresh[0]), "state was not carried within the stream"
         s.reset()
-        again = np.stack([s.step(f) for f in b[0]])
-        np.testing.assert_array_equal(again, fresh)
+        np.testing.assert_array_equal(np.stack([s.step(f) for f in b]), fresh)
         # two interleaved streams do not share state, and each equals its row of the batched stream
         s1, s2 = model.stream(), model.stream()
         for t in range(x.shape[1]):
             y1, y2 = s1.step(x[0, t]), s2.step(x[2, t])
-        tol = 1e-5 if float_model else 0.0  # float GEMMs may round differently for batch 3 vs 1
         np.testing.assert_allclose(y1, per_step[0, -1], atol=tol, rtol=0)
         np.testing.assert_allclose(y2, per_step[2, -1], atol=tol, rtol=0)
 

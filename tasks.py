@@ -123,3 +123,37 @@ def tflm_compare(c, checkpoint="runs/watch-lstm"):
     import json as _json
     from devices.cortex_m.tflm_compare import compare_tflm
     print(_json.dumps(compare_tflm(checkpoint), indent=2))
+
+
+def _runtime_cli(*argv) -> None:
+    from runtime.__main__ import main
+    rc = main([str(a) for a in argv])
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"artifacts": "artifact folder (default artifacts/watch-gru)"})
+@user_errors
+def check(c, artifacts="artifacts/watch-gru"):
+    """Verify every artifact's sha256 and compare it with the golden samples (exit 1 on failure)."""
+    _runtime_cli("check", artifacts)
+
+
+@task(help={"artifacts": "artifact folder (default artifacts/watch-gru)", "backend": "only this backend",
+            "artifact": "only this artifact (manifest name)"})
+@user_errors
+def bench(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
+    """Latency per sequence and per streaming step (median, p90 after warm-up, one thread)."""
+    argv = ["bench", artifacts]
+    if backend:
+        argv += ["--backend", backend]
+    if artifact:
+        argv += ["--artifact", artifact]
+    _runtime_cli(*argv)
+
+
+@task(help={"model": "kws artifact folder (default artifacts/kws-gru)", "wav": "16 kHz mono WAV file"})
+@user_errors
+def listen(c, wav, model="artifacts/kws-gru"):
+    """Keyword spotting on a WAV: streaming log-mel features through the streaming model."""
+    _runtime_cli("listen", "--model", model, "--wav", wav)

@@ -142,7 +142,7 @@ def check(c, artifacts="artifacts/watch-gru"):
 @task(help={"artifacts": "artifact folder (default artifacts/watch-gru)", "backend": "only this backend",
             "artifact": "only this artifact (manifest name)"})
 @user_errors
-def bench(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
+def latency(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
     """Latency per sequence and per streaming step (median, p90 after warm-up, one thread)."""
     argv = ["bench", artifacts]
     if backend:

@@ -63,6 +63,22 @@ def main(argv=None) -> int:
     return 0
 
 
+def _export_default(task: str, arch: str, folder) -> int:
+    """``invoke export --task TASK --arch ARCH`` (export's CLI: trains first when no run exists)."""
+    try:
+        from export.__main__ import main as export_main
+    except ImportError:  # older checkouts: the library call on the default run folder
+        from pathlib import Path
+        from export.pipeline import export_artifacts
+        checkpoint = Path("runs") / f"{task}-{arch}" / "model.safetensors"
+        if not checkpoint.is_file():
+            from runtime.errors import UserError
+            raise UserError(f"no checkpoint at {checkpoint}: run `invoke train --task {task} --arch {arch}` first")
+        export_artifacts(checkpoint, folder, task=task)
+        return 0
+    return export_main(["--task", task, "--arch", arch])
+
+
 def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: str = "watch",
                   out: str | None = "docs/parity", extra: list[str] | None = None) -> int:
     """What ``invoke parity`` runs: export the default model first when its folder is missing, then the suite.
@@ -77,8 +93,7 @@ def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: st
             folder = Path("artifacts") / f"{task}-{a}"
             if not (folder / "manifest.json").is_file():
                 print(f"parity: {folder} has no manifest.json: exporting the default {task}-{a} model first")
-                from export.__main__ import main as export_main
-                rc = export_main(["--task", task, "--arch", a])
+                rc = _export_default(task, a, folder)
                 if rc:
                     return rc
             folders.append(str(folder))

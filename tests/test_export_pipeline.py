@@ -1,0 +1,206 @@
+"""export_artifacts and `python -m export`: manifest, golden data, atomic swap, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export import pipeline
+from export.pipeline import export_artifacts
+from runtime.errors import MissingDependency, UserError
+from training.checkpoint import file_sha256
+
+ONNX_NAMES = {"onnx-float32", "onnx-float32-step", "onnx-dynamic-int8", "onnx-qdq-int8",
+              "onnx-decomposed-step", "onnx-decomposed-step-int8"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def exported(fixture_run, tmp_path_factory):
+    """ONNX + C artifacts of the fixture models (TFLite is covered by the slow test below)."""
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            out = tmp_path_factory.mktemp(f"export-{arch}") / "artifacts"
+            manifest = export_artifacts(fixture_run(arch) / "model.safetensors", out, task="fixture",
+                                        kinds={"onnx", "c"}, progress=False)
+            cache[arch] = (out, manifest)
+        return cache[arch]
+    return get
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _check_manifest(out: Path, ckpt: Path):
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "rnn-edge-artifacts/1"
+    assert manifest["checkpoint"]["sha256"] == file_sha256(ckpt)
+    assert manifest["golden"]["sha256"] == file_sha256(out / manifest["golden"]["file"])
+    for rec in manifest["artifacts"]:
+        assert rec["status"] in ("ok", "out-of-tolerance", "failed"), rec
+        if rec["status"] == "failed":
+            assert rec["error"] and "\n" not in rec["error"] and rec["name"] in rec["error"]
+            continue
+        path = out / rec["file"]
+        assert rec["sha256"] == file_sha256(path), rec["name"]
+        assert rec["size_bytes"] == path.stat().st_size
+        for key in ("format", "runtime", "precision", "kind", "inputs", "outputs", "ops", "quantized"):
+            assert rec[key] is not None, (rec["name"], key)
+        assert "accuracy" in rec and (rec["format"] != "onnx" or rec["accuracy"] is not None)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temp leftovers
+    return manifest
+
+
+def test_manifest_matches_files_and_pytorch(exported, fixture_run, arch):
+    out, manifest = exported(arch)
+    on_disk = _check_manifest(out, fixture_run(arch) / "model.safetensors")
+    assert on_disk["artifacts"] == json.loads(json.dumps(manifest["artifacts"]))
+    recs = {r["name"]: r for r in manifest["artifacts"]}
+    assert ONNX_NAMES <= set(recs)
+    assert any(r["format"] == "c" for r in recs.values())  # the C family ran through the pipeline
+    for name in ONNX_NAMES:
+        rec = recs[name]
+        assert rec["status"] in ("ok", "out-of-tolerance"), (name, rec["error"])
+        assert rec["metrics"]["latency_ms"] > 0
+    for name in ("onnx-float32", "onnx-float32-step", "onnx-decomposed-step"):
+        assert recs[name]["status"] == "ok", recs[name]["error"]
+        assert recs[name]["metrics"]["max_abs_err"] <= 1e-5
+    for name in ("onnx-float32-step", "onnx-decomposed-step"):
+        assert recs[name]["metrics"]["stream_vs_sequence_max_abs"] <= 1e-5
+        state = recs[name]["state"]
+        assert state["mode"] == "explicit" and [i["name"] for i in recs[name]["inputs"]] == ["frame", *state["inputs"]]
+    seq = recs["onnx-float32"]
+    assert [i["name"] for i in seq["inputs"]] == ["x"] and seq["inputs"][0]["shape"][:2] == [None, None]
+    assert seq["outputs"][0]["name"] == "scores" and seq["outputs"][0]["dtype"] == "float32"
+    expected = "DynamicQuantizeLSTM" if arch == "lstm" else "GRU x2"
+    assert expected in recs["onnx-dynamic-int8"]["quantized"]
+
+    from training.checkpoint import load_model
+    model, _ = load_model(fixture_run(arch) / "model.safetensors")
+    g = np.load(out / "golden.npz")
+    with torch.no_grad():
+        assert np.max(np.abs(model(torch.from_numpy(g["x"])).numpy() - g["scores"])) < 1e-6
+        assert np.max(np.abs(model.stream(torch.from_numpy(g["x"])).numpy() - g["stream_scores"])) < 1e-6
+    mean, std = np.array(manifest["preprocess"]["mean"]), np.array(manifest["preprocess"]["std"])
+    assert np.allclose((g["x_raw"] - mean) / std, g["x"], atol=1e-5)
+    assert len(np.unique(g["y"])) == len(manifest["class_names"])  # golden covers every class
+
+
+def test_failed_export_leaves_previous_folder_intact(exported, fixture_run, monkeypatch):
+    out, _ = exported("gru")
+    before = _snapshot(out)
+
+    def boom(*a, **k):
+        raise OSError("disk full (injected)")
+    monkeypatch.setattr(pipeline.M, "write", boom)
+    with pytest.raises(OSError, match="injected"):
+        export_artifacts(fixture_run("gru"), out, kinds=["onnx"], progress=False)
+    assert _snapshot(out) == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def test_one_artifact_failing_is_recorded_and_the_rest_written(fixture_run, tmp_path, monkeypatch):
+    from export import onnx_quant
+
+    def crash(*a, **k):
+        raise RuntimeError("quantizer exploded (injected)")
+    monkeypatch.setattr(onnx_quant, "quantize_dynamic_onnx", crash)
+    import export.c
+    monkeypatch.setattr(export.c, "export_c", lambda *a, **k: (_ for _ in ()).throw(ValueError("codegen bug")))
+    manifest = export_artifacts(fixture_run("gru"), tmp_path / "a", kinds=("onnx", "c"), progress=False)
+    recs = {r["name"]: r for r in manifest["artifacts"]}
+    assert recs["onnx-dynamic-int8"]["status"] == "failed"
+    assert recs["onnx-dynamic-int8"]["error"].startswith("onnx-dynamic-int8: RuntimeError: quantizer exploded")
+    assert recs["c"]["status"] == "failed" and "codegen bug" in recs["c"]["error"]
+    assert recs["onnx-float32"]["status"] == "ok" and (tmp_path / "a" / "model.onnx").is_file()
+    _check_manifest(tmp_path / "a", fixture_run("gru") / "model.safetensors")
+    from export.summary import problems, table
+    assert "onnx-dynamic-int8" in table(manifest) and len(problems(manifest)) == 2
+
+
+def _bidirectional_checkpoint(src: Path, dst: Path) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(src), framework="pt") as f:
+        header, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    spec = json.loads(header["spec"])
+    spec["bidirectional"] = True
+    header["spec"] = json.dumps(spec)
+    tensors["layers.0.weight_ih_l0_reverse"] = tensors["layers.0.weight_ih_l0"].clone()
+    save_file(tensors, str(dst), metadata=header)
+    return dst
+
+
+def test_bad_input_one_line_and_nothing_lost(exported, fixture_run, tmp_path, monkeypatch, capsys):
+    from export.cli import main
+    out, _ = exported("gru")
+    before = _snapshot(out)
+    gru = fixture_run("gru") / "model.safetensors"
+    bidir = _bidirectional_checkpoint(gru, tmp_path / "bidir.safetensors")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("mine")
+    cases = [
+        (["--checkpoint", str(bidir)], "bidirectional"),
+        (["--checkpoint", str(gru), "--arch", "lstm"], "is a gru model, not lstm"),
+        (["--checkpoint", str(gru), "--arch", "rnn"], "unsupported architecture"),
+        (["--checkpoint", str(gru), "--task", "watch"], "trained on task 'fixture'"),
+        (["--checkpoint", str(tmp_path / "nope.safetensors")], "no checkpoint"),
+        (["--checkpoint", str(gru), "--kinds", "onnx,coreml"], "unknown artifact kind"),
+        (["--checkpoint", str(gru), "--out", str(tmp_path / "a-file" / "out")], "cannot write to output folder"),
+        (["--checkpoint", str(gru), "--out", str(tmp_path / "precious")], "not an artifact folder"),
+    ]
+    for argv, expected in cases:
+        rc = main(argv + ["--out", str(out), "--no-progress"] if "--out" not in argv else argv + ["--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2, argv
+        assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], (argv, err)
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "mine"
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # TensorFlow not installed
+    with pytest.raises(MissingDependency, match=r"pip install -e '\.\[export\]'"):
+        export_artifacts(gru, out, kinds=["onnx", "tflite"], progress=False)
+    rc = main(["--checkpoint", str(gru), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "TensorFlow" in err[0]
+    assert _snapshot(out) == before
+
+
+def test_cli_trains_the_default_when_no_checkpoint(tmp_path, monkeypatch, capsys):
+    from export.cli import main
+    monkeypatch.chdir(tmp_path)
+    rc = main(["--task", "fixture", "--arch", "gru", "--kinds", "onnx", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "training the default fixture-gru model" in captured.err
+    assert (tmp_path / "runs" / "fixture-gru" / "model.safetensors").is_file()
+    manifest = json.loads((tmp_path / "artifacts" / "fixture-gru" / "manifest.json").read_text())
+    assert {r["name"] for r in manifest["artifacts"]} == ONNX_NAMES
+    assert "onnx-decomposed-step-int8" in captured.out and "max err vs float" in captured.out
+
+
+def test_cli_subprocess_exit_status_and_summary(fixture_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(fixture_run("lstm")),
+                           "--out", str(tmp_path / "out"), "--kinds", "onnx", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "onnx-dynamic-int8" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_all_families_through_the_shared_fixture(fixture_artifacts, fixture_run, arch):
+    """The full export (ONNX, TFLite in child processes, C) as the parity suite sees it."""
+    out = fixture_artifacts(arch)
+    manifest = _check_manifest(out, fixture_run(arch) / "model.safetensors")
+    formats = {r["format"] for r in manifest["artifacts"] if r["status"] != "failed"}
+    assert {"onnx", "tflite", "c"} <= formats

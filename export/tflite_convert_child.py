@@ -10,7 +10,7 @@ and starts a fresh worker for the remaining jobs.
 
 ``WORKDIR/model.npz`` holds the model (``spec`` JSON, PyTorch weights under their names) and
 ``rep_sequences`` (normalized training windows for int8 calibration). A job is
-``{"name", "kind": "sequence"|"step", "precision", "unroll": bool, "out": path}``; the worker
+``{"name", "kind": "sequence"|"step", "precision", "unroll": bool, "float_io": bool, "out": path}``; the worker
 writes the ``.tflite`` bytes to ``out`` and answers ``{"name", "ok": true, "seconds"}`` or
 ``{"name", "ok": false, "error": "<one line>"}``. ``"crash": true`` makes the worker abort, so
 tests can check the parent's handling of a real dying converter.
@@ -38,23 +38,31 @@ def converter_error_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def representative_dataset(sequences: np.ndarray, kind: str, input_size: int):
+def representative_dataset(sequences: np.ndarray, kind: str, input_size: int, step_model=None):
     """Calibration inputs: whole normalized windows, or (step graphs) their frames in order.
 
     Frames are fed in time order so that the fused LSTM's state variables, which persist between
-    calibration invocations, see the states they meet in real streaming.
+    calibration invocations, see the states they meet in real streaming. Explicit-state step
+    graphs (GRU) get, with each frame, the state the float model has reached at that frame.
     """
     def gen():
         for seq in sequences:
             if kind == "sequence":
                 yield [seq[None].astype(np.float32)]
-            else:
+            elif step_model is None:
                 for frame in seq:
                     yield [frame.reshape(1, input_size).astype(np.float32)]
+            else:
+                names = [t.name.split(":")[0] for t in step_model.inputs]
+                state = [np.zeros(t.shape, np.float32) for t in step_model.inputs[1:]]
+                for frame in seq:
+                    feed = [frame.reshape(1, input_size).astype(np.float32), *state]
+                    yield dict(zip(names, feed))
+                    state = [a.numpy() for a in step_model(feed)[1:]]
     return gen
 
 
-def configure(converter, precision: str, rep):
+def configure(converter, precision: str, rep, float_io: bool = False):
     """Set the converter options that make each precision."""
     import tensorflow as tf
     if precision == "float32":
@@ -67,8 +75,9 @@ def configure(converter, precision: str, rep):
     elif precision == "int8":
         converter.representative_dataset = rep
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if not float_io:  # float_io: int8 inside, QUANTIZE/DEQUANTIZE at the float32 inputs/outputs
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     elif precision == "int16x8":
         converter.representative_dataset = rep
         converter.target_spec.supported_ops = [
@@ -95,7 +104,9 @@ def convert(job: dict, model_file: Path) -> bytes:
     model = build_keras_model(spec.arch, weights, seq_len=rep_sequences.shape[1], input_size=spec.input_size,
                               kind=kind, unroll=bool(job.get("unroll")), batch_size=1)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    configure(converter, job["precision"], representative_dataset(rep_sequences, kind, spec.input_size))
+    explicit = kind == "step" and spec.arch == "gru"
+    rep = representative_dataset(rep_sequences, kind, spec.input_size, model if explicit else None)
+    configure(converter, job["precision"], rep, float_io=bool(job.get("float_io")))
     return converter.convert()
 
 

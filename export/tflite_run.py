@@ -234,3 +234,24 @@ class TFLMModel:
                 steps.append(np.array(self.it.get_output(0))[0])
             res.append(np.stack(steps))
         return np.stack(res)
+
+    def stream_explicit(self, X: np.ndarray, x_pos: int, scores_pos: int, state_in_pos: list[int],
+                        state_out_pos: list[int]) -> np.ndarray:
+        """Float per-frame scores ``[N, T, K]`` of a float-interface step graph with explicit state.
+
+        Positions are the model's input/output indices (the manifest's ``index`` fields); the
+        state starts at zero for each window and each ``state_out`` is fed back as ``state_in``.
+        """
+        res = []
+        for x in X:
+            state = [np.zeros(self.it.get_input_details(p)["shape"], np.float32) for p in state_in_pos]
+            steps = []
+            for frame in x:
+                self.it.set_input(np.ascontiguousarray(frame[None], np.float32), x_pos)
+                for p, v in zip(state_in_pos, state):
+                    self.it.set_input(v, p)
+                self.it.invoke()
+                steps.append(np.array(self.it.get_output(scores_pos))[0])
+                state = [np.array(self.it.get_output(p)) for p in state_out_pos]
+            res.append(np.stack(steps))
+        return np.stack(res)

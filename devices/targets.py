@@ -40,6 +40,10 @@ TARGETS: dict[str, CortexMTarget] = {t.name: t for t in (
                   "STM32F746-class (1 MB flash, 320 KB RAM)", dsp=True),
     CortexMTarget("cortex-m3", "cortex-m3", None, "mps2-an385", 256 * 1024, 32 * 1024,
                   "STM32F103-class (256 KB flash, 48 KB RAM), no DSP, no FPU", dsp=False),
+    # Armv8.1-M with Helium (MVE); -mfpu=auto takes the FPU/MVE the core implies. The generated C
+    # uses the DSP extension here as on M4/M7 (no Helium-specific kernel).
+    CortexMTarget("cortex-m55", "cortex-m55", "auto", "mps3-an547", 1024 * 1024, 256 * 1024,
+                  "Corstone-300-class M55 MCU (1 MB flash, 256 KB RAM), Helium unused", dsp=True),
 )}
 
 

@@ -35,9 +35,8 @@ PI_SCRIPT = Path(__file__).with_name("pi_scores.py")
 
 
 def pi_entries(man: Manifest, runtimes=tuple(PI_RUNTIMES)) -> list[dict]:
-    """Manifest entries the Pi runs: status ok, an ONNX or TFLite file (ONNX Runtime, LiteRT)."""
-    formats = {f for r in runtimes for f in PI_RUNTIMES[r]}
-    return [a for a in man.artifacts if a.get("status", "ok") == "ok" and a.get("format") in formats]
+    """Manifest entries the Pi runs: status ok, made for ONNX Runtime or LiteRT (not TFLite Micro's)."""
+    return [a for a in man.artifacts if a.get("status", "ok") == "ok" and a.get("runtime") in runtimes]
 
 
 def output_scale(entry: dict) -> float | None:

@@ -22,11 +22,11 @@ def test_tiny_shapes_and_labels(tiny):
     assert d.class_names[-2:] == ["_unknown_", "_silence_"]
     for split, per_class in zip(("train", "val", "test"), kws.PRESETS["tiny"]["per_class"]):
         X, y = getattr(d, f"X_{split}"), getattr(d, f"y_{split}")
-        assert X.shape == (12 * per_class, 98, 40) and X.dtype == np.float32
+        assert X.shape == (12 * per_class, 49, 40) and X.dtype == np.float32
         assert np.bincount(y, minlength=12).tolist() == [per_class] * 12
         assert np.all(np.isfinite(X))
     assert d.info["synthetic"] is True and "espeak-ng" in d.info["source"]
-    assert d.info["features"]["n_mels"] == 40 and d.info["features"]["hop"] == 160
+    assert d.info["features"]["n_mels"] == 40 and d.info["features"]["hop"] == 320
 
 
 def test_no_voice_is_in_two_splits(tiny):
@@ -137,3 +137,8 @@ def test_keyword_stream_for_the_listen_app(tmp_path):
     # same seed, same stream
     assert make_keyword_stream(tmp_path / "t.wav", seed=1, n_keywords=6, distractors=0.5) == truth
     assert np.array_equal(read_wav(tmp_path / "t.wav")[0], audio)
+
+
+def test_feature_options_reach_the_front_end(tmp_path):
+    d = load_task("kws", cache_dir=tmp_path, subset="tiny", features={"hop": 160}, progress=False)
+    assert d.X_train.shape[1:] == (98, 40) and d.info["features"]["hop"] == 160

@@ -4,7 +4,7 @@
 ``_silence_`` (background noise only). Each example is a 1 s clip at 16 kHz: one word spoken by
 a random voice / accent / speed / pitch, at a random level and a random offset, over background
 noise (white, pink, brown, mains hum or modulated "babble-like" noise) at a random SNR; then the
-log-mel features of :mod:`runtime.features` (98 frames x 40 bands by default).
+log-mel features of :mod:`runtime.features` with a 20 ms hop (49 frames x 40 bands).
 
 Splits hold out VOICES (see :mod:`training.data.speech_synth`): every espeak-ng voice variant and
 flite speaker belongs to exactly one of train / val / test (assigned by a hash of its name, so the
@@ -50,7 +50,7 @@ CODE_VERSION = 1  # bump when the generation code changes what it produces
 class KwsParams:
     """Every parameter that shapes the generated data (all of them go into the cache key)."""
 
-    per_class: tuple[int, int, int] = (400, 80, 120)  # clips per class in train, val, test
+    per_class: tuple[int, int, int] = (800, 80, 120)  # clips per class in train, val, test
     engines: tuple[str, ...] = ("espeak", "flite")
     val_fraction: float = 0.15  # share of voices held out for validation
     test_fraction: float = 0.20  # share of voices held out for test
@@ -63,7 +63,8 @@ class KwsParams:
     snr_db: tuple[float, float] = (5.0, 30.0)  # word RMS over noise RMS
     silence_dbfs: tuple[float, float] = (-75.0, -25.0)  # noise level of _silence_ clips
     clip_seconds: float = 1.0
-    features: tuple = tuple(FeatureConfig().to_dict().items())
+    # 20 ms hop: 49 frames per second instead of 98, same accuracy, half the recurrent steps.
+    features: tuple = tuple(FeatureConfig(hop=320).to_dict().items())
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -90,7 +91,7 @@ def make_params(subset: str = "full", **overrides) -> KwsParams:
     if unknown:
         raise UserError(f"unknown kws option(s) {', '.join(unknown)}: valid options are subset, workers, progress, {', '.join(sorted(fields))}")
     if "features" in values and isinstance(values["features"], dict):
-        values["features"] = tuple(FeatureConfig(**{**FeatureConfig().to_dict(), **values["features"]}).to_dict().items())
+        values["features"] = tuple(FeatureConfig(**{**dict(KwsParams().features), **values["features"]}).to_dict().items())
     for k, v in values.items():
         if isinstance(v, list):
             values[k] = tuple(v)
@@ -160,6 +161,9 @@ def render(session: dict) -> list[np.ndarray]:
     for word, factor, seed in zip(words, session["stretch"], session["seeds"]):
         rng = np.random.default_rng(seed)
         if word is not None:
+            if len(word) < synth.SAMPLE_RATE // 20:
+                raise UserError(f"{session['voice'][0]} voice {session['voice'][1]} produced no audible speech "
+                                f"for {session['words']}: check the synthesiser installation")
             word = synth.stretch(word, factor)
         out.append(log_mel(place_in_clip(rng, word, params), params.feature_config))
     return out

@@ -74,7 +74,7 @@ def small_bundle(fixture_artifacts, tmp_path_factory):
 
 def _deploy(sshd, bundle, **kw):
     return deploy(bundle, sshd.host, port=sshd.port, known_hosts=sshd.known_hosts, key_filename=sshd.client_key,
-                  progress=False, bench_repeats=3, bench_length=20, **kw)
+                  progress=False, bench_repeats=3, **kw)
 
 
 def _on_pi(sshd, cmd: str):

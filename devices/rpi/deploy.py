@@ -223,14 +223,12 @@ def run_check(remote: _Remote, rel: str, folder: str, timeout: float) -> list[di
     return verdicts
 
 
-def run_bench(remote: _Remote, rel: str, folder: str, artifact: str, repeats: int, length: int | None,
-              timeout: float) -> dict:
+def run_bench(remote: _Remote, rel: str, folder: str, artifact: str, repeats: int, timeout: float) -> dict:
     """``python -m runtime bench`` of one artifact on the Pi (its step companion is timed too)."""
     q = shlex.quote
     out = f"results/bench-{folder}-{artifact}.json"
     text = remote.run(f"cd {q(rel)} && venv/bin/python -m runtime bench {q('artifacts/' + folder)} --artifact "
-                      f"{q(artifact)} --repeats {int(repeats)} --warmup {max(1, min(5, int(repeats) // 10))} "
-                      f"{f'--length {int(length)} ' if length else ''}--json | tee {q(out)}"
+                      f"{q(artifact)} --repeats {int(repeats)} --warmup {max(1, min(5, int(repeats) // 10))} --json | tee {q(out)}"
                       f" && test -s {q(out)}", f"runtime bench of {folder}/{artifact}", timeout=timeout)
     found = _json_lines(text, f"runtime bench of {folder}/{artifact}")
     if not found:
@@ -250,7 +248,7 @@ def bench_targets(info: dict) -> list[tuple[str, str]]:
 def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_filename=None,
            remote_dir: str = "rnn-edge", results_dir=None, progress: bool = True,
            on_step: Callable[[str], None] | None = None, timeout: float = 900,
-           bench_repeats: int = 50, bench_length: int | None = None) -> DeployResult:
+           bench_repeats: int = 50) -> DeployResult:
     """Deploy ``bundle`` (a Bundle, its folder or its tarball) to ``host``; see the module docstring.
 
     ``on_step(name)`` is called before each step (names in ``STEPS``): progress display, and tests
@@ -322,7 +320,7 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
         try:
             for folder, artifact in bench_targets(b.info):
                 results[folder]["bench"][artifact] = run_bench(remote, f"{base}/current", folder, artifact,
-                                                               bench_repeats, bench_length, timeout)
+                                                               bench_repeats, timeout)
         except BaseException:
             _switch_back(remote, base, previous)
             activated = False

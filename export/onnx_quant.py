@@ -81,16 +81,24 @@ def calibration_windows(x_train_norm: np.ndarray, n: int = 256, seed: int = 0) -
     return x_train_norm[np.sort(idx)]
 
 
-def quantize_static_onnx(src, dst, feeds, per_channel: bool = True) -> None:
+def quantize_static_onnx(src, dst, feeds, per_channel: bool = True, int16_tensors=()) -> None:
     """QDQ int8 calibrated on ``feeds`` (normalized training data: windows ``[N, T, C]`` for a
-    sequence graph, or a list of input dicts), MinMax ranges."""
+    sequence graph, or a list of input dicts), MinMax ranges.
+
+    ``int16_tensors``: activations to quantize to int16 instead (ONNX Runtime's contrib Q/DQ), e.g.
+    an LSTM's cell state, which int8 cannot carry over a long window.
+    """
     q = _ort_quantization()
     reader = FeedReader(window_feeds(feeds) if isinstance(feeds, np.ndarray) else feeds)
+    extra = {}
+    if int16_tensors:
+        extra = {"UseQDQContribOps": True,
+                 "TensorQuantOverrides": {t: [{"quant_type": q.QuantType.QInt16}] for t in int16_tensors}}
     with _quiet():
         q.quantize_static(
             str(src), str(dst), reader, quant_format=q.QuantFormat.QDQ,
             activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=per_channel,
-            calibrate_method=q.CalibrationMethod.MinMax)
+            calibrate_method=q.CalibrationMethod.MinMax, extra_options=extra)
     # Not ``CalibMaxIntermediateOutputs``: in onnxruntime 1.32 it drops the collected batches
     # without folding their ranges in (calibrate.py collect_data), so the windows are kept small.
 

@@ -78,6 +78,7 @@ def test_manifest_matches_files_and_pytorch(exported, fixture_run, arch):
         assert recs[name]["metrics"]["stream_vs_sequence_max_abs"] <= 1e-5
         state = recs[name]["state"]
         assert state["mode"] == "explicit" and [i["name"] for i in recs[name]["inputs"]] == ["frame", *state["inputs"]]
+    assert recs["onnx-float32-step"]["metrics"]["stream_vs_own_sequence_max_abs"] <= 1e-5  # same kernels
     seq = recs["onnx-float32"]
     assert [i["name"] for i in seq["inputs"]] == ["x"] and seq["inputs"][0]["shape"][:2] == [None, None]
     assert seq["outputs"][0]["name"] == "scores" and seq["outputs"][0]["dtype"] == "float32"

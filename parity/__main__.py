@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write parity.json, parity.md and plots here")
     p.add_argument("--golden-only", action="store_true", help="skip the test split: golden.npz rows only (fast)")
     p.add_argument("--max-test", type=int, default=None, help="use at most N test-split sequences")
+    p.add_argument("--sample-rows", type=int, default=None, metavar="N",
+                   help="test rows added to the golden rows for streaming and emulated-device cells (default 120)")
     p.add_argument("--only", action="append", metavar="PATTERN", help="only cells whose id matches (fnmatch), repeatable")
     p.add_argument("--skip-devices", action="store_true", help="leave out the emulated devices (Cortex-M, Raspberry Pi)")
     p.add_argument("--list", action="store_true", help="list the cells and exit")
@@ -44,8 +46,11 @@ def main(argv=None) -> int:
                 for c in list_cells(folder, providers):
                     print(f"{c.id:40s} {'SKIP: ' + c.skip if c.skip else c.what}")
             return 0
+        from parity.inputs import SAMPLE_TEST_ROWS
+        sample = SAMPLE_TEST_ROWS if args.sample_rows is None else args.sample_rows
         matrices = [run_matrix(f, test_split=not args.golden_only, max_test=args.max_test, only=args.only,
-                               providers=providers, progress=not args.quiet) for f in args.folders]
+                               providers=providers, progress=not args.quiet, sample_test_rows=sample)
+                    for f in args.folders]
         print(terminal(matrices))
         if args.out:
             command = "python -m parity " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

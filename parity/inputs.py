@@ -26,8 +26,9 @@ class HeldOut:
     golden_rows: int  # the first golden_rows rows come from golden.npz
     golden_scores: np.ndarray  # [G, K] scores stored in golden.npz at export time
     golden_stream: np.ndarray | None  # [G, T, K] per-step scores stored in golden.npz
-    reference_stream: np.ndarray  # [G, T, K] live PyTorch per-step scores on the golden rows
-    sources: dict  # {"golden": G, "test": N - G, "test_note": why no test split, if none}
+    reference_stream: np.ndarray  # [S, T, K] live PyTorch per-step scores on the sample rows
+    sample_rows: int  # the first sample_rows rows (golden + some test rows) feed the slow cells
+    sources: dict  # {"golden": G, "test": N - G, "sample": S, "test_note": why no test split, if none}
 
     @property
     def accuracy_rows(self) -> slice:
@@ -35,7 +36,13 @@ class HeldOut:
         return slice(self.golden_rows, None) if len(self.y) > self.golden_rows else slice(0, self.golden_rows)
 
     def rows(self, which: str) -> slice:
-        return slice(0, self.golden_rows) if which == "golden" else slice(0, len(self.y))
+        """``golden``: golden.npz rows; ``sample``: golden + the first test rows (streaming and emulated
+        devices, which are slow per row); ``all``: every row."""
+        if which == "golden":
+            return slice(0, self.golden_rows)
+        if which == "sample":
+            return slice(0, self.sample_rows)
+        return slice(0, len(self.y))
 
 
 def _load_golden(manifest: Manifest) -> dict:
@@ -66,7 +73,11 @@ def _test_split(meta: dict, max_test: int | None) -> tuple[np.ndarray | None, np
     return X, y, ""
 
 
-def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | None = None) -> tuple[HeldOut, object]:
+SAMPLE_TEST_ROWS = 120  # test rows added to the golden rows for the slow cells (streaming, emulators)
+
+
+def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | None = None,
+                 sample_test_rows: int = SAMPLE_TEST_ROWS) -> tuple[HeldOut, object]:
     """(held-out inputs with the live reference, the PyTorch model) for an artifact folder."""
     import torch
     from training.checkpoint import load_model
@@ -93,10 +104,11 @@ def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | No
         return torch.from_numpy(((x - mean) / std).astype(np.float32))
     with torch.no_grad():
         reference = np.concatenate([model(norm(x_raw[i:i + 256])).numpy() for i in range(0, len(x_raw), 256)])
-        reference_stream = model.stream(norm(xg)).numpy()
+        sample = len(xg) + min(int(sample_test_rows), len(x_raw) - len(xg))
+        reference_stream = model.stream(norm(x_raw[:sample])).numpy()
     held = HeldOut(x_raw=x_raw, y=y, reference=reference.astype(np.float32), golden_rows=len(xg),
                    golden_scores=np.asarray(golden["scores"], np.float32),
                    golden_stream=np.asarray(golden["stream_scores"], np.float32) if "stream_scores" in golden else None,
-                   reference_stream=reference_stream.astype(np.float32),
-                   sources={"golden": len(xg), "test": len(x_raw) - len(xg), "test_note": note})
+                   reference_stream=reference_stream.astype(np.float32), sample_rows=sample,
+                   sources={"golden": len(xg), "test": len(x_raw) - len(xg), "sample": sample, "test_note": note})
     return held, model

@@ -40,6 +40,7 @@ def judge(precision: str, m: dict) -> list[str]:
     return bad
 
 
-def lsb_rules_for(runtime: str, precision: str):
+def lsb_rules_for(runtime: str, precision: str, arch: str | None = None):
     """The LSB rules judged on a cell of ``runtime`` (rule runtimes are fnmatch patterns: ``cortex-m*``)."""
-    return [r for r in LSB_RULES if fnmatch.fnmatchcase(runtime, r.runtime) and r.precision == precision]
+    return [r for r in LSB_RULES if fnmatch.fnmatchcase(runtime, r.runtime) and r.precision == precision
+            and (r.arch is None or arch is None or r.arch == arch)]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from parity.cells import ERROR, FAIL, PASS, SKIP, STREAM, WHOLE, CellResult
-from parity.inputs import HeldOut, load_heldout
+from parity.inputs import SAMPLE_TEST_ROWS, HeldOut, load_heldout
 from parity.judge import judge, lsb_rules_for
 from parity.providers import REGISTRY, Context, collect
 from runtime.errors import UserError
@@ -70,15 +70,18 @@ def _metrics(held: HeldOut, cell, out) -> tuple[dict, np.ndarray]:
     finite = bool(np.all(np.isfinite(scores))) and (out.stream is None or bool(np.all(np.isfinite(out.stream))))
     m = compare(np.nan_to_num(scores, nan=1e30), ref)
     m["finite"] = finite
-    acc_rows = held.accuracy_rows if cell.inputs == "all" else slice(0, held.golden_rows)
-    idx = np.arange(len(held.y))[acc_rows]
-    idx = idx[idx < len(scores)]
+    # Task accuracy and its drop are judged on the whole test split only; cells that run a sample
+    # (streaming, emulated devices) report theirs, unjudged: on ~100 rows one flip is ~1 point. They
+    # are judged on top-1 agreement, error metrics and LSB distance to their host twin instead.
+    full = cell.inputs == "all" and len(held.y) > held.golden_rows
+    idx = np.arange(len(held.y))[held.accuracy_rows if full else slice(0, len(scores))]
     y = held.y[idx]
     m["accuracy"] = float(np.mean(scores[idx].argmax(-1) == y))
     m["reference_accuracy"] = float(np.mean(held.reference[idx].argmax(-1) == y))
-    m["accuracy_drop"] = m["reference_accuracy"] - m["accuracy"]
-    m["accuracy_on"] = "test split" if (cell.inputs == "all" and len(held.y) > held.golden_rows) else "golden set"
+    drop = m["reference_accuracy"] - m["accuracy"]
+    m["accuracy_on"] = "test split" if full else f"{cell.inputs} rows"
     m["accuracy_examples"] = int(len(idx))
+    m["accuracy_drop" if full else "sample_accuracy_drop"] = drop
     if out.stream is not None:
         m.update(stream_compare(np.nan_to_num(out.stream, nan=1e30), held.reference_stream[: len(out.stream)]))
     return m, np.abs(scores.astype(np.float64) - ref)
@@ -121,7 +124,7 @@ def _between_cells(results: list[CellResult]) -> None:
             if w is not None:
                 n = min(len(s.outputs.scores), len(w.outputs.scores))
                 s.metrics["stream_vs_whole"] = dict(agreement(s.outputs.scores[:n], w.outputs.scores[:n]), against=w.id)
-        for rule in lsb_rules_for(c.runtime, c.precision):
+        for rule in lsb_rules_for(c.runtime, c.precision, c.arch):
             others = [o for o in ran if o.cell.runtime == rule.against and o.cell.precision == c.precision
                       and o.cell.mode == c.mode and (not rule.same_file or o.cell.file == c.file)]
             for o in others:
@@ -136,17 +139,19 @@ def _between_cells(results: list[CellResult]) -> None:
 
 
 def run_matrix(folder, *, test_split: bool = True, max_test: int | None = None, only: list[str] | None = None,
-               providers: tuple[str, ...] = REGISTRY, progress: bool = True) -> Matrix:
+               providers: tuple[str, ...] = REGISTRY, progress: bool = True,
+               sample_test_rows: int = SAMPLE_TEST_ROWS) -> Matrix:
     """Run and judge every cell for the artifact folder ``folder``.
 
     ``only``: fnmatch patterns on cell ids (e.g. ``["*-int8-*"]``); ``max_test``: cap on test-split
-    rows (0: golden only); ``providers``: provider modules to ask (default: all registered).
+    rows (0: golden only); ``providers``: provider modules to ask (default: all registered);
+    ``sample_test_rows``: test rows added to the golden rows for streaming and emulated-device cells.
     """
     t0 = time.perf_counter()
     folder = Path(folder)
     manifest = Manifest.read(folder)
     arch = str(manifest.model.get("arch") or "model")
-    held, model = load_heldout(manifest, test_split=test_split, max_test=max_test)
+    held, model = load_heldout(manifest, test_split=test_split, max_test=max_test, sample_test_rows=sample_test_rows)
     ctx = Context(folder=folder, manifest=manifest, arch=arch, heldout=held, model=model)
     cells = collect(ctx, providers)
     if only:

@@ -89,5 +89,5 @@ def runtime_cell(ctx, entry: dict, backend: str, *, label: str | None = None, wh
                 arch=ctx.arch, runtime=label or backend, precision=entry.get("precision", "?"), mode=mode,
                 provider=label or backend, artifact=name, file=entry.get("file"),
                 what=what or f"{entry.get('file')} on {backend} ({entry.get('quantized') or entry.get('precision')})",
-                output_scale=output_scale(entry), inputs="golden" if mode == STREAM else inputs,
+                output_scale=output_scale(entry), inputs="sample" if mode == STREAM else inputs,
                 skip=skip if skip is not None else missing_reason(backend), run=run)

@@ -74,5 +74,5 @@ def cells(ctx) -> list:
             out.append(Cell(cell_id(ctx.arch, entry["precision"], core), ctx.arch, core, entry["precision"], WHOLE,
                             NAME, artifact=entry["name"], file=entry.get("file"),
                             what=f"{entry.get('file')} cross-compiled for {core}, run under qemu-system-arm",
-                            output_scale=output_scale(entry), inputs="golden", skip=skip, run=run))
+                            output_scale=output_scale(entry), inputs="sample", skip=skip, run=run))
     return out

@@ -63,5 +63,5 @@ def cells(ctx) -> list:
         out.append(Cell(cell_id(ctx.arch, e.get("precision", "?"), label, variant_of(e)), ctx.arch, label,
                         e.get("precision", "?"), mode, NAME, artifact=e["name"], file=e.get("file"),
                         what=f"{e.get('file')} on {e['runtime']} inside an emulated Raspberry Pi 4 (aarch64, qemu-user)",
-                        output_scale=output_scale(e), inputs="golden", skip=skip, run=run))
+                        output_scale=output_scale(e), inputs="sample", skip=skip, run=run))
     return out

@@ -25,4 +25,4 @@ def cells(ctx) -> list:
     return [Cell(cell_id(ctx.arch, "float32", "torch"), ctx.arch, "torch", "float32", WHOLE, NAME,
                  what=what, skip=skip, run=whole),
             Cell(cell_id(ctx.arch, "float32", "torch", "stream"), ctx.arch, "torch", "float32", STREAM, NAME,
-                 what=what + ", one frame per step", inputs="golden", skip=skip, run=stream)]
+                 what=what + ", one frame per step", inputs="sample", skip=skip, run=stream)]

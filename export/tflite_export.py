@@ -36,7 +36,6 @@ import numpy as np
 from runtime.atomic import write_bytes
 from runtime.errors import MissingDependency, UserError
 from runtime.metrics import compare, lsb_diff
-from runtime.tolerances import tolerance_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_S = 900.0  # one conversion; a hung converter is killed and reported

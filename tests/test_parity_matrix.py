@@ -15,28 +15,28 @@ from parity.cells import ERROR, FAIL, SKIP
 # The cells the fixture export must give, per architecture (readable ids = test ids).
 COMMON = [
     # references: the golden file, PyTorch through runtime.load, the ONNX spec in numpy
-    "float32-golden", "float32-torch", "float32-torch-stream",
-    "float32-onnx-reference", "float32-onnx-reference-unrolled",
-    # ONNX Runtime: native RNN ops, step graph, dynamic int8, static QDQ, decomposed (unrolled) graphs
+    "float32-golden", "float32-torch", "float32-torch-stream", "float32-onnx-reference",
+    # ONNX Runtime: native RNN ops, step graph, dynamic int8, static QDQ, decomposed step graphs
     "float32-onnxruntime", "float32-onnxruntime-stream", "dynamic-range-onnxruntime", "int8-onnxruntime-qdq",
-    "float32-onnxruntime-unrolled", "int8-onnxruntime-unrolled-qdq",
-    # LiteRT and TFLite Micro
-    "float32-litert", "float16-litert", "dynamic-range-litert", "int8-litert", "float32-litert-stream",
-    "int8-tflm", "float32-tflm-stream",
+    "float32-onnxruntime-decomposed-stream", "int8-onnxruntime-decomposed-stream",
+    # LiteRT and TFLite Micro, whole sequences and streaming
+    "float32-litert", "float16-litert", "dynamic-range-litert", "int8-litert",
+    "float32-litert-stream", "int8-litert-stream",
+    "int8-tflm", "float32-tflm-stream", "int8-tflm-stream",
     # generated C on the host, its numpy integer twin, and on Cortex-M cores under QEMU
     "float32-c", "float32-c-stream", "int8-c", "int8-c-stream", "int8-c-reference",
     "float32-cortex-m4", "int8-cortex-m4", "int8-cortex-m3",
     # the same ONNX / TFLite files on an emulated Raspberry Pi 4 (aarch64)
     "float32-rpi-onnxruntime", "float32-rpi-onnxruntime-stream", "dynamic-range-rpi-onnxruntime",
-    "int8-rpi-onnxruntime-qdq", "float32-rpi-onnxruntime-unrolled", "int8-rpi-onnxruntime-unrolled-qdq",
+    "int8-rpi-onnxruntime-qdq", "float32-rpi-onnxruntime-decomposed-stream", "int8-rpi-onnxruntime-decomposed-stream",
     "float32-rpi-litert", "float16-rpi-litert", "dynamic-range-rpi-litert", "int8-rpi-litert",
-    "float32-rpi-litert-stream",
+    "float32-rpi-litert-stream", "int8-rpi-litert-stream",
 ]
 PLAN = {
-    # GRU: unrolled int8/16x8 TFLite graphs (16x8 converts); no fused op, so no int8 TFLite step graph
+    # GRU: unrolled int8/16x8 TFLite graphs (16x8 converts); the float WHILE-loop graph does not run on TFLM
     "gru": COMMON + ["int16x8-litert", "int16x8-rpi-litert"],
-    # LSTM: fused op with variable-tensor state (int8 streaming on LiteRT and TFLM; float on TFLM)
-    "lstm": COMMON + ["int8-litert-stream", "float32-tflm", "int8-tflm-stream", "int8-rpi-litert-stream"],
+    # LSTM: fused op (no 16x8 conversion); its float sequence graph runs on TFLM too
+    "lstm": COMMON + ["float32-tflm"],
 }
 CASES = [(arch, f"{arch}-{cell}") for arch in ("gru", "lstm") for cell in PLAN[arch]]
 

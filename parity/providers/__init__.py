@@ -13,7 +13,7 @@ import importlib
 import traceback
 from pathlib import Path
 
-from parity.cells import ERROR, Cell, cell_id
+from parity.cells import Cell, cell_id
 from parity.inputs import HeldOut
 from runtime.manifest import Manifest
 
@@ -85,4 +85,4 @@ def list_cells(folder, providers: tuple[str, ...] = REGISTRY) -> list[Cell]:
     return collect(ctx, providers)
 
 
-__all__ = ["Context", "REGISTRY", "DEVICE_PROVIDERS", "collect", "list_cells", "ERROR"]
+__all__ = ["Context", "REGISTRY", "DEVICE_PROVIDERS", "collect", "list_cells"]

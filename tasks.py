@@ -103,7 +103,7 @@ def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/tra
         raise Exit(code=rc)
 
 
-@task(help={"target": "cortex-m4 | cortex-m7 | cortex-m3 (see devices/targets.py)",
+@task(help={"target": "cortex-m4 | cortex-m7 | cortex-m55 | cortex-m3 (see devices/targets.py)",
             "artifacts": "artifact folder with a c-<precision> entry (default artifacts/watch-gru)",
             "checkpoint": "or a run folder: generate and calibrate the C from it",
             "precision": "int8 | float32", "opt": "compiler optimization flag", "json": "print JSON"})
@@ -157,3 +157,92 @@ def latency(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
 def listen(c, wav, model="artifacts/kws-gru"):
     """Keyword spotting on a WAV: streaming log-mel features through the streaming model."""
     _runtime_cli("listen", "--model", model, "--wav", wav)
+
+
+@task(help={"arch": "comma-separated architectures (default gru,lstm): folders artifacts/<task>-<arch>",
+            "artifacts": "comma-separated artifact folders instead of the default ones",
+            "task": "task of the default export (watch)", "out": "report folder (default docs/parity)",
+            "golden_only": "golden rows only (fast)", "skip_devices": "leave out Cortex-M/QEMU and the emulated Pi"})
+@user_errors
+def parity(c, arch="gru,lstm", artifacts=None, task="watch", out="docs/parity", golden_only=False, skip_devices=False):
+    """Parity suite: every runtime x precision against the PyTorch float reference; exits non-zero naming failing cells."""
+    from parity.__main__ import invoke_parity
+    extra = (["--golden-only"] if golden_only else []) + (["--skip-devices"] if skip_devices else [])
+    rc = invoke_parity(arch=arch, artifacts=artifacts, task=task, out=out or None, extra=extra)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"quick": "small and fast (~1 min): fewer repeats, small sweeps, Cortex-M4 only",
+            "artifacts": "comma list of artifact folders (default artifacts/watch-gru,artifacts/watch-lstm)",
+            "out": "report folder (default docs/benchmarks)",
+            "only": "comma list of parts: runtimes,mcu,tflm,scaling,training"})
+@user_errors
+def bench(c, quick=False, artifacts="artifacts/watch-gru,artifacts/watch-lstm", out="docs/benchmarks", only=None):
+    """Benchmark: latency/memory/size/accuracy per runtime, Cortex-M instructions, TFLite Micro vs our C, scaling."""
+    from bench.__main__ import main
+    argv = ["--artifacts", artifacts, "--out", out] + (["--quick"] if quick else []) + (["--only", only] if only else [])
+    rc = main(argv)
+    if rc:
+        raise Exit(code=rc)
+
+
+def _rpi_cli(*argv) -> None:
+    from devices.rpi.__main__ import main
+    rc = main([str(a) for a in argv])
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"artifacts": "comma list of artifact folders (default artifacts/watch-gru)",
+            "artifact": "only these artifacts (manifest names, repeatable)",
+            "runtimes": "runtimes the Pi gets (onnxruntime,litert)",
+            "wheels": "include aarch64 wheels for a Pi without internet",
+            "out": "output folder (default dist/rpi)", "name": "bundle name"}, iterable=["artifact"])
+@user_errors
+def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxruntime,litert", wheels=False,
+           out="dist/rpi", name="rnn-edge-pi"):
+    """Build a Raspberry Pi bundle (folder + tarball): runtime/, artifacts, SHA256SUMS, pinned requirements."""
+    argv = ["bundle", *artifacts.split(","), "--out", out, "--name", name, "--runtimes", runtimes]
+    for a in artifact or []:
+        argv += ["--artifact", a]
+    if wheels:
+        argv.append("--wheels")
+    _rpi_cli(*argv)
+
+
+@task(help={"host": "user@pi", "port": "SSH port (22)", "known_hosts": "known_hosts file (default ~/.ssh/known_hosts)",
+            "key": "private key file", "bundle": "bundle folder (default dist/rpi/rnn-edge-pi)",
+            "dir": "install folder on the Pi (~/rnn-edge)", "bench_repeats": "bench repeats on the Pi"})
+@user_errors
+def deploy(c, host, port=None, known_hosts=None, key=None, bundle="dist/rpi/rnn-edge-pi", dir="rnn-edge",
+           bench_repeats=50):
+    """Deploy a bundle to a Pi over SSH (strict host keys): verify sha256, check, switch atomically, bench."""
+    argv = ["deploy", bundle, "--host", host, "--dir", dir, "--bench-repeats", bench_repeats]
+    for flag, value in (("--port", port), ("--known-hosts", known_hosts), ("--key", key)):
+        if value is not None:
+            argv += [flag, value]
+    _rpi_cli(*argv)
+
+
+@task
+@user_errors
+def pi_emulator(c):
+    """Run an emulated Raspberry Pi 4 (aarch64 under QEMU) behind a loopback sshd until Ctrl-C."""
+    _rpi_cli("emulate")
+
+
+@task(help={"artifacts": "comma list of artifact folders (default artifacts/watch-gru)"})
+@user_errors
+def pi_parity(c, artifacts="artifacts/watch-gru"):
+    """ONNX Runtime and LiteRT on the emulated Pi (aarch64) against this host, same artifacts."""
+    _rpi_cli("parity", *artifacts.split(","))
+
+
+@task(help={"out": "WAV to write (ground truth in OUT.json)", "keywords": "how many keywords", "seed": "seed"})
+@user_errors
+def kws_stream(c, out="artifacts/kws_stream.wav", keywords=30, seed=0):
+    """Write a test recording of synthetic keywords by held-out voices, for `invoke listen`."""
+    from training.data.kws_stream import make_keyword_stream
+    truth = make_keyword_stream(out, seed=int(seed), n_keywords=int(keywords))
+    print(f"wrote {out}: {len(truth)} keywords, ground truth in {out}.json")

@@ -122,7 +122,8 @@ def bench_folder(folder, repeats: int = 50, warmup: int = 5, progress=None) -> d
     man = Manifest.read(folder)
     ref_acc = (man.data.get("reference") or {}).get("accuracy")
     rows = []
-    todo = [(None, "torch")] + [(a["name"], None) for a in man.artifacts if a.get("status", "ok") != "failed"]
+    todo = [(None, "torch")] + [(a["name"], None) for a in man.artifacts
+                                if a.get("status", "ok") not in ("failed", "unsupported")]
     for name, backend in todo:
         if progress:
             progress(f"{folder.name}: {name or backend}")

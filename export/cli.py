@@ -2,10 +2,14 @@
 
     python -m export [--task watch] [--arch gru] [--checkpoint PATH] [--out DIR]
                      [--kinds onnx,tflite,c] [--unrolled] [--no-progress]
+    python -m export --keras MODEL.keras|.h5 [--seq-len N] [--out DIR] [--kinds ...]
 
 Without --checkpoint it uses runs/<task>-<arch>/model.safetensors, training the default
 configuration first when there is none. Writes artifacts/<task>-<arch>/ (or --out) atomically and
-prints a summary table. Exit status: 0 all artifacts ok (out-of-tolerance ones are listed as
+prints a summary table. With --keras the
+Keras model is imported first (training/keras_import.py -> runs/keras-<name>/model.safetensors),
+then exported with a seeded synthetic calibration/verification set (default out
+artifacts/keras-<name>). Exit status: 0 all artifacts ok (out-of-tolerance ones are listed as
 warnings), 1 some artifact failed, 2 bad input (one `error:` line, nothing exported is lost).
 """
 
@@ -27,6 +31,8 @@ def parse(argv=None):
     p.add_argument("--out", default=None, help="artifact folder (default artifacts/<task>-<arch>)")
     p.add_argument("--kinds", default=None, help="comma list of onnx, tflite, c (default all)")
     p.add_argument("--unrolled", action="store_true", help="also the unrolled ONNX pair (minutes to quantize)")
+    p.add_argument("--keras", default=None, metavar="MODEL", help="import a .keras/.h5 LSTM/GRU model and export it")
+    p.add_argument("--seq-len", type=int, default=None, help="--keras: window length when the model leaves it open")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -50,6 +56,8 @@ def main(argv=None) -> int:
         from export.summary import problems, table
         if args.arch is not None and args.arch not in ARCHS_SUPPORTED:
             raise UserError(f"unsupported architecture {args.arch!r}: export supports {', '.join(ARCHS_SUPPORTED)}")
+        if args.keras:
+            return _export_keras(args)
         if args.checkpoint:
             checkpoint = Path(args.checkpoint)
             arch = args.arch or inspect_checkpoint(checkpoint)["arch"]
@@ -71,6 +79,31 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return _report(manifest, out)
+
+
+def _export_keras(args) -> int:
+    """--keras: import, then export on the synthetic data (UserError propagates to main)."""
+    from export.pipeline import export_artifacts
+    from training.checkpoint import load_model
+    from training.keras_import import import_keras, synthetic_data
+    if args.checkpoint or args.task:
+        raise UserError("--keras cannot be combined with --checkpoint or --task: the Keras model is the checkpoint")
+    name = Path(args.keras).stem
+    checkpoint = Path("runs") / f"keras-{name}" / "model.safetensors"
+    meta = import_keras(args.keras, checkpoint, seq_len=args.seq_len)
+    k = meta["keras"]["check"]
+    print(f"imported {args.keras} ({meta['keras']['framework']}) -> {checkpoint}: logits max |PyTorch - Keras| "
+          f"{k['logits_max_abs_vs_keras']:.2e}, argmax agreement {k['argmax_agreement_vs_keras']:.4f} on {k['windows']} windows")
+    model, meta = load_model(checkpoint)
+    out = Path(args.out) if args.out else Path("artifacts") / f"keras-{name}"
+    manifest = export_artifacts(checkpoint, out, kinds=args.kinds, arch=args.arch, progress=not args.no_progress,
+                                unrolled=args.unrolled, data=synthetic_data(model, meta))
+    return _report(manifest, out)
+
+
+def _report(manifest: dict, out: Path) -> int:
+    from export.summary import problems, table
     print(table(manifest))
     print(f"-> {out}/manifest.json")
     failed = False

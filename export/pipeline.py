@@ -208,11 +208,14 @@ def _judge_records(records: list[dict]) -> None:
 
 # -- the pipeline ---------------------------------------------------------------------------------
 def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=True, arch=None,
-                     unrolled: bool = False) -> dict:
+                     unrolled: bool = False, data=None) -> dict:
     """Export ``checkpoint`` to the artifact folder ``out_dir``; returns the manifest written there.
 
     ``task``/``arch``: when given, the checkpoint must match them. ``kinds``: families to export
     (subset of ``KINDS``; default all). ``unrolled``: also the unrolled ONNX pair (slow to quantize).
+    ``data``: a ``SequenceData`` to calibrate and verify on instead of the checkpoint's task (an
+    imported Keras model has none: ``training.keras_import.synthetic_data``); recorded in the
+    manifest's ``data``.
     """
     import torch
     from training.checkpoint import load_model
@@ -235,7 +238,8 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     if task is not None and trained_on not in (None, task):
         raise UserError(f"checkpoint {checkpoint} was trained on task {trained_on!r}, not {task!r}: "
                         f"pass --task {trained_on} or the {task} checkpoint")
-    data = load_task(trained_on or task)
+    given_data = data is not None
+    data = data if given_data else load_task(trained_on or task)
 
     from export.verify import reference_for
     reference = reference_for(model, meta, data)
@@ -268,6 +272,10 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
         manifest = M.build(checkpoint=checkpoint, model=model, meta=meta, reference=reference,
                            golden=golden, records=records)
         manifest["kinds"] = list(kinds)
+        if given_data:
+            manifest["data"] = {"name": data.name, **data.info,
+                                "splits": {s: int(len(getattr(data, f"y_{s}"))) for s in ("train", "val", "test")},
+                                "used_for": "int8 calibration (train split), verification and golden samples (test split)"}
         if skipped:
             manifest["skipped"] = skipped
         M.write(tmp, manifest)

@@ -1,0 +1,446 @@
+"""Reliability: damaged model, manifest and input files, for every backend (docs/reliability.md).
+
+Every damaged file must give one ``UserError`` line (CLI: ``error: ...``, exit 2; ``check``: exit 1),
+never a traceback and never a dead interpreter. Files listed in a manifest are refused by their
+sha256 before any library parses them. Bare files have no hash: they go to the library itself, so
+those cases run in a child Python process (``bare_outcomes``) that must survive all of them;
+``runtime.isolate`` keeps libraries that segfault on damaged files (TFLite Micro, a C shared
+library) out of the caller's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.atomic import write_json
+from runtime.errors import UserError
+from runtime.manifest import sha256_of
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+# backend -> the manifest artifact whose file is damaged (the torch reference is the checkpoint)
+ARTIFACT = {"onnxruntime": "onnx-float32", "litert": "tflite-float32", "tflm": "tflm-int8", "c": "c-int8"}
+DAMAGES = ("zero-length", "truncated", "bit-flip", "wrong-format")
+
+
+def env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+def cli(*args, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "runtime", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env(), cwd=ROOT)
+
+
+def assert_cli_error(p: subprocess.CompletedProcess, match: str, code: int = 2) -> str:
+    assert p.returncode == code, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    if code == 2:
+        last = p.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and match in last, p.stderr[-2000:]
+        return last
+    return p.stdout
+
+
+def damage(data: bytes, how: str, other: bytes, seed: int = 0) -> bytes:
+    """The four kinds of damage: empty, cut in half, one flipped bit, another format's bytes."""
+    if how == "zero-length":
+        return b""
+    if how == "truncated":
+        return data[: len(data) // 2]
+    if how == "bit-flip":
+        rng = random.Random(seed)
+        b = bytearray(data)
+        b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        return bytes(b)
+    if how == "wrong-format":
+        return other
+    raise ValueError(how)
+
+
+def one_line(e: BaseException) -> str:
+    msg = str(e)
+    assert "\n" not in msg and msg, msg
+    return msg
+
+
+@pytest.fixture(scope="module")
+def folder(fixture_artifacts):
+    return fixture_artifacts("gru")
+
+
+@pytest.fixture
+def copy(folder, tmp_path, monkeypatch):
+    """A private copy of the artifact folder whose manifest names a checkpoint inside it."""
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(tmp_path / "c-cache"))
+    dst = tmp_path / "artifacts"
+    shutil.copytree(folder, dst)
+    man = json.loads((dst / "manifest.json").read_text())
+    ckpt = Path(man["checkpoint"]["file"])
+    shutil.copy(ckpt if ckpt.is_absolute() else folder / ckpt, dst / "model.safetensors")
+    man["checkpoint"]["file"] = "model.safetensors"
+    write_json(dst / "manifest.json", man)
+    return dst
+
+
+def entry_of(folder: Path, name: str) -> dict:
+    return next(a for a in json.loads((folder / "manifest.json").read_text())["artifacts"] if a["name"] == name)
+
+
+def target_file(folder: Path, backend: str) -> Path:
+    if backend == "torch":
+        return folder / "model.safetensors"
+    return folder / entry_of(folder, ARTIFACT[backend])["file"]
+
+
+def load_target(folder: Path, backend: str):
+    if backend == "torch":
+        return runtime.load(folder, backend="torch")
+    return runtime.load(folder, artifact=ARTIFACT[backend])
+
+
+BACKENDS = ("onnxruntime", "litert", "tflm", "c", "torch")
+
+
+def _installed(backend: str) -> bool:
+    from runtime.backends import backend_class
+    return backend_class(backend).available()
+
+
+# --- files listed in a manifest: refused by sha256 before any library sees them -----------------
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_listed_file_is_refused_by_sha256(copy, backend, how):
+    if not _installed(backend):
+        pytest.skip(f"{backend} not installed")
+    path = target_file(copy, backend)
+    other = (copy / "golden.npz").read_bytes()
+    path.write_bytes(damage(path.read_bytes(), how, other, seed=len(backend)))
+    with pytest.raises(UserError, match="sha256 verification") as e:
+        load_target(copy, backend)
+    assert path.name in one_line(e.value) and "refusing to load" in str(e.value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_listed_file_is_named(copy, backend):
+    if not _installed(backend):
+        pytest.skip(f"{backend} not installed")
+    path = target_file(copy, backend)
+    path.unlink()
+    with pytest.raises(UserError, match="missing|not found") as e:
+        load_target(copy, backend)
+    one_line(e.value)
+
+
+def test_cli_predict_and_check_refuse_damaged_files(copy):
+    """Every backend's file damaged at once: predict exits 2 with one line per backend, check exits 1."""
+    for i, backend in enumerate(BACKENDS):
+        path = target_file(copy, backend)
+        path.write_bytes(damage(path.read_bytes(), DAMAGES[i % len(DAMAGES)], b"not a model", seed=i))
+    x = copy / "golden.npz"
+    for backend in BACKENDS:
+        if not _installed(backend):
+            continue
+        how = ["--backend", "torch"] if backend == "torch" else ["--artifact", ARTIFACT[backend]]
+        assert_cli_error(cli("predict", copy, "--input", x, *how), "sha256 verification")
+    p = cli("check", copy)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, (p.stdout, p.stderr[-2000:])
+    failed = {line.split()[1] for line in p.stdout.splitlines() if line.startswith("FAIL")}
+    assert {ARTIFACT[b] for b in ARTIFACT} <= failed, p.stdout
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "tflm", "c"])
+def test_damaged_file_resigned_in_manifest_is_a_library_error(copy, backend):
+    """A file damaged *before* it was hashed (the sha256 matches): the library's own error, one line."""
+    if not _installed(backend):
+        pytest.skip(f"{backend} not installed")
+    name = ARTIFACT[backend]
+    path = target_file(copy, backend)
+    path.write_bytes(damage(path.read_bytes(), "truncated", b""))
+    man = json.loads((copy / "manifest.json").read_text())
+    for a in man["artifacts"]:
+        if a["file"] == entry_of(copy, name)["file"]:
+            a["sha256"] = sha256_of(path)
+    write_json(copy / "manifest.json", man)
+    with pytest.raises(UserError, match="could not be loaded|does not compile|not a TFLite") as e:
+        runtime.load(copy, artifact=name)
+    one_line(e.value)
+
+
+# --- bare files (no manifest, no sha256): the library parses the damage; the process survives -----
+
+CHILD = r"""
+import json, random, sys, warnings
+from pathlib import Path
+import numpy as np
+import runtime
+from runtime.errors import UserError
+spec = json.loads(sys.argv[1])
+x = np.zeros((2, spec["steps"], spec["channels"]), np.float32)
+for v in spec["variants"]:
+    path = Path(v["path"])
+    try:
+        m = runtime.load(path, backend=spec["backend"])
+        m.predict(x[:, : (m.input_spec.shape[1] or spec["steps"])]) if m.sequence_graph else m.stream().run(x)
+        out = {"variant": v["name"], "outcome": "ran"}
+    except UserError as e:
+        out = {"variant": v["name"], "outcome": "error", "message": str(e)}
+    except Exception as e:
+        out = {"variant": v["name"], "outcome": "exception", "message": f"{type(e).__name__}: {e}"}
+    print(json.dumps(out), flush=True)
+print(json.dumps({"survived": True}), flush=True)
+"""
+
+
+def bare_variants(src: Path, other: bytes, out: Path, flips: int) -> list[dict]:
+    """Damaged copies of ``src``, each in its own folder under its own name (a C library's prefix)."""
+    data = src.read_bytes()
+    made = [("zero-length", b""), ("truncated-half", data[: len(data) // 2]), ("truncated-16-bytes", data[:16]),
+            ("wrong-format", other), ("garbled-first-256-bytes", bytes(random.Random(7).randrange(256)
+                                                                        for _ in range(256)) + data[256:])]
+    made += [(f"bit-flip-{s}", damage(data, "bit-flip", b"", seed=s)) for s in range(flips)]
+    variants = []
+    for name, blob in made:
+        path = out / name / src.name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(blob)
+        variants.append({"name": name, "path": str(path)})
+    return variants
+
+
+def bare_outcomes(backend: str, src: Path, other: bytes, tmp: Path, flips: int, channels: int, steps: int):
+    """Run every damaged variant through ``runtime.load`` + predict in ONE child; its JSON lines."""
+    variants = bare_variants(src, other, tmp, flips)
+    spec = json.dumps({"backend": backend, "variants": variants, "channels": channels, "steps": steps})
+    p = subprocess.run([PY, "-c", CHILD, spec], capture_output=True, text=True, timeout=900, env=dict(
+        env(), RNN_EDGE_CACHE=str(tmp / "c-cache")), cwd=ROOT)
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    done = {r["variant"] for r in lines if "variant" in r}
+    dead = [v["name"] for v in variants if v["name"] not in done]
+    assert p.returncode == 0 and lines and lines[-1] == {"survived": True}, \
+        f"the Python process died (exit {p.returncode}) at variant {dead[:1]}: {p.stderr[-1500:]}"
+    return [r for r in lines if "variant" in r]
+
+
+def bare_source(folder: Path, backend: str, tmp: Path) -> Path:
+    if backend == "torch":
+        return Path(json.loads((folder / "manifest.json").read_text())["checkpoint"]["file"])
+    if backend == "c":
+        from runtime.backends.c import compile_shared
+        e = entry_of(folder, "c-int8")
+        return compile_shared(folder / e["file"], tmp / f"lib{e['c']['prefix']}.so", "int8")
+    return folder / entry_of(folder, ARTIFACT[backend])["file"]
+
+
+def check_bare(folder, backend, tmp_path, flips):
+    if not _installed(backend):
+        pytest.skip(f"{backend} not installed")
+    src = bare_source(folder, backend, tmp_path)
+    other = (folder / "model.onnx").read_bytes() if backend != "onnxruntime" else (folder / "golden.npz").read_bytes()
+    man = json.loads((folder / "manifest.json").read_text())["model"]
+    results = bare_outcomes(backend, src, other, tmp_path / "variants", flips, man["input_size"], man["seq_len"])
+    by = {r["variant"]: r for r in results}
+    wrong = [r for r in results if r["outcome"] == "exception"]
+    assert not wrong, f"non-UserError exceptions (tracebacks in the CLI): {wrong}"
+    for name in ("zero-length", "truncated-half", "truncated-16-bytes", "wrong-format", "garbled-first-256-bytes"):
+        if backend in ("onnxruntime", "torch") and name == "garbled-first-256-bytes":
+            continue  # protobuf / JSON header: may still parse if the garbage happens to be valid
+        assert by[name]["outcome"] == "error", (name, by[name])
+    for r in results:
+        if r["outcome"] == "error":
+            assert "\n" not in r["message"] and r["message"], r
+    return results
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_bare_file_never_kills_the_process(folder, backend, tmp_path):
+    check_bare(folder, backend, tmp_path, flips=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_bare_file_many_bit_flips(folder, backend, tmp_path):
+    results = check_bare(folder, backend, tmp_path, flips=150)
+    counts = {k: sum(r["outcome"] == k for r in results) for k in ("error", "ran")}
+    counts["crashes isolated"] = sum("crashed" in r.get("message", "") for r in results)
+    print(f"{backend}: {counts}")
+
+
+def test_cli_damaged_bare_file_exits_2(folder, tmp_path):
+    """The CLI on a damaged bare file of each kind: one `error:` line, exit 2, for every backend."""
+    for backend in BACKENDS:
+        if not _installed(backend):
+            continue
+        src = bare_source(folder, backend, tmp_path)
+        bad = tmp_path / "bad" / backend / src.name
+        bad.parent.mkdir(parents=True)
+        bad.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 3])
+        p = cli("predict", bad, "--backend", backend, "--input", folder / "golden.npz")
+        assert_cli_error(p, "corrupted" if backend != "c" else str(bad))
+
+
+def test_tflm_segfaulting_file_is_isolated(folder, tmp_path):
+    """Found by this suite: this one-bit flip segfaults TFLite Micro inside Interpreter.from_bytes.
+
+    Bare TFLM files are probed in a child first, so the caller gets a UserError and lives on.
+    """
+    if not _installed("tflm"):
+        pytest.skip("tflm not installed")
+    data = (folder / entry_of(folder, "tflm-int8")["file"]).read_bytes()
+    crashing = None
+    for seed in range(60):  # the first seeded flip that kills a bare interpreter (seed 6 when found)
+        blob = damage(data, "bit-flip", b"", seed=seed)
+        path = tmp_path / str(seed) / "model.tflite"
+        path.parent.mkdir()
+        path.write_bytes(blob)
+        code = ("import sys; from tflite_micro import runtime as r; "
+                "r.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=1 << 20)")
+        p = subprocess.run([PY, "-c", code, str(path)], capture_output=True, timeout=120, env=env())
+        if p.returncode < 0:
+            crashing = path
+            break
+    if crashing is None:
+        pytest.skip("no seeded bit flip crashed this TFLite Micro build (the isolation is then untested here)")
+    with pytest.raises(UserError, match="crashed tflm while loading .SIGSEGV|crashed tflm while loading") as e:
+        runtime.load(crashing, backend="tflm")
+    assert "this process was not affected" in one_line(e.value)
+
+
+def test_c_library_segfaulting_on_load_is_isolated(folder, tmp_path):
+    """Found by this suite: some one-bit flips of a C shared library segfault on dlopen or first call."""
+    if not _installed("c"):
+        pytest.skip("c backend needs gcc")
+    src = bare_source(folder, "c", tmp_path)
+    data = src.read_bytes()
+    code = ("import sys, numpy as np; from pathlib import Path; from runtime.backends.c import CBackend; "
+            "b = CBackend(Path(sys.argv[1])); b.run([np.zeros((1, 2, b.channels), b.x_dtype)])")
+    crashing = None
+    for seed in range(45):  # the first seeded flip that kills an unprotected process
+        path = tmp_path / "flips" / str(seed) / src.name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(damage(data, "bit-flip", b"", seed=seed))
+        p = subprocess.run([PY, "-c", code, str(path)], capture_output=True, timeout=120, env=env(), cwd=ROOT)
+        if p.returncode < 0:
+            crashing = path
+            break
+    if crashing is None:
+        pytest.skip("no seeded bit flip crashed this build of the library (the isolation is then untested here)")
+    with pytest.raises(UserError, match="crashed c while loading") as e:
+        runtime.load(crashing, backend="c")
+    assert "this process was not affected" in one_line(e.value)
+
+
+def test_bare_files_by_relative_path(folder, tmp_path, monkeypatch):
+    """Found by this suite: ctypes searched the system library path for a relative ``lib<prefix>.so``."""
+    so = bare_source(folder, "c", tmp_path)
+    monkeypatch.chdir(so.parent)
+    model = runtime.load(so.name, backend="c")  # also probed in a child, which runs elsewhere
+    assert model.predict(np.zeros((1, 4, model.channels), np.float32)).shape == (1, model.classes)
+
+
+# --- manifest and golden file damage ----------------------------------------------------------------
+
+@pytest.mark.parametrize("how,match", [
+    ("zero-length", "not valid JSON"),
+    ("truncated", "not valid JSON"),
+    ("list", "not an rnn-edge manifest"),
+    ("wrong-format", "not an rnn-edge manifest"),
+    ("no-sha256", "refusing to load an unverified file"),
+    ("no-model-facts", "lacks model.input_size"),
+    ("unknown-artifact", "no artifact named"),
+])
+def test_damaged_manifest(copy, how, match):
+    path = copy / "manifest.json"
+    text = path.read_text()
+    man = json.loads(text)
+    name = "onnx-float32"
+    if how == "zero-length":
+        path.write_text("")
+    elif how == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif how == "list":
+        path.write_text("[]")
+    elif how == "wrong-format":
+        path.write_text(json.dumps({**man, "format": "something-else/9"}))
+    elif how == "no-sha256":
+        for a in man["artifacts"]:
+            a.pop("sha256", None)
+        path.write_text(json.dumps(man))
+    elif how == "no-model-facts":
+        path.write_text(json.dumps({**man, "model": {}}))
+    elif how == "unknown-artifact":
+        name = "no-such-artifact"
+    with pytest.raises(UserError, match=match) as e:
+        runtime.load(copy, artifact=name)
+    one_line(e.value)
+    assert_cli_error(cli("predict", copy, "--artifact", name, "--input", copy / "golden.npz"), match)
+
+
+def test_damaged_golden_file_fails_check(copy):
+    g = copy / "golden.npz"
+    g.write_bytes(g.read_bytes()[:100])
+    assert_cli_error(cli("check", copy), "golden file")
+
+
+# --- damaged input files at the CLIs and the Python readers ---------------------------------------
+
+def test_damaged_input_files(folder, tmp_path):
+    good = folder / "golden.npz"
+    cases = {
+        "zero.npz": (b"", "not a readable numpy file"),
+        "half.npz": (good.read_bytes()[:200], "not a readable numpy file"),
+        "text.csv": (b"a,b,c\n1,2,3\n1,2,x\n", "not numeric"),
+        "header-only.csv": (b"a,b,c\nd,e,f\n", "no numeric rows"),
+        "ragged.csv": (b"1,2,3\n1,2\n", "different lengths"),
+        "empty.csv": (b"", "no numeric rows"),
+        "model.bin": (b"\x00" * 10, "unsupported input"),
+    }
+    obj = tmp_path / "pickled.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases["pickled.npy"] = (obj.read_bytes(), "pickled data is refused")
+    for name, (blob, match) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        assert_cli_error(cli("predict", folder, "--input", path), match)
+
+
+@pytest.mark.parametrize("how,match", [
+    ("zero-length", "not a readable PCM WAV"),
+    ("truncated", "truncated"),
+    ("not-wav", "not a readable PCM WAV"),
+    ("8-bit", "only 16-bit PCM"),
+    ("wrong-rate", "sampled at 8000 Hz"),
+])
+def test_damaged_wav_files(tmp_path, how, match):
+    import wave
+
+    from runtime.wav import read_wav, wav_bytes
+    good = wav_bytes(np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5)
+    path = tmp_path / f"{how}.wav"
+    if how == "zero-length":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif how == "not-wav":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    else:
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(1 if how == "8-bit" else 2)
+            w.setframerate(8000 if how == "wrong-rate" else 16000)
+            w.writeframes(bytes(1600))
+    with pytest.raises(UserError, match=match) as e:
+        read_wav(path, 16000)
+    one_line(e.value)

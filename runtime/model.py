@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import validate
+from runtime import isolate, validate
 from runtime.backends import BY_SUFFIX, DEFAULT_ORDER, Backend, Quant, TensorSpec, backend_class
 from runtime.errors import MissingDependency, UserError
 from runtime.manifest import Manifest
@@ -216,7 +216,7 @@ class Stepper:
             lane.state = [outs[p] for p in g.state_out_pos]
             out.append(g.scores(outs, n)[: lane.b - lane.a])
         self.steps += 1
-        scores = np.concatenate(out, axis=0)
+        scores = m.checked(np.concatenate(out, axis=0), arr)
         return scores[0] if single else scores
 
     def run(self, x) -> np.ndarray:
@@ -265,10 +265,23 @@ class Model:
         return f"Model({', '.join(parts)}, in={list(self.input_spec.shape)}, out={list(self.output_spec.shape)})"
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        """The manifest's preprocessing: (x - mean) / std per channel."""
+        """The manifest's preprocessing: (x - mean) / std per channel (refusing float32 overflow)."""
         if self.mean is None:
             return x
-        return (x - self.mean) / self.std
+        with np.errstate(over="ignore"):
+            xn = (x - self.mean) / self.std
+        if not np.all(np.isfinite(xn)):
+            raise UserError(f"input values up to {np.abs(x).max():.3g} overflow float32 once normalized "
+                            f"(std down to {self.std.min():.3g}): they are far outside any sensor's range; clip them")
+        return xn
+
+    def checked(self, scores: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Refuse NaN/Inf scores: finite inputs so far outside the training range that the graph overflowed."""
+        if not np.all(np.isfinite(scores)):
+            raise UserError(f"{self.artifact or self.backend} produced NaN/Inf scores for finite inputs "
+                            f"(largest |normalized input| {np.abs(x).max():.3g}): the input is far outside the "
+                            f"training range; clip or rescale it")
+        return scores
 
     @property
     def can_stream(self) -> bool:
@@ -292,7 +305,7 @@ class Model:
             feeds[g.x_pos] = g.feed(_pad(xn[a:b], rows))
             g.backend.reset_variables()  # every sequence starts from a zero state
             out.append(g.scores(g.backend.run(feeds), rows)[: b - a])
-        return np.concatenate(out, axis=0)
+        return self.checked(np.concatenate(out, axis=0), xn)
 
     def stream(self) -> Stepper:
         """A new, independent stepper (its own state; streams do not share variable tensors)."""
@@ -407,6 +420,9 @@ def _load_bare(path: Path, backend, threads, options) -> Model:
     if backend == "torch":
         return _load_reference(path, threads, None, None)
     cls = backend_class(backend)
+    if backend in isolate.RISKY_BACKENDS:  # no sha256 to check: a damaged file must not crash this process
+        cls.library()
+        isolate.probe(backend, path, options)
     first = cls(path, entry=None, threads=threads, **options)
     x = first.inputs[0]
     if len(x.shape) == 2 or (len(x.shape) == 3 and x.shape[1] == 1) or len(first.inputs) > 1:

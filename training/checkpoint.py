@@ -47,14 +47,19 @@ def load_model(path) -> tuple[SequenceModel, dict]:
         raise UserError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}): retrain or restore it") from None
     if header.get("format") != FORMAT:
         raise UserError(f"{path} is not an rnn-edge checkpoint (format {header.get('format')!r})")
-    spec = ModelSpec.from_json(header["spec"])
-    model = SequenceModel(spec)
+    try:  # a damaged header can still be valid safetensors: its spec/meta JSON must parse too
+        spec = ModelSpec.from_json(header["spec"])
+        meta = json.loads(header["meta"])
+        model = SequenceModel(spec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {path} has a damaged header ({type(e).__name__}: {str(e)[:120]}): "
+                        f"retrain or restore it") from None
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
         raise UserError(f"checkpoint {path} does not match its own spec {spec}: {str(e).splitlines()[0]}") from None
     model.eval()
-    return model, json.loads(header["meta"])
+    return model, meta
 
 
 def file_sha256(path) -> str:

@@ -6,6 +6,8 @@ import argparse
 import csv
 import io
 import json
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,7 @@ def read_input(path) -> np.ndarray:
     if path.suffix.lower() in (".npz", ".npy"):
         try:
             data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise UserError(f"{path} is not a readable numpy file ({type(e).__name__}: {e}); pickled data is refused") from None
         if isinstance(data, np.ndarray):
             x = data
@@ -86,6 +88,8 @@ def read_input(path) -> np.ndarray:
                 raise UserError(f"{path} holds {keys}: name the raw features array 'x_raw' or 'x'")
             try:
                 x = data[key]
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a damaged member
+                raise UserError(f"{path}[{key}] is damaged ({type(e).__name__}: {e}): re-create the file") from None
             except ValueError as e:
                 raise UserError(f"{path}[{key}] cannot be read without unpickling ({e}): save a plain float array") from None
         return x[None] if x.ndim == 2 else x

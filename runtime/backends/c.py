@@ -82,7 +82,7 @@ class CBackend(Backend):
                 precision = (entry or {}).get("precision", "int8" if "int8" in prefix else "float32")
                 compile_shared(self.path, so, precision)
         try:
-            lib = ctypes.CDLL(str(so))
+            lib = ctypes.CDLL(str(Path(so).resolve()))  # a bare relative name would search the library path
             self._step = getattr(lib, f"{prefix}_step")
             self._reset = getattr(lib, f"{prefix}_reset")
             state_size = getattr(lib, f"{prefix}_state_size")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, Quant, TensorSpec
-from runtime.errors import MissingDependency
+from runtime.errors import MissingDependency, UserError
 
 
 def _interpreter_class():
@@ -76,6 +76,14 @@ class LiteRTBackend(Backend):
         self.has_variables = True
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._run(feeds)
+        except RuntimeError as e:  # a graph that loads but cannot be planned or run (damaged file)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"LiteRT could not run {self.path} ({first}): the model file is damaged; "
+                            f"re-export or restore it") from None
+
+    def _run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
         for d, x in zip(self._in, feeds):
             if tuple(d["shape"]) != x.shape:  # dynamic dimensions: resize, then re-plan

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, TensorSpec
-from runtime.errors import MissingDependency
+from runtime.errors import MissingDependency, UserError
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
@@ -54,7 +54,14 @@ class OnnxRuntimeBackend(Backend):
         self._out_names = [o.name for o in self.outputs]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self._out_names, dict(zip(self._in_names, feeds)))
+        try:
+            return self.session.run(self._out_names, dict(zip(self._in_names, feeds)))
+        except Exception as e:  # ORT's own error types: a graph that loads but cannot run (damaged file)
+            if "onnxruntime" not in type(e).__module__:
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"ONNX Runtime could not run {self.path} ({type(e).__name__}: {first}): the model "
+                            f"file is damaged or does not fit these inputs; re-export or restore it") from None
 
 
 BACKEND = OnnxRuntimeBackend

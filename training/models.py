@@ -20,6 +20,7 @@ from torch import nn
 from runtime.errors import UserError
 
 ARCHS = ("lstm", "gru")
+HEADS = ("classify", "forecast")  # forecast: the head outputs the next frames (docs/forecasting.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +30,12 @@ class ModelSpec:
     arch: str  # "lstm" | "gru"
     input_size: int
     hidden_sizes: tuple[int, ...]
-    num_classes: int
+    num_classes: int  # width of the head: classes, or horizon * channels for a forecast
+    head: str = "classify"  # "classify" (scores per class) | "forecast" (next frames, regression)
 
     def __post_init__(self):
+        if self.head not in HEADS:
+            raise UserError(f"unsupported head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.arch not in ARCHS:
             raise UserError(f"unsupported architecture {self.arch!r}: choose one of {', '.join(ARCHS)}")
         if self.input_size < 1 or self.num_classes < 1 or not self.hidden_sizes:
@@ -45,7 +49,10 @@ class ModelSpec:
         return len(self.hidden_sizes)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        d = dataclasses.asdict(self)
+        if d["head"] == "classify":  # the default stays out: classifier checkpoints read as before
+            del d["head"]
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
@@ -68,7 +75,11 @@ State = list
 
 
 class SequenceModel(nn.Module):
-    """Stacked unidirectional LSTM or GRU with a linear classification head on the last step."""
+    """Stacked unidirectional LSTM or GRU with a linear head on the last step.
+
+    The head is the same ``nn.Linear`` for both ``spec.head`` kinds: class scores, or (forecast) the
+    next ``horizon`` frames of every input channel, flattened time-major ``[t+1 ch0..chC-1, t+2 ...]``.
+    """
 
     def __init__(self, spec: ModelSpec, dropout: float = 0.0):
         super().__init__()

@@ -15,6 +15,9 @@ def plot_run(out: Path, metrics: dict) -> None:
     import matplotlib.pyplot as plt
 
     hist = metrics["history"]
+    if metrics.get("head") == "forecast":
+        _plot_forecast(out, metrics, plt)
+        return
     if hist:
         ep = [h["epoch"] for h in hist]
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -45,6 +48,22 @@ def plot_run(out: Path, metrics: dict) -> None:
     ax.set_title(f"test accuracy {metrics['test_acc']:.3f}")
     fig.tight_layout()
     _save(fig, out / "confusion.png")
+
+
+def _plot_forecast(out: Path, metrics: dict, plt) -> None:
+    hist = metrics["history"]
+    if not hist:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ep = [h["epoch"] for h in hist]
+    ax.plot(ep, [h["train_loss"] for h in hist], label="train")
+    ax.plot(ep, [h["val_mse"] for h in hist], label="validation")
+    ax.axhline(metrics["test_naive_mse"], ls=":", color="gray", label=f"naive last value (test) {metrics['test_naive_mse']:.3f}")
+    ax.axhline(metrics["test_mse"], ls="--", color="C2", label=f"test (best epoch) {metrics['test_mse']:.3f}")
+    ax.set_xlabel("epoch"), ax.set_ylabel("MSE (normalized units)"), ax.legend(fontsize=7)
+    ax.set_title(f"{metrics['task']} {metrics['arch']} {metrics['hidden']}, next {metrics['horizon']} frames")
+    fig.tight_layout()
+    _save(fig, out / "curves.png")
 
 
 def _save(fig, path: Path) -> None:

@@ -15,7 +15,7 @@ from runtime.errors import UserError
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="watch", help="watch | kws | fixture | PATH (folder or .npz)")
+    p.add_argument("--task", default="watch", help="watch | kws | fixture | watch-forecast | fixture-forecast | PATH (folder or .npz)")
     p.add_argument("--arch", choices=["lstm", "gru"], default=None)
     p.add_argument("--config", default=None, help="TOML config (default configs/<task>.toml)")
     p.add_argument("--out", default=None, help="run folder (default runs/<task>-<arch>)")
@@ -47,6 +47,12 @@ def main(argv=None) -> int:
         import os
         if os.environ.get("RANK", "0") == "0":
             note = " (synthetic speech)" if m.get("synthetic") and m["task"] == "kws" else ""
+            if m.get("head") == "forecast":
+                print(f"{m['task']}-{m['arch']}: test MSE {m['test_mse']:.4f} MAE {m['test_mae']:.4f} (normalized units); "
+                      f"naive last value MSE {m['test_naive_mse']:.4f} MAE {m['test_naive_mae']:.4f}; "
+                      f"ratio MSE {m['test_mse_ratio']:.3f} MAE {m['test_mae_ratio']:.3f} after {m['epochs_run']} epochs "
+                      f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
+                return 0
             print(f"{m['task']}-{m['arch']}: test accuracy {m['test_acc']:.4f}{note} after {m['epochs_run']} epochs "
                   f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
     return 0

@@ -24,6 +24,7 @@ from runtime.atomic import write_json
 from runtime.errors import UserError
 from training.checkpoint import load_train_state, save_model, save_train_state
 from training.config import TrainConfig
+from training import forecast
 from training.data import SequenceData, load_task
 from training.models import ModelSpec, SequenceModel
 
@@ -128,6 +129,21 @@ def evaluate(model: SequenceModel, X: np.ndarray, y: np.ndarray, device, batch: 
     return sum(losses) / len(X), float((pred == y).mean()), pred
 
 
+@torch.no_grad()
+def predict(model: SequenceModel, X: np.ndarray, device, batch: int = 512) -> np.ndarray:
+    """Head outputs ``[N, K]`` on a normalized split."""
+    model.eval()
+    return np.concatenate([model(torch.from_numpy(X[i:i + batch]).to(device)).cpu().numpy()
+                           for i in range(0, len(X), batch)])
+
+
+def evaluate_forecast(model: SequenceModel, X: np.ndarray, Y: np.ndarray, device) -> tuple[float, float, np.ndarray]:
+    """MSE, MAE and predictions of a forecast model on a normalized split (targets in target space)."""
+    pred = predict(model, X, device)
+    e = forecast.errors(pred, Y)
+    return e["mse"], e["mae"], pred
+
+
 def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     m = np.zeros((k, k), dtype=np.int64)
     np.add.at(m, (y, pred), 1)
@@ -158,7 +174,15 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
     Xtr, Xva, Xte = (normalize(X, mean, std) for X in (data.X_train, data.X_val, data.X_test))
-    spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes)
+    spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes, head=data.head)
+    is_forecast = data.head == "forecast"
+    if is_forecast:  # targets in the model's (normalized) space; float32 [N, horizon * C]
+        if cfg.augment != "none":
+            raise UserError(f"augment = {cfg.augment!r} changes the inputs but not the future frames a forecast "
+                            f"must predict: use augment = \"none\" for task {cfg.task}")
+        Ytr, Yva, Yte = (forecast.target_space(Y, mean, std) for Y in (data.y_train, data.y_val, data.y_test))
+    else:
+        Ytr, Yva, Yte = data.y_train, data.y_val, data.y_test
 
     torch.manual_seed(cfg.seed)
     model = SequenceModel(spec, dropout=cfg.dropout).to(device)
@@ -189,6 +213,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             "input_mean": mean.tolist(), "input_std": std.tolist(), "seq_len": int(data.X_train.shape[1]),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
             "world_size": dist.world, "device": device.type}
+    if is_forecast:
+        meta["head"] = "forecast"
+        meta["forecast"] = {"horizon": data.horizon, "channels": data.input_size, "space": "normalized",
+                            "layout": "time-major: output s*C + c is frame t+1+s of channel c"}
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
@@ -205,19 +233,30 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
             xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg)
-            xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(data.y_train[idx]).to(device)
-            loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
+            xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(Ytr[idx]).to(device)
+            if is_forecast:
+                loss = F.mse_loss(net(xb), yb)
+            else:
+                loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
         sched.step()
-        va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device)
-        history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
-                        "elapsed_s": time.perf_counter() - t0})
-        if track_test:
-            history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device)[1]
+        if is_forecast:  # the "score" to maximize is -MSE (best_acc holds the best score)
+            va_loss, va_mae, _ = evaluate_forecast(model, Xva, Yva, device)
+            va_acc = -va_loss
+            history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_mse": va_loss,
+                            "val_mae": va_mae, "elapsed_s": time.perf_counter() - t0})
+            if track_test:
+                history[-1]["test_mse"] = evaluate_forecast(model, Xte, Yte, device)[0]
+        else:
+            va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device)
+            history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
+                            "elapsed_s": time.perf_counter() - t0})
+            if track_test:
+                history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device)[1]
         improved = va_acc > best_acc
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
@@ -225,13 +264,15 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             epochs_without_gain += 1
         if dist.main:
             if improved:
-                save_model(out / "model.safetensors", model, {**meta, "epoch": epoch, "val_acc": va_acc})
+                save_model(out / "model.safetensors", model, {**meta, "epoch": epoch,
+                                                              **({"val_mse": va_loss} if is_forecast else {"val_acc": va_acc})})
             save_train_state(state_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
                 "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{va_acc:.3f}", best=f"{best_acc:.3f}")
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", **({"val_mse": f"{va_loss:.4f}"} if is_forecast
+                                else {"val_acc": f"{va_acc:.3f}", "best": f"{best_acc:.3f}"}))
         if epochs_without_gain >= cfg.patience:
             stop_reason = f"early stop: no validation gain for {cfg.patience} epochs"
             break
@@ -248,6 +289,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     from training.checkpoint import load_model
     best, _ = load_model(out / "model.safetensors")
     best = best.to(device)
+    if is_forecast:
+        return _finish_forecast(cfg, out, dist, data, best, device, Xte, Yte, Xva, Yva, best_acc, best_epoch,
+                                history, stop_reason, len(Xtr))
     te_loss, te_acc, te_pred = evaluate(best, Xte, data.y_test, device)
     metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "test_acc": te_acc, "test_loss": te_loss,
                "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
@@ -255,6 +299,31 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                "train_examples": len(Xtr), "seq_len": int(Xtr.shape[1]), "world_size": dist.world,
                "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
                "confusion": confusion(data.y_test, te_pred, data.num_classes).tolist(),
+               "class_names": data.class_names, "history": history}
+    if dist.main:
+        write_json(out / "metrics.json", metrics)
+        try:
+            from training.plots import plot_run
+            plot_run(out, metrics)
+        except ImportError:
+            pass
+    return metrics
+
+
+def _finish_forecast(cfg, out, dist, data, best, device, Xte, Yte, Xva, Yva, best_score, best_epoch, history,
+                     stop_reason, n_train) -> dict:
+    """metrics.json of a forecast run: test MSE/MAE against the naive last-value forecast."""
+    te = forecast.report(predict(best, Xte, device), Yte, Xte, data.horizon)
+    va = forecast.report(predict(best, Xva, device), Yva, Xva, data.horizon)
+    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "head": "forecast",
+               "horizon": data.horizon, "channels": data.input_size, "units": "normalized (per-channel z-score)",
+               "test_mse": te["mse"], "test_mae": te["mae"], "test_naive_mse": te["naive_mse"],
+               "test_naive_mae": te["naive_mae"], "test_mse_ratio": te["mse_ratio"], "test_mae_ratio": te["mae_ratio"],
+               "test_loss": te["mse"], "val": va, "best_val_mse": -best_score, "best_epoch": best_epoch,
+               "epochs_run": len(history), "stop_reason": stop_reason,
+               "train_seconds": history[-1]["elapsed_s"] if history else 0.0, "train_examples": n_train,
+               "test_examples": int(len(Xte)), "seq_len": int(Xte.shape[1]), "world_size": dist.world,
+               "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
                "class_names": data.class_names, "history": history}
     if dist.main:
         write_json(out / "metrics.json", metrics)

@@ -14,7 +14,9 @@ from runtime.errors import UserError
 class SequenceData:
     """Windows ``X [N, T, C]`` (float32) with labels ``y [N]`` (int64), split three ways.
 
-    No subject (watch) or voice (kws) appears in more than one split.
+    No subject (watch) or voice (kws) appears in more than one split. A forecasting task
+    (``head="forecast"``) has float32 targets ``y [N, horizon * C]`` in raw units instead, and
+    ``class_names`` names each output (training/forecast.py).
     """
 
     name: str
@@ -26,6 +28,7 @@ class SequenceData:
     X_test: np.ndarray
     y_test: np.ndarray
     info: dict = dataclasses.field(default_factory=dict)
+    head: str = "classify"  # "classify" | "forecast"
 
     def __post_init__(self):
         for split in ("train", "val", "test"):
@@ -35,11 +38,22 @@ class SequenceData:
             if X.ndim != 3 or len(X) != len(y):
                 raise UserError(f"dataset {self.name!r}: {split} must be X [N, T, C] with N labels, got {X.shape} and {y.shape}")
             setattr(self, f"X_{split}", np.ascontiguousarray(X, dtype=np.float32))
-            setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
+            if self.head == "forecast":
+                y = np.ascontiguousarray(y, dtype=np.float32)
+                if y.ndim != 2 or y.shape[1] != len(self.class_names):
+                    raise UserError(f"dataset {self.name!r}: {split} forecast targets must be [N, {len(self.class_names)}], got {y.shape}")
+                setattr(self, f"y_{split}", y)
+            else:
+                setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
 
     @property
     def input_size(self) -> int:
         return int(self.X_train.shape[2])
+
+    @property
+    def horizon(self) -> int:
+        """Forecast frames per window (0 for classification)."""
+        return len(self.class_names) // self.input_size if self.head == "forecast" else 0
 
     @property
     def num_classes(self) -> int:
@@ -53,7 +67,7 @@ class SequenceData:
         return mean.astype(np.float32), std.astype(np.float32)
 
 
-TASKS = ("watch", "kws", "fixture")
+TASKS = ("watch", "kws", "fixture", "watch-forecast", "fixture-forecast")
 
 
 def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **options) -> SequenceData:
@@ -67,6 +81,12 @@ def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **opti
     if task == "fixture":
         from training.data.fixture import load_fixture
         return load_fixture(seed=seed, **options)
+    if task == "watch-forecast":
+        from training.data.forecast import load_watch_forecast
+        return load_watch_forecast(**options)
+    if task == "fixture-forecast":
+        from training.data.forecast import load_fixture_forecast
+        return load_fixture_forecast(seed=seed, **options)
     path = Path(task)
     if path.exists():
         from training.data.folder import load_path

@@ -4,12 +4,12 @@
 #
 # Non-root users: first run, as root,
 #   apt-get install -y python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi \
-#       qemu-system-arm qemu-user-static mmdebstrap openssh-server sox
+#       qemu-system-arm qemu-user-static mmdebstrap openssh-server sox clang
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-              qemu-user-static mmdebstrap openssh-server sox)
+              qemu-user-static mmdebstrap openssh-server sox clang)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -39,8 +39,11 @@ FLOAT = ("onnx-float32", "onnx-float32-step", "tflite-float32", "tflite-float32-
 
 @pytest.fixture(scope="module")
 def folder(fixture_artifacts, tmp_path_factory):
-    os.environ.setdefault("RNN_EDGE_CACHE", str(tmp_path_factory.mktemp("c-cache")))
-    return fixture_artifacts("gru")
+    # a private build cache for this module only: a plain os.environ assignment would leak into
+    # every later test module (the loopback sshd keeps its keys under the cache folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RNN_EDGE_CACHE", str(tmp_path_factory.mktemp("c-cache")))
+        yield fixture_artifacts("gru")
 
 
 @pytest.fixture(scope="module")

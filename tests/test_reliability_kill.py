@@ -149,7 +149,9 @@ def test_training_killed_at_a_random_moment_resumes(uninterrupted, tmp_path, see
     out = tmp_path / "run"
     rng = random.Random(seed)
     codes = []
-    for hi in (0.9, 1.1):  # killed twice, at seeded moments within the run's length
+    # killed twice at seeded moments: the first well inside the reference run's length (a later run
+    # can be faster than the reference, which paid for cold file caches), the second anywhere
+    for hi in (0.6, 1.1):
         codes.append(run_killed_at(train_cmd(out), rng.uniform(0.1, hi) * wall))
         assert_run_folder_readable(out)
     assert codes[0] == -signal.SIGKILL, codes  # the first kill lands mid-run

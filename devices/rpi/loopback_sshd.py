@@ -33,6 +33,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def strict_modes_safe(folder: Path) -> bool:
+    """Whether sshd's StrictModes accepts key files in ``folder``: every folder from it up to / must be
+    owned by root or by us and writable by nobody else (a world-writable /tmp anywhere above fails)."""
+    me = os.geteuid()
+    for part in [folder.resolve(), *folder.resolve().parents]:
+        st = part.stat()
+        if st.st_uid not in (0, me) or st.st_mode & 0o022:
+            return False
+    return True
+
+
+def _server_base() -> Path:
+    """The cache's sshd folder when StrictModes accepts it (e.g. ~/.cache), else a root-only folder
+    under /run (the cache may point under /tmp, e.g. in tests)."""
+    base = LoopbackSshd._state_base()
+    if strict_modes_safe(base):
+        return base
+    fallback = Path("/run/rnn-edge-sshd")
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    return fallback
+
+
 def _keygen(path: Path, comment: str) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
                    check=True, capture_output=True)
@@ -78,17 +100,21 @@ class LoopbackSshd:
 
     def _write_files(self) -> None:
         if self.folder is None:
-            base = cache_dir() / "sshd"
-            base.mkdir(parents=True, exist_ok=True)
-            self.folder = Path(tempfile.mkdtemp(prefix="loopback-", dir=base))
+            self.folder = Path(tempfile.mkdtemp(prefix="loopback-", dir=_server_base()))
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
+        if not strict_modes_safe(self.folder):
+            raise UserError(f"sshd's StrictModes would refuse the keys in {self.folder}: a folder above it is "
+                            f"writable by others; pass a folder under a root-owned, non-world-writable path")
         _keygen(self.host_key, "emulated-pi-host")
         _keygen(self.client_key, "rnn-edge-test-client")
         auth = self.folder / "authorized_keys"
         auth.write_text(Path(str(self.client_key) + ".pub").read_text())
         auth.chmod(0o600)
-        self.pi = self.base_pi.with_state(self.folder / "pi")
+        # the Pi's files stay in the build cache (they can be large; /run may be a small tmpfs)
+        self.pi_state = (Path(tempfile.mkdtemp(prefix="pi-", dir=self._state_base()))
+                         if self._own_folder else self.folder / "pi")
+        self.pi = self.base_pi.with_state(self.pi_state)
         session = self.folder / "pi-session"
         session.write_text(
             "#!/bin/sh\n"
@@ -144,11 +170,18 @@ class LoopbackSshd:
                 self.proc.wait()
         self.proc = None
 
+    @staticmethod
+    def _state_base() -> Path:
+        base = cache_dir() / "sshd"
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+
     def remove(self) -> None:
-        """Stop and delete the server's folder (keys, config and the Pi's files)."""
+        """Stop and delete the server's folder (keys, config) and the Pi's files."""
         self.stop()
         if self.folder is not None and self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+            shutil.rmtree(self.pi_state, ignore_errors=True)
 
     def __enter__(self) -> LoopbackSshd:
         return self.start()

@@ -64,15 +64,18 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
     "task": "task whose default run to export (watch)",
     "arch": "lstm | gru (default gru)",
     "checkpoint": "model.safetensors or run folder (default runs/<task>-<arch>; trained first if missing)",
-    "out": "artifact folder (default artifacts/<task>-<arch>)",
+    "out": "artifact folder (default artifacts/<task>-<arch>, or artifacts/keras-<name> with --keras)",
     "kinds": "comma-separated families to export: onnx,tflite,c (default all)",
+    "keras": "import a .keras/.h5 LSTM/GRU model instead of a checkpoint (docs/keras.md)",
+    "seq_len": "with --keras: window length when the Keras model leaves it open",
 })
 @user_errors
-def export(c, task="watch", arch="gru", checkpoint=None, out=None, kinds=None):
-    """Export a checkpoint to every artifact (ONNX, TFLite, C), verify each and write manifest.json."""
-    from export.__main__ import main
-    argv = ["--task", task, "--arch", arch]
-    for flag, value in (("--checkpoint", checkpoint), ("--out", out), ("--kinds", kinds)):
+def export(c, task="watch", arch="gru", checkpoint=None, out=None, kinds=None, keras=None, seq_len=None):
+    """Export a checkpoint (or a Keras model) to every artifact (ONNX, TFLite, C), verify each, write manifest.json."""
+    from export.cli import main
+    argv = [] if keras else ["--task", task, "--arch", arch]
+    for flag, value in (("--checkpoint", checkpoint), ("--out", out), ("--kinds", kinds), ("--keras", keras),
+                        ("--seq-len", seq_len)):
         if value is not None:
             argv += [flag, str(value)]
     rc = main(argv)
@@ -89,6 +92,26 @@ def test(c, slow=False, k=None):
         cmd += " -m 'slow or not slow'"
     if k:
         cmd += f" -k '{k}'"
+    c.run(cmd, pty=False)
+
+
+@task(help={"slow": "also the heavy tier (bit flips in every byte, longer fuzzing)"})
+def reliability(c, slow=False):
+    """Reliability suite: damaged files, hostile inputs, SIGKILL during training/export, C fuzzing (docs/reliability.md)."""
+    cmd = f"{sys.executable} -m pytest tests/test_reliability_files.py tests/test_reliability_inputs.py " \
+          f"tests/test_reliability_kill.py tests/test_reliability_fuzz.py"
+    if slow:
+        cmd += " -m 'slow or not slow'"
+    c.run(cmd, pty=False)
+
+
+@task(help={"seconds": "libFuzzer time per model", "models": "how many random models",
+            "seed": "seed of the random models", "workdir": "keep builds and corpora here"})
+def fuzz(c, seconds=60, models=5, seed=1, workdir=None):
+    """Fuzz the generated C (random LSTM/GRU models) with libFuzzer + ASan/UBSan and a differential check."""
+    cmd = f"{sys.executable} tests/fuzz/c_fuzz.py --seconds {int(seconds)} --models {int(models)} --seed {int(seed)}"
+    if workdir:
+        cmd += f" --workdir {workdir}"
     c.run(cmd, pty=False)
 
 

@@ -35,7 +35,7 @@ from runtime.errors import MissingDependency, UserError
 KINDS = ("onnx", "tflite", "c")
 ARCHS_SUPPORTED = ("lstm", "gru")
 EXPORT_EXTRA = "pip install -e '.[export]'"
-_KNOWN_SPEC_KEYS = {"arch", "input_size", "hidden_sizes", "num_classes"}
+_KNOWN_SPEC_KEYS = {"arch", "input_size", "hidden_sizes", "num_classes", "head"}
 
 
 # -- input checks -------------------------------------------------------------------------------
@@ -195,7 +195,8 @@ def _judge_records(records: list[dict]) -> None:
         for key in _CONTRACT_FIELDS:
             rec.setdefault(key, None)
         m = rec.get("metrics") or {}
-        if rec.get("status", "ok") == "ok" and "top1_agreement" in m and "max_abs_err" in m and rec.get("precision"):
+        if (rec.get("status", "ok") == "ok" and ("top1_agreement" in m or m.get("head") == "forecast")
+                and "max_abs_err" in m and rec.get("precision")):
             try:
                 status, error = judge(m, rec["precision"])
             except KeyError:

@@ -232,10 +232,13 @@ def verify_litert(path: Path, job: Job, ref: Reference, sequence_scores: dict[st
     else:
         n = len(ref.stream_scores)
         streamed = m.stream(ref.x_test[:n])  # [S, T, K]
-        per_step = compare(streamed.reshape(-1, streamed.shape[-1]), ref.stream_scores.reshape(-1, streamed.shape[-1]))
+        head = "forecast" if np.ndim(ref.y_test) == 2 else "classify"
+        per_step = compare(streamed.reshape(-1, streamed.shape[-1]), ref.stream_scores.reshape(-1, streamed.shape[-1]),
+                           head=head)
         last = compare(streamed[:, -1], ref.scores[:n], ref.y_test[:n])
-        metrics = dict(last, stream_max_abs_err=per_step["max_abs_err"], stream_top1_agreement=per_step["top1_agreement"],
-                       stream_examples=n)
+        metrics = dict(last, stream_max_abs_err=per_step["max_abs_err"], stream_examples=n,
+                       **({"stream_rel_err": per_step["rel_err"]} if head == "forecast"
+                          else {"stream_top1_agreement": per_step["top1_agreement"]}))
         # the acceptance check (judged for float32): streamed last step == whole-sequence scores
         metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(streamed[:, -1] - ref.scores[:n])))
         whole = sequence_scores.get(job.precision)
@@ -376,7 +379,11 @@ def _prepare(model, meta, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise UserError(f"the data has {data.input_size} channels but the model expects {model.spec.input_size}: "
                         f"export with the task the checkpoint was trained on")
     norm = lambda X: ((X - mean) / std).astype(np.float32)  # noqa: E731
-    return norm(data.X_train), norm(data.X_test), data.y_test
+    y = data.y_test
+    if model.spec.head == "forecast":  # targets in the model's normalized space (training/forecast.py)
+        from training.forecast import target_space
+        y = target_space(y, mean, std)
+    return norm(data.X_train), norm(data.X_test), y
 
 
 def _check_dependencies() -> None:

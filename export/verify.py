@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from runtime.metrics import compare
-from runtime.tolerances import tolerance_for
+from runtime.tolerances import regression_breaches, tolerance_for
 
 STREAM_TOLERANCE = 1e-5  # float32 step-by-step vs whole-sequence scores (acceptance criterion)
 N_GOLDEN = 8
@@ -38,13 +38,15 @@ class Reference:
     """PyTorch float scores on the normalized test split, plus the golden subset."""
 
     x: np.ndarray  # [N, T, C] normalized test windows
-    y: np.ndarray  # [N] labels
-    scores: np.ndarray  # [N, K] PyTorch logits
-    accuracy: float
+    y: np.ndarray  # [N] labels; forecast: [N, K] targets in the model's normalized space
+    scores: np.ndarray  # [N, K] PyTorch logits (forecast: predicted frames)
+    accuracy: float | None  # None for a forecast (see ``forecast``)
     stream_idx: np.ndarray  # indices of the windows streamed step by step
     stream_scores: np.ndarray  # [n, T, K] PyTorch per-step logits on those windows
     golden_idx: np.ndarray  # indices of the golden samples (a prefix of stream_idx)
     x_raw: np.ndarray  # [N, T, C] raw test windows (golden.npz keeps x_raw[golden_idx])
+    head: str = "classify"
+    forecast: dict | None = None  # forecast: MSE/MAE of PyTorch and of the naive last-value forecast
 
 
 def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
@@ -55,7 +57,12 @@ def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
 
 
 def _spread(y: np.ndarray, n: int) -> np.ndarray:
-    """Up to ``n`` indices covering every class first (round robin over classes), sorted."""
+    """Up to ``n`` indices covering every class first (round robin over classes), sorted.
+
+    Forecast targets ``[N, K]`` have no classes: ``n`` indices spread evenly over the split.
+    """
+    if np.ndim(y) == 2:
+        return np.unique(np.linspace(0, len(y) - 1, min(n, len(y))).round().astype(np.int64))
     by_class = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
     picked: list[int] = []
     while len(picked) < min(n, len(y)):
@@ -75,13 +82,23 @@ def reference_for(model, meta: dict, data) -> Reference:
         return _CACHE[key]
     import torch
     x = normalize(data.X_test, meta)
+    head = getattr(model.spec, "head", "classify")
+    y = data.y_test
+    if head == "forecast":
+        from training.forecast import report, target_space
+        y = target_space(y, meta["input_mean"], meta["input_std"])
     with torch.no_grad():
         scores = np.concatenate([model(torch.from_numpy(x[i:i + 512])).numpy() for i in range(0, len(x), 512)])
-        stream_idx = _spread(data.y_test, N_STREAM)
+        stream_idx = _spread(y, N_STREAM)
         stream_scores = model.stream(torch.from_numpy(x[stream_idx])).numpy()
-    ref = Reference(x=x, y=data.y_test, scores=scores, accuracy=float(np.mean(scores.argmax(1) == data.y_test)),
+    accuracy = fc = None
+    if head == "forecast":
+        fc = report(scores, y, x, y.shape[1] // x.shape[2])
+    else:
+        accuracy = float(np.mean(scores.argmax(1) == y))
+    ref = Reference(x=x, y=y, scores=scores, accuracy=accuracy,
                     stream_idx=stream_idx, stream_scores=stream_scores, golden_idx=stream_idx[:N_GOLDEN],
-                    x_raw=np.asarray(data.X_test, np.float32))
+                    x_raw=np.asarray(data.X_test, np.float32), head=head, forecast=fc)
     _CACHE.clear()  # keep one: references hold the whole test split
     _CACHE[key] = ref
     return ref
@@ -93,7 +110,9 @@ def judge(metrics: dict, precision: str) -> tuple[str, str | None]:
     problems = []
     if tol.max_abs is not None and metrics["max_abs_err"] > tol.max_abs:
         problems.append(f"max |error| {metrics['max_abs_err']:.3g} > {tol.max_abs:g}")
-    if metrics["top1_agreement"] < tol.min_top1_agreement:
+    if metrics.get("head") == "forecast":  # regression: error metrics, no decisions to agree on
+        problems += regression_breaches(tol, metrics)
+    elif metrics["top1_agreement"] < tol.min_top1_agreement:
         problems.append(f"top-1 agreement {metrics['top1_agreement']:.4f} < {tol.min_top1_agreement:.4f}")
     drop = metrics.get("accuracy_drop")
     if drop is not None and drop > tol.max_accuracy_drop + 1e-9:
@@ -118,10 +137,13 @@ def verify_predict(predict, precision: str, reference: Reference, *, stream=None
         if per_step.shape != reference.stream_scores.shape:
             raise ValueError(f"stream returned shape {per_step.shape}, expected {reference.stream_scores.shape}")
         metrics["stream_max_abs_err"] = float(np.max(np.abs(per_step - reference.stream_scores)))
+        if reference.head == "forecast":
+            from runtime.metrics import regression
+            metrics["stream_rel_err"] = regression(per_step, reference.stream_scores)["rel_err"]
         metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(per_step[:, -1] - reference.scores[reference.stream_idx])))
         metrics["stream_windows"] = int(len(reference.stream_idx))
     status, error = judge(metrics, precision)
-    return {"accuracy": metrics["accuracy"], "metrics": metrics, "status": status, "error": error}
+    return {"accuracy": metrics.get("accuracy"), "metrics": metrics, "status": status, "error": error}
 
 
 def check_onnx_file(path) -> None:

@@ -21,7 +21,7 @@ from runtime.manifest import Manifest
 @dataclasses.dataclass
 class HeldOut:
     x_raw: np.ndarray  # [N, T, C] raw features, as a user passes them
-    y: np.ndarray  # [N] labels
+    y: np.ndarray  # [N] labels; forecast: [N, K] true future frames in the model's normalized space
     reference: np.ndarray  # [N, K] float PyTorch scores (live, from the checkpoint)
     golden_rows: int  # the first golden_rows rows come from golden.npz
     golden_scores: np.ndarray  # [G, K] scores stored in golden.npz at export time
@@ -29,6 +29,7 @@ class HeldOut:
     reference_stream: np.ndarray  # [S, T, K] live PyTorch per-step scores on the sample rows
     sample_rows: int  # the first sample_rows rows (golden + some test rows) feed the slow cells
     sources: dict  # {"golden": G, "test": N - G, "sample": S, "test_note": why no test split, if none}
+    head: str = "classify"  # "forecast": cells are judged by regression metrics (runtime/tolerances.py)
 
     @property
     def accuracy_rows(self) -> slice:
@@ -87,13 +88,17 @@ def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | No
     mean = np.asarray(meta["input_mean"], np.float32)
     std = np.asarray(meta["input_std"], np.float32)
     xg = np.asarray(golden["x_raw"], np.float32)
-    yg = np.asarray(golden["y"], np.int64)
+    head = getattr(model.spec, "head", "classify")
+    yg = np.asarray(golden["y"], np.float32 if head == "forecast" else np.int64)
     note = ""
     Xt = yt = None
     if test_split:
         Xt, yt, note = _test_split(meta, max_test)
     else:
         note = "test split not requested"
+    if Xt is not None and head == "forecast":  # raw future frames -> the space golden.npz and the model use
+        from training.forecast import target_space
+        yt = target_space(yt, mean, std)
     if Xt is not None and Xt.shape[1:] != xg.shape[1:]:
         note = f"test split windows {Xt.shape[1:]} differ from golden {xg.shape[1:]}: golden only"
         Xt = yt = None
@@ -110,5 +115,6 @@ def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | No
                    golden_scores=np.asarray(golden["scores"], np.float32),
                    golden_stream=np.asarray(golden["stream_scores"], np.float32) if "stream_scores" in golden else None,
                    reference_stream=reference_stream.astype(np.float32), sample_rows=sample,
-                   sources={"golden": len(xg), "test": len(x_raw) - len(xg), "sample": sample, "test_note": note})
+                   sources={"golden": len(xg), "test": len(x_raw) - len(xg), "sample": sample, "test_note": note},
+                   head=head)
     return held, model

@@ -23,7 +23,7 @@ from parity.judge import judge, lsb_rules_for
 from parity.providers import REGISTRY, Context, collect
 from runtime.errors import UserError
 from runtime.manifest import Manifest
-from runtime.metrics import agreement, compare, lsb_distance, stream_compare
+from runtime.metrics import agreement, compare, lsb_distance, stream_compare, target_errors
 
 
 @dataclasses.dataclass
@@ -55,6 +55,7 @@ class Matrix:
 
     def to_json(self) -> dict:
         return {"folder": str(self.folder), "arch": self.arch, "task": self.task, "ok": self.ok,
+                "head": self.heldout.head,
                 "inputs": self.heldout.sources, "seconds": round(self.seconds, 2),
                 "counts": {s: self.count(s) for s in (PASS, FAIL, ERROR, SKIP)},
                 "failed": [r.id for r in self.failed], "not_exported": self.not_exported,
@@ -68,22 +69,31 @@ def _metrics(held: HeldOut, cell, out) -> tuple[dict, np.ndarray]:
     if scores.shape != ref.shape:
         raise ValueError(f"cell returned scores of shape {scores.shape}, expected {ref.shape}")
     finite = bool(np.all(np.isfinite(scores))) and (out.stream is None or bool(np.all(np.isfinite(out.stream))))
-    m = compare(np.nan_to_num(scores, nan=1e30), ref)
+    m = compare(np.nan_to_num(scores, nan=1e30), ref, head=held.head)
     m["finite"] = finite
     # Task accuracy and its drop are judged on the whole test split only; cells that run a sample
     # (streaming, emulated devices) report theirs, unjudged: on ~100 rows one flip is ~1 point. They
     # are judged on top-1 agreement, error metrics and LSB distance to their host twin instead.
+    # Forecasts: the same with the MSE on the true future frames instead of accuracy.
     full = cell.inputs == "all" and len(held.y) > held.golden_rows
     idx = np.arange(len(held.y))[held.accuracy_rows if full else slice(0, len(scores))]
     y = held.y[idx]
-    m["accuracy"] = float(np.mean(scores[idx].argmax(-1) == y))
-    m["reference_accuracy"] = float(np.mean(held.reference[idx].argmax(-1) == y))
-    drop = m["reference_accuracy"] - m["accuracy"]
-    m["accuracy_on"] = "test split" if full else f"{cell.inputs} rows"
+    if held.head == "forecast":
+        t = target_errors(np.nan_to_num(scores[idx], nan=1e30), held.reference[idx], y)
+        if not full:
+            t["sample_target_mse_increase"] = t.pop("target_mse_increase")
+        m.update(t)
+        m["targets_on"] = "test split" if full else f"{cell.inputs} rows"
+    else:
+        m["accuracy"] = float(np.mean(scores[idx].argmax(-1) == y))
+        m["reference_accuracy"] = float(np.mean(held.reference[idx].argmax(-1) == y))
+        drop = m["reference_accuracy"] - m["accuracy"]
+        m["accuracy_on"] = "test split" if full else f"{cell.inputs} rows"
+        m["accuracy_drop" if full else "sample_accuracy_drop"] = drop
     m["accuracy_examples"] = int(len(idx))
-    m["accuracy_drop" if full else "sample_accuracy_drop"] = drop
     if out.stream is not None:
-        m.update(stream_compare(np.nan_to_num(out.stream, nan=1e30), held.reference_stream[: len(out.stream)]))
+        m.update(stream_compare(np.nan_to_num(out.stream, nan=1e30), held.reference_stream[: len(out.stream)],
+                                head=held.head))
     return m, np.abs(scores.astype(np.float64) - ref)
 
 
@@ -110,7 +120,7 @@ def _base_variant(cell_id: str, arch: str, precision: str, runtime: str) -> str:
     return "-".join(w for w in rest.split("-") if w and w != "stream")
 
 
-def _between_cells(results: list[CellResult]) -> None:
+def _between_cells(results: list[CellResult], head: str = "classify") -> None:
     """Metrics that compare two cells: streaming vs whole-sequence, LSB distance of integer runtimes."""
     ran = [r for r in results if r.status == PASS and r.outputs is not None]
     for s in ran:
@@ -123,7 +133,8 @@ def _between_cells(results: list[CellResult]) -> None:
             w = (same or wholes or [None])[0]
             if w is not None:
                 n = min(len(s.outputs.scores), len(w.outputs.scores))
-                s.metrics["stream_vs_whole"] = dict(agreement(s.outputs.scores[:n], w.outputs.scores[:n]), against=w.id)
+                s.metrics["stream_vs_whole"] = dict(agreement(s.outputs.scores[:n], w.outputs.scores[:n], head=head),
+                                                    against=w.id)
         for rule in lsb_rules_for(c.runtime, c.precision, c.arch):
             others = [o for o in ran if o.cell.runtime == rule.against and o.cell.precision == c.precision
                       and o.cell.mode == c.mode and (not rule.same_file or o.cell.file == c.file)]
@@ -171,7 +182,7 @@ def run_matrix(folder, *, test_split: bool = True, max_test: int | None = None, 
     finally:
         for close in ctx.cleanup:
             close()
-    _between_cells(results)
+    _between_cells(results, held.head)
     for r in results:
         if r.status == PASS:
             r.failures = judge(r.cell.precision, r.metrics)

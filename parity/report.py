@@ -36,8 +36,40 @@ def _drop(m: dict) -> str:
     return ""
 
 
+def _mse_up(m: dict) -> str:
+    if "target_mse_increase" in m:
+        return f"{100 * m['target_mse_increase']:+.2f}%"
+    if "sample_target_mse_increase" in m:  # measured on a sample, not judged
+        return f"({100 * m['sample_target_mse_increase']:+.2f}%)"
+    return ""
+
+
+def _is_forecast(matrix) -> bool:
+    return getattr(matrix.heldout, "head", "classify") == "forecast"
+
+
+def header(matrix) -> list[str]:
+    return FORECAST_HEADER if _is_forecast(matrix) else HEADER
+
+
+def forecast_rows(matrix) -> list[list[str]]:
+    """A forecast (regression) matrix: error metrics instead of top-1 / accuracy."""
+    out = []
+    for r in matrix.results:
+        m = r.metrics
+        sw = m.get("stream_vs_whole")
+        note = "; ".join(r.failures) if r.status != PASS else ""
+        out.append([r.id, r.cell.runtime, r.cell.precision, r.cell.mode, str(r.n_inputs or ""),
+                    _g(m.get("max_abs_err")), _g(m.get("mae")), _g(m.get("rmse")), _g(m.get("rel_err")),
+                    _g(m.get("stream_rel_err")), _g(m.get("target_mse"), "{:.4f}"), _g(m.get("reference_target_mse"), "{:.4f}"),
+                    _mse_up(m), _lsb(m), _g(sw and sw["max_abs_diff"]), STATUS[r.status], note])
+    return out
+
+
 def rows(matrix) -> list[list[str]]:
     """One row per cell: the columns of the terminal and Markdown tables."""
+    if _is_forecast(matrix):
+        return forecast_rows(matrix)
     out = []
     for r in matrix.results:
         m = r.metrics
@@ -53,13 +85,17 @@ def rows(matrix) -> list[list[str]]:
 
 HEADER = ["cell", "runtime", "precision", "mode", "n", "max|err|", "MAE", "RMSE", "relL2", "cos min",
           "top-1 agr", "accuracy", "drop pts", "LSB", "stream-whole", "status", "why"]
+# forecast: "rel err" = RMSE / range of the float reference's outputs; "MSE"/"ref MSE": against the true
+# future frames (normalized units) of the runtime and of PyTorch float on the same rows
+FORECAST_HEADER = ["cell", "runtime", "precision", "mode", "n", "max|err|", "MAE", "RMSE", "rel err",
+                   "frame rel err", "MSE", "ref MSE", "MSE +%", "LSB", "stream-whole", "status", "why"]
 
 
 def terminal(matrices) -> str:
     lines = []
     for mx in matrices:
-        table = [HEADER] + rows(mx)
-        width = [min(max(len(r[i]) for r in table), 70) for i in range(len(HEADER))]
+        table = [header(mx)] + rows(mx)
+        width = [min(max(len(r[i]) for r in table), 70) for i in range(len(table[0]))]
         lines.append(f"\n{mx.arch.upper()}  {mx.folder}  ({mx.heldout.sources['golden']} golden + "
                      f"{mx.heldout.sources['test']} test rows, sample {mx.heldout.sample_rows}; {mx.seconds:.1f} s)")
         for i, r in enumerate(table):
@@ -87,7 +123,9 @@ def to_json(matrices, command: str | None = None) -> dict:
     return {"format": "rnn-edge-parity/1", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": command, "ok": all(m.ok for m in matrices),
             "policy": {k: {"max_abs": t.max_abs, "min_top1_agreement": t.min_top1_agreement,
-                           "max_accuracy_drop": t.max_accuracy_drop, "reason": t.reason} for k, t in POLICY.items()},
+                           "max_accuracy_drop": t.max_accuracy_drop, "reason": t.reason,
+                           "max_rel_err": t.max_rel_err, "max_target_mse_increase": t.max_target_mse_increase,
+                           "regression_reason": t.regression_reason} for k, t in POLICY.items()},
             "lsb_rules": [r.__dict__ for r in LSB_RULES],
             "matrices": [m.to_json() for m in matrices]}
 
@@ -194,8 +232,8 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
         L += [f"## {mx.arch.upper()} ({mx.task}, `{mx.folder}`)", "",
               f"{s['golden']} golden + {s['test']} test-split sequences"
               + (f" ({s['test_note']})" if s.get("test_note") else "") + f"; {mx.seconds:.1f} s.", ""]
-        L.append("| " + " | ".join(HEADER) + " |")
-        L.append("|" + "---|" * len(HEADER))
+        L.append("| " + " | ".join(header(mx)) + " |")
+        L.append("|" + "---|" * len(header(mx)))
         for r in rows(mx):
             L.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
         for a in mx.not_exported:
@@ -210,6 +248,12 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
     for k, t in POLICY.items():
         L.append(f"| {k} | {t.max_abs if t.max_abs is not None else '-'} | {t.min_top1_agreement:.2%} | "
                  f"{100 * t.max_accuracy_drop:.1f} pts | {t.reason} |")
+    if any(_is_forecast(mx) for mx in matrices):
+        L += ["", "Forecast (regression) cells: no top-1 / accuracy; `max abs` where set, and:", "",
+              "| precision | max rel err (RMSE / reference range) | max MSE increase on the targets | reason |",
+              "|---|---|---|---|"]
+        for k, t in POLICY.items():
+            L.append(f"| {k} | {t.max_rel_err:g} | {100 * t.max_target_mse_increase:g}% | {t.regression_reason} |")
     L += ["", "| runtime | must match | precision | arch | max LSB | reason |", "|---|---|---|---|---|---|"]
     for r in LSB_RULES:
         L.append(f"| {r.runtime} | {r.against} | {r.precision} | {r.arch or 'both'} | {r.max_lsb} | {r.reason} |")
@@ -232,9 +276,11 @@ def write_reports(matrices, out_dir, command: str | None = None, plots: bool = T
             write_bytes(out / name, plot_errors(mx))
             names[mx.arch] = name
             written.append(out / name)
-        write_bytes(out / "accuracy.png", plot_accuracy(matrices))
-        names["accuracy"] = "accuracy.png"
-        written.append(out / "accuracy.png")
+        classify = [mx for mx in matrices if not _is_forecast(mx)]
+        if classify:  # forecasts have no accuracy: their table carries the MSE on the targets
+            write_bytes(out / "accuracy.png", plot_accuracy(classify))
+            names["accuracy"] = "accuracy.png"
+            written.append(out / "accuracy.png")
     write_json(out / "parity.json", to_json(matrices, command))
     write_text(out / "parity.md", markdown(matrices, names, command))
     return [out / "parity.json", out / "parity.md"] + written

@@ -69,6 +69,9 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         mean = np.asarray(meta["input_mean"], np.float32)
         std = np.asarray(meta["input_std"], np.float32)
         x_eval, y_eval = ((data.X_test - mean) / std).astype(np.float32), data.y_test
+        if spec.head == "forecast":  # targets in the model's normalized space (training/forecast.py)
+            from training.forecast import target_space
+            y_eval = target_space(y_eval, mean, std)
         with torch.no_grad():
             ref = model(torch.from_numpy(x_eval)).numpy()
 
@@ -83,7 +86,7 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             src = codegen.generate_float(fm, prefix)
         else:
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
-        files = package.write_package(src, folder, f"{precision} {desc} sequence classifier ({meta.get('task', '')})")
+        files = package.write_package(src, folder, f"{precision} {desc} sequence {'forecaster' if spec.head == 'forecast' else 'classifier'} ({meta.get('task', '')})")
         q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None
         q_out = {"scale": quant["output"]["scale"], "zero_point": 0} if precision == "int8" else None
         state_shapes = [[1, h] for h in spec.hidden_sizes for _ in range(2 if spec.arch == "lstm" else 1)]
@@ -110,7 +113,7 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
                 scores = R.float_run(fm, x_eval).astype(np.float32)
             m = compare(scores, ref, y_eval)
             m["computed_with"] = "export/c/reference.py (numpy twin of the C; C == reference is tested)"
-            rec["metrics"], rec["accuracy"] = m, m["accuracy"]
+            rec["metrics"], rec["accuracy"] = m, m.get("accuracy")
         records.append(rec)
         # the same library streams: a "step" record (one frame [B, C]) for runtime.load(...).stream()
         step = {k: v for k, v in rec.items() if k not in ("metrics", "accuracy")}

@@ -16,7 +16,7 @@ from runtime.apps.common import print_json
 from runtime.errors import MissingDependency, UserError
 from runtime.manifest import Manifest, sha256_of
 from runtime.metrics import compare
-from runtime.tolerances import tolerance_for
+from runtime.tolerances import regression_breaches, tolerance_for
 
 
 def add_arguments(p) -> None:
@@ -33,6 +33,8 @@ def judge(metrics: dict, precision: str) -> list[str]:
     bad = []
     if tol.max_abs is not None and metrics["max_abs_err"] > tol.max_abs:
         bad.append(f"max|err| {metrics['max_abs_err']:.3g} > {tol.max_abs:g}")
+    if metrics.get("head") == "forecast":  # regression: relative error, MSE on the targets
+        return bad + regression_breaches(tol, metrics)
     if metrics["top1_agreement"] < tol.min_top1_agreement:
         bad.append(f"top-1 agreement {metrics['top1_agreement']:.3f} < {tol.min_top1_agreement:.3f}")
     if metrics.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + 1e-12:
@@ -50,7 +52,8 @@ def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
         m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]))
         metrics = compare(stream[:, -1], ref, y)
         metrics["max_abs_err"] = m_all["max_abs_err"]
-        metrics["stream_top1_agreement_all_steps"] = m_all["top1_agreement"]
+        if "top1_agreement" in metrics:
+            metrics["stream_top1_agreement_all_steps"] = m_all["top1_agreement"]
     else:
         metrics = compare(model.predict(x), ref, y)
     return metrics

@@ -115,7 +115,10 @@ def _report(args, entry: dict, verdict: str, why: str, metrics: dict | None = No
         print_json({"artifact": entry.get("name"), "verdict": verdict, "why": why, "metrics": metrics})
         return
     line = f"{verdict:4}  {entry.get('name', '?'):28} {entry.get('precision', '?'):14}"
-    if metrics:
+    if metrics and metrics.get("head") == "forecast":
+        line += (f" max|err| {metrics['max_abs_err']:.2e}  rel err {metrics['rel_err']:.2e}"
+                 f"  MSE {metrics.get('target_mse', float('nan')):.4f} (ref {metrics.get('reference_target_mse', float('nan')):.4f})")
+    elif metrics:
         line += (f" max|err| {metrics['max_abs_err']:.2e}  top1 {metrics['top1_agreement']:.3f}"
                  f"  acc {metrics.get('accuracy', float('nan')):.3f} (ref {metrics.get('reference_accuracy', float('nan')):.3f})")
     if why:

@@ -212,3 +212,17 @@ def test_parity_fails_a_perturbed_forecast_artifact(forecast_artifacts, tmp_path
     assert r.status == FAIL and any("relative error" in f for f in r.failures), r.failures
     assert r.metrics["rel_err"] == pytest.approx(0.01, rel=0.2)
     assert mx.result("gru-float32-torch").status == PASS
+
+
+def test_runtime_predict_prints_the_forecast_in_raw_units(forecast_artifacts, tmp_path, capsys):
+    from runtime.__main__ import main
+    folder = forecast_artifacts[0]
+    with np.load(folder / "golden.npz") as z:
+        x_raw, scores = z["x_raw"], z["scores"]
+    np.savez(tmp_path / "in.npz", x_raw=x_raw)
+    assert main(["predict", str(folder), "--input", str(tmp_path / "in.npz"), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == len(x_raw)
+    pre = json.loads((folder / "manifest.json").read_text())["preprocess"]
+    want = scores[0].reshape(3, 3) * np.asarray(pre["std"]) + np.asarray(pre["mean"])
+    np.testing.assert_allclose(np.asarray(lines[0]["forecast"]), want, atol=1e-4)

@@ -1,4 +1,8 @@
-"""``python -m runtime predict ARTIFACTS --input file.npz|.csv``: classify sequences, print one line each."""
+"""``python -m runtime predict ARTIFACTS --input file.npz|.csv``: classify sequences, print one line each.
+
+A forecast model (manifest ``model.head == "forecast"``) prints its forecast frames instead, in the
+input's raw units (one line per sequence: frames separated by tabs, channels by spaces).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ def run(args) -> int:
     x = read_input(args.input)
     model = load_model(args.artifacts, args)
     scores = model.stream().run(x)[:, -1] if args.stream else model.predict(x)
+    man = getattr(model, "manifest", None)
+    if man is not None and man.model.get("head") == "forecast":
+        return _forecast(args, man, scores)
     post = softmax(scores)
     for i, (s, p) in enumerate(zip(scores, post)):
         k = int(np.argmax(s))
@@ -34,4 +41,27 @@ def run(args) -> int:
         with atomic.atomic_path(args.out) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, scores=scores, posteriors=post)
+    return 0
+
+
+def raw_forecast(scores: np.ndarray, mean, std) -> np.ndarray:
+    """Forecast outputs ``[N, horizon * C]`` (normalized, time-major) -> raw units ``[N, horizon, C]``."""
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    return np.asarray(scores, np.float32).reshape(len(scores), -1, len(mean)) * std + mean
+
+
+def _forecast(args, man, scores: np.ndarray) -> int:
+    """A forecast model: the next frames per sequence, in the input's raw units (docs/forecasting.md)."""
+    pre = man.data.get("preprocess") or {}
+    frames = raw_forecast(scores, pre["mean"], pre["std"])
+    for i, f in enumerate(frames):
+        if args.json:
+            print_json({"index": i, "forecast": f.tolist(), "normalized": [float(v) for v in scores[i]]})
+        else:
+            print(f"{i}\t" + "\t".join(" ".join(f"{v:.4g}" for v in frame) for frame in f), flush=True)
+    if args.out:
+        with atomic.atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, scores=scores, forecast=frames)
     return 0

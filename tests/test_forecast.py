@@ -226,3 +226,11 @@ def test_runtime_predict_prints_the_forecast_in_raw_units(forecast_artifacts, tm
     pre = json.loads((folder / "manifest.json").read_text())["preprocess"]
     want = scores[0].reshape(3, 3) * np.asarray(pre["std"]) + np.asarray(pre["mean"])
     np.testing.assert_allclose(np.asarray(lines[0]["forecast"]), want, atol=1e-4)
+
+
+def test_runtime_sense_refuses_a_forecast_model(forecast_artifacts, tmp_path, capsys):
+    from runtime.__main__ import main
+    csv = tmp_path / "imu.csv"
+    csv.write_text("1,2,3\n4,5,6\n")
+    assert main(["sense", "--model", str(forecast_artifacts[0]), "--csv", str(csv)]) == 2
+    assert "forecast model" in capsys.readouterr().err

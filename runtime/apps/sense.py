@@ -47,6 +47,9 @@ def rows(stream, name):
 
 def run(args) -> int:
     model = load_model(args.model, args)
+    man = getattr(model, "manifest", None)
+    if man is not None and man.model.get("head") == "forecast":
+        raise UserError(f"{args.model} is a forecast model (no classes to detect): use `python -m runtime predict`")
     window = args.window or window_of(model)
     if not window:
         raise UserError("the model records no training window length: pass --window FRAMES")

@@ -227,6 +227,13 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
           "cells run a sample (the golden rows + the first test rows, `n`); their accuracy drop is shown in",
           "parentheses and not judged (one flip on ~100 rows is ~1 point): they are judged on top-1",
           "agreement, error metrics and their LSB distance to the same file on the host.", ""]
+    if any(_is_forecast(mx) for mx in matrices):
+        L += ["Forecast models (docs/forecasting.md) have no classes: their outputs are the next frames in",
+              "normalized units, and their cells are judged by regression metrics instead of top-1 and accuracy:",
+              "`rel err` = RMSE / range of the float reference's outputs, `frame rel err` the same over every",
+              "streamed frame, `MSE` / `ref MSE` the cell's and PyTorch float's MSE against the true future",
+              "frames, `MSE +%` the relative increase (judged on the test split only; in parentheses on sample",
+              "rows, not judged).", ""]
     for mx in matrices:
         s = mx.heldout.sources
         L += [f"## {mx.arch.upper()} ({mx.task}, `{mx.folder}`)", "",

@@ -49,7 +49,8 @@ def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
     x, ref, y = golden["x_raw"], golden["scores"], golden["y"]
     if kind == "step":
         stream = model.stream().run(x)
-        m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]))
+        m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]),
+                        head="forecast" if np.ndim(y) == 2 else "classify")
         metrics = compare(stream[:, -1], ref, y)
         metrics["max_abs_err"] = m_all["max_abs_err"]
         if "top1_agreement" in metrics:

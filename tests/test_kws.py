@@ -142,3 +142,36 @@ def test_keyword_stream_for_the_listen_app(tmp_path):
 def test_feature_options_reach_the_front_end(tmp_path):
     d = load_task("kws", cache_dir=tmp_path, subset="tiny", features={"hop": 160}, progress=False)
     assert d.X_train.shape[1:] == (98, 40) and d.info["features"]["hop"] == 160
+
+
+def test_exported_kws_folder_carries_its_front_end(tiny, tmp_path):
+    """listen on an artifact folder must use the features the model was trained on (here a 20 ms hop,
+    not the 10 ms default): export records them in the manifest; listen refuses a mismatched window."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from export.pipeline import export_artifacts
+    from training.config import load_config
+    from training.data.kws_stream import make_keyword_stream
+    from training.trainer import train
+    _, data = tiny
+    cfg = load_config("kws", arch="gru", epochs="1", hidden="8", out=str(tmp_path / "run"))
+    train(cfg, data=data, progress=False)
+    out = tmp_path / "artifacts"
+    export_artifacts(tmp_path / "run" / "model.safetensors", out, task="kws", kinds=["onnx"], progress=False,
+                     data=data)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["preprocess"]["features"]["hop"] == 320 and man["model"]["seq_len"] == 49
+    make_keyword_stream(tmp_path / "s.wav", seed=1, n_keywords=2, distractors=0.0)
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "runtime", "listen", "--model", str(out), "--wav", str(tmp_path / "s.wav")],
+                       capture_output=True, text=True, cwd=root, timeout=300)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    # the same folder without the recorded front-end: one clear line, not a silent 10 ms hop
+    del man["preprocess"]["features"]
+    (out / "manifest.json").write_text(json.dumps(man))
+    p = subprocess.run([sys.executable, "-m", "runtime", "listen", "--model", str(out), "--wav", str(tmp_path / "s.wav")],
+                       capture_output=True, text=True, cwd=root, timeout=300)
+    assert p.returncode == 2 and p.stderr.strip().startswith("error:") and "49-frame" in p.stderr, p.stderr

@@ -103,6 +103,10 @@ def run(args) -> int:
         raise UserError(f"{args.model} takes {model.channels} channels but the audio front-end gives {cfg.n_mels} "
                         f"log-mel bands: is this a kws model?")
     window = window_of(model) or cfg.num_frames(cfg.sample_rate)
+    if window != cfg.num_frames(cfg.sample_rate):
+        raise UserError(f"{args.model} takes {window}-frame windows but its audio front-end (hop {cfg.hop} samples) "
+                        f"gives {cfg.num_frames(cfg.sample_rate)} frames per 1 s window: the model's feature settings "
+                        f"are missing or wrong; re-export it with this version (python -m export --checkpoint RUN)")
     decoder = WindowedStream(model, window, args.lanes)
     frame_s = cfg.hop / cfg.sample_rate
     ignore = [c for c in BACKGROUND if c in model.class_names]

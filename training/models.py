@@ -20,7 +20,8 @@ from torch import nn
 from runtime.errors import UserError
 
 ARCHS = ("lstm", "gru")
-HEADS = ("classify", "forecast")  # forecast: the head outputs the next frames (docs/forecasting.md)
+HEADS = ("classify", "forecast", "frames")  # forecast: the next frames (docs/forecasting.md); frames: scores at
+# every step, a sequence labelling (docs/frames.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,8 @@ class ModelSpec:
     input_size: int
     hidden_sizes: tuple[int, ...]
     num_classes: int  # width of the head: classes, or horizon * channels for a forecast
-    head: str = "classify"  # "classify" (scores per class) | "forecast" (next frames, regression)
+    head: str = "classify"  # "classify" (scores per class) | "forecast" (next frames, regression) | "frames"
+    # (class scores at every step: whole-sequence output [batch, time, classes])
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -79,6 +81,8 @@ class SequenceModel(nn.Module):
 
     The head is the same ``nn.Linear`` for both ``spec.head`` kinds: class scores, or (forecast) the
     next ``horizon`` frames of every input channel, flattened time-major ``[t+1 ch0..chC-1, t+2 ...]``.
+    ``head="frames"`` applies the same linear head at every step: ``forward`` returns ``[batch, time,
+    classes]``, and ``stream(x)`` equals ``forward(x)`` (each step's scores are the sequence output there).
     """
 
     def __init__(self, spec: ModelSpec, dropout: float = 0.0):
@@ -95,9 +99,12 @@ class SequenceModel(nn.Module):
 
     # -- whole sequence ----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``."""
+        """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``
+        (``head="frames"``: ``[batch, time, classes]``, the head at every step)."""
         for i, layer in enumerate(self.layers):
             x, _ = layer(x if i == 0 else self.drop(x))
+        if self.spec.head == "frames":
+            return self.head(self.drop(x))
         return self.head(self.drop(x[:, -1]))
 
     # -- streaming -----------------------------------------------------------------------

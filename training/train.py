@@ -15,7 +15,7 @@ from runtime.errors import UserError
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="watch", help="watch | kws | fixture | watch-forecast | fixture-forecast | PATH (folder or .npz)")
+    p.add_argument("--task", default="watch", help="watch | kws | fixture | watch-forecast | fixture-forecast | watch-frames | fixture-frames | PATH (folder or .npz)")
     p.add_argument("--arch", choices=["lstm", "gru"], default=None)
     p.add_argument("--config", default=None, help="TOML config (default configs/<task>.toml)")
     p.add_argument("--out", default=None, help="run folder (default runs/<task>-<arch>)")
@@ -52,6 +52,11 @@ def main(argv=None) -> int:
                       f"naive last value MSE {m['test_naive_mse']:.4f} MAE {m['test_naive_mae']:.4f}; "
                       f"ratio MSE {m['test_mse_ratio']:.3f} MAE {m['test_mae_ratio']:.3f} after {m['epochs_run']} epochs "
                       f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
+                return 0
+            if m.get("head") == "frames":
+                print(f"{m['task']}-{m['arch']}: test frame accuracy {m['test_frame_acc']:.4f} (from frame {m['ignore_frames']}), "
+                      f"all frames {m['test_frame_acc_all']:.4f}, settled {m['test_settled_acc']:.4f} after {m['epochs_run']} "
+                      f"epochs in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
                 return 0
             print(f"{m['task']}-{m['arch']}: test accuracy {m['test_acc']:.4f}{note} after {m['epochs_run']} epochs "
                   f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")

@@ -115,18 +115,36 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
 
 
 @torch.no_grad()
-def evaluate(model: SequenceModel, X: np.ndarray, y: np.ndarray, device, batch: int = 512):
-    """Mean loss, accuracy and predictions on a normalized split."""
+def evaluate(model: SequenceModel, X: np.ndarray, y: np.ndarray, device, batch: int = 512, ignore_frames: int = 0):
+    """Mean loss, accuracy and predictions on a normalized split.
+
+    A frames model (labels ``y [N, T]``): loss per sequence summed over frames from ``ignore_frames``
+    on, accuracy over those frames, predictions ``[N, T]``.
+    """
     model.eval()
     losses, preds = [], []
     for i in range(0, len(X), batch):
         xb = torch.from_numpy(X[i:i + batch]).to(device)
         yb = torch.from_numpy(y[i:i + batch]).to(device)
         logits = model(xb)
-        losses.append(F.cross_entropy(logits, yb, reduction="sum").item())
-        preds.append(logits.argmax(1).cpu().numpy())
+        losses.append(frame_loss(logits, yb, ignore_frames, reduction="sum").item())
+        preds.append(logits.argmax(-1).cpu().numpy())
     pred = np.concatenate(preds)
-    return sum(losses) / len(X), float((pred == y).mean()), pred
+    ok = pred == y
+    return sum(losses) / len(X), float((ok[:, ignore_frames:] if ok.ndim == 2 else ok).mean()), pred
+
+
+def frame_loss(logits: torch.Tensor, y: torch.Tensor, ignore_frames: int = 0, **kw) -> torch.Tensor:
+    """Cross-entropy; for per-frame logits ``[B, T, K]`` over frames ``ignore_frames`` and later.
+
+    ``reduction="sum"`` sums per sequence means (so the evaluation loss is per sequence)."""
+    if logits.ndim == 2:
+        return F.cross_entropy(logits, y, **kw)
+    lg, yy = logits[:, ignore_frames:], y[:, ignore_frames:]
+    k = lg.shape[-1]
+    if kw.get("reduction") == "sum":
+        return F.cross_entropy(lg.reshape(-1, k), yy.reshape(-1), **kw) / max(1, lg.shape[1])
+    return F.cross_entropy(lg.reshape(-1, k), yy.reshape(-1), **kw)
 
 
 @torch.no_grad()
@@ -176,6 +194,11 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     Xtr, Xva, Xte = (normalize(X, mean, std) for X in (data.X_train, data.X_val, data.X_test))
     spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes, head=data.head)
     is_forecast = data.head == "forecast"
+    is_frames = data.head == "frames"
+    ignore_frames = int(data.info.get("ignore_frames", 0)) if is_frames else 0
+    if is_frames and cfg.augment != "none":
+        raise UserError(f"augment = {cfg.augment!r} shifts windows in time and the frame labels would not follow: "
+                        f"use augment = \"none\" for task {cfg.task}")
     if is_forecast:  # targets in the model's (normalized) space; float32 [N, horizon * C]
         if cfg.augment != "none":
             raise UserError(f"augment = {cfg.augment!r} changes the inputs but not the future frames a forecast "
@@ -217,6 +240,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         meta["head"] = "forecast"
         meta["forecast"] = {"horizon": data.horizon, "channels": data.input_size, "space": "normalized",
                             "layout": "time-major: output s*C + c is frame t+1+s of channel c"}
+    if is_frames:
+        meta["head"] = "frames"
+        meta["frames"] = {"ignore_frames": ignore_frames, "settle_frames": int(data.info.get("settle_frames", 0)),
+                          "layout": "scores [N, T, K]: class scores after every frame; labels y [N, T]"}
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
@@ -237,7 +264,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
             else:
-                loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
+                loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -252,11 +279,11 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             if track_test:
                 history[-1]["test_mse"] = evaluate_forecast(model, Xte, Yte, device)[0]
         else:
-            va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device)
+            va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device, ignore_frames=ignore_frames)
             history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
                             "elapsed_s": time.perf_counter() - t0})
             if track_test:
-                history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device)[1]
+                history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
         improved = va_acc > best_acc
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
@@ -292,6 +319,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if is_forecast:
         return _finish_forecast(cfg, out, dist, data, best, device, Xte, Yte, Xva, Yva, best_acc, best_epoch,
                                 history, stop_reason, len(Xtr))
+    if is_frames:
+        return _finish_frames(cfg, out, dist, data, best, device, Xte, best_acc, best_epoch, history, stop_reason,
+                              len(Xtr), ignore_frames)
     te_loss, te_acc, te_pred = evaluate(best, Xte, data.y_test, device)
     metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "test_acc": te_acc, "test_loss": te_loss,
                "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
@@ -324,6 +354,36 @@ def _finish_forecast(cfg, out, dist, data, best, device, Xte, Yte, Xva, Yva, bes
                "train_seconds": history[-1]["elapsed_s"] if history else 0.0, "train_examples": n_train,
                "test_examples": int(len(Xte)), "seq_len": int(Xte.shape[1]), "world_size": dist.world,
                "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
+               "class_names": data.class_names, "history": history}
+    if dist.main:
+        write_json(out / "metrics.json", metrics)
+        try:
+            from training.plots import plot_run
+            plot_run(out, metrics)
+        except ImportError:
+            pass
+    return metrics
+
+
+def _finish_frames(cfg, out, dist, data, best, device, Xte, best_acc, best_epoch, history, stop_reason,
+                   n_train, ignore_frames) -> dict:
+    """metrics.json of a sequence-labelling run: frame accuracy (after the ignored start), every frame,
+    and settled (``settle_frames`` after the start and after each change); per-frame confusion."""
+    from training import frames
+    te_loss = evaluate(best, Xte, data.y_test, device, ignore_frames=ignore_frames)[0]
+    scores = predict(best, Xte, device)
+    settle = int(data.info.get("settle_frames", 0))
+    fm = frames.frame_metrics(scores, data.y_test, ignore_frames, settle)
+    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "head": "frames",
+               "test_acc": fm["frame_acc"], "test_frame_acc": fm["frame_acc"], "test_frame_acc_all": fm["frame_acc_all"],
+               "test_settled_acc": fm.get("settled_acc"), "settled_frames": fm.get("settled_frames"),
+               "ignore_frames": ignore_frames, "settle_frames": settle, "test_loss": te_loss,
+               "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+               "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
+               "train_examples": n_train, "test_examples": int(len(Xte)), "seq_len": int(Xte.shape[1]),
+               "world_size": dist.world, "device": device.type, "threads": cfg.threads,
+               "synthetic": bool(data.info.get("synthetic", False)),
+               "confusion": frames.confusion(scores.argmax(-1), data.y_test, data.num_classes, ignore_frames).tolist(),
                "class_names": data.class_names, "history": history}
     if dist.main:
         write_json(out / "metrics.json", metrics)

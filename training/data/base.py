@@ -16,7 +16,8 @@ class SequenceData:
 
     No subject (watch) or voice (kws) appears in more than one split. A forecasting task
     (``head="forecast"``) has float32 targets ``y [N, horizon * C]`` in raw units instead, and
-    ``class_names`` names each output (training/forecast.py).
+    ``class_names`` names each output (training/forecast.py). A sequence-labelling task
+    (``head="frames"``) has one label per frame, ``y [N, T]`` int64 (training/frames.py).
     """
 
     name: str
@@ -28,7 +29,7 @@ class SequenceData:
     X_test: np.ndarray
     y_test: np.ndarray
     info: dict = dataclasses.field(default_factory=dict)
-    head: str = "classify"  # "classify" | "forecast"
+    head: str = "classify"  # "classify" | "forecast" | "frames"
 
     def __post_init__(self):
         for split in ("train", "val", "test"):
@@ -42,6 +43,11 @@ class SequenceData:
                 y = np.ascontiguousarray(y, dtype=np.float32)
                 if y.ndim != 2 or y.shape[1] != len(self.class_names):
                     raise UserError(f"dataset {self.name!r}: {split} forecast targets must be [N, {len(self.class_names)}], got {y.shape}")
+                setattr(self, f"y_{split}", y)
+            elif self.head == "frames":
+                y = np.asarray(y, dtype=np.int64)
+                if y.shape != X.shape[:2]:
+                    raise UserError(f"dataset {self.name!r}: {split} frame labels must be [N, T] = {X.shape[:2]}, got {y.shape}")
                 setattr(self, f"y_{split}", y)
             else:
                 setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
@@ -67,7 +73,7 @@ class SequenceData:
         return mean.astype(np.float32), std.astype(np.float32)
 
 
-TASKS = ("watch", "kws", "fixture", "watch-forecast", "fixture-forecast")
+TASKS = ("watch", "kws", "fixture", "watch-forecast", "fixture-forecast", "watch-frames", "fixture-frames")
 
 
 def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **options) -> SequenceData:
@@ -87,6 +93,12 @@ def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **opti
     if task == "fixture-forecast":
         from training.data.forecast import load_fixture_forecast
         return load_fixture_forecast(seed=seed, **options)
+    if task == "watch-frames":
+        from training.data.frames import load_watch_frames
+        return load_watch_frames(seed=seed, **options)
+    if task == "fixture-frames":
+        from training.data.frames import load_fixture_frames
+        return load_fixture_frames(seed=seed, **options)
     path = Path(task)
     if path.exists():
         from training.data.folder import load_path

@@ -121,10 +121,12 @@ def import_tf_keras():
 
 
 def build_keras_model(arch: str, weights: dict, *, seq_len: int | None, input_size: int,
-                      kind: str = "sequence", unroll: bool = False, batch_size: int | None = 1):
+                      kind: str = "sequence", unroll: bool = False, batch_size: int | None = 1,
+                      frames: bool = False):
     """The tf_keras model for ``weights`` (from ``torch_to_keras_weights``).
 
-    kind ``"sequence"``: input ``x [batch, seq_len, C]`` -> ``scores [batch, K]`` from the last step.
+    kind ``"sequence"``: input ``x [batch, seq_len, C]`` -> ``scores [batch, K]`` from the last step
+    (``frames``: the last RNN returns every step and the Dense head runs on each: ``[batch, seq_len, K]``).
     kind ``"step"``: one frame ``x [1, C]`` -> ``scores [1, K]``. LSTM: the sequence graph over a
     one-frame window; Keras itself forgets the state between calls, but TFLite's fused LSTM keeps
     h and c in variable tensors, which is what streams. GRU state is explicit: inputs
@@ -143,7 +145,7 @@ def build_keras_model(arch: str, weights: dict, *, seq_len: int | None, input_si
         rnns = []
         for i, units in enumerate(hidden):
             last = i == len(hidden) - 1
-            layer = Layer(units, return_sequences=not last, unroll=unroll, name=f"{arch}_{i}", **extra)
+            layer = Layer(units, return_sequences=frames or not last, unroll=unroll, name=f"{arch}_{i}", **extra)
             h = layer(h)
             rnns.append(layer)
         dense = layers.Dense(num_classes, name="scores")

@@ -91,7 +91,8 @@ def build(*, checkpoint: Path, model, meta: dict, reference, golden: dict, recor
         "class_names": list(meta.get("class_names", [])),
         "model": {"arch": spec.arch, "input_size": spec.input_size, "hidden_sizes": list(spec.hidden_sizes),
                   "num_classes": spec.num_classes, "seq_len": int(meta.get("seq_len") or reference.x.shape[1]),
-                  **({"head": "forecast", "forecast": meta.get("forecast")} if spec.head == "forecast" else {})},
+                  **({"head": "forecast", "forecast": meta.get("forecast")} if spec.head == "forecast" else {}),
+                  **({"head": "frames", "frames": meta.get("frames")} if spec.head == "frames" else {})},
         "preprocess": {"mean": [float(v) for v in meta["input_mean"]], "std": [float(v) for v in meta["input_std"]],
                        # the audio front-end the model was trained on (kws): a device app must use the same
                        **({"features": dict(features)} if (features := (meta.get("dataset") or {}).get("features"))

@@ -39,7 +39,7 @@ import numpy as np
 
 from export import manifest as M
 from export import onnx_decomposed, onnx_float, onnx_quant, onnx_session
-from export.verify import check_onnx_file, judge, normalize, reference_for, verify_predict
+from export.verify import check_onnx_file, judge, normalize, reference_for, sequence_from_stream, verify_predict
 
 ARTIFACTS = ("onnx-float32", "onnx-float32-step", "onnx-dynamic-int8", "onnx-qdq-int8",
              "onnx-decomposed-step", "onnx-decomposed-step-int8")
@@ -84,7 +84,8 @@ def _finish(rec: dict, path: Path, reference, *, stream_state=None) -> dict:
     _describe_onnx(rec, path)
     if stream_state is not None:
         stream = onnx_session.stream_predictor(sess, stream_state)
-        result = verify_predict(lambda x: stream(x)[:, -1], rec["precision"], reference, stream=stream)
+        result = verify_predict(lambda x: sequence_from_stream(stream(x), reference.head), rec["precision"], reference,
+                                stream=stream)
         frame = reference.x[:1, 0]
         feed = {n: np.zeros((1, s[1]), np.float32) for n, s in zip(stream_state["inputs"], stream_state["shapes"])}
         result["metrics"]["latency_ms_per_step"] = onnx_session.latency_ms(lambda: sess.run(None, {"frame": frame, **feed}))
@@ -142,7 +143,8 @@ def export_onnx(model, meta: dict, data, out_dir, progress: bool = True, *, only
         whole = out_dir / "model.onnx"
         if not whole.is_file():
             return
-        last = onnx_session.stream_predictor(onnx_session.session(path), rec["state"])(reference.x)[:, -1]
+        last = sequence_from_stream(onnx_session.stream_predictor(onnx_session.session(path), rec["state"])(reference.x),
+                                    reference.head)
         seq = onnx_session.sequence_predictor(onnx_session.session(whole))(reference.x)
         rec["metrics"][key] = float(np.max(np.abs(last - seq)))
         if key == "stream_vs_own_sequence_max_abs" and rec["status"] == "ok":

@@ -86,7 +86,9 @@ def export_sequence(model, path, example_len: int | None = None) -> dict:
     """Whole-sequence graph ``x [batch, time, C] -> scores [batch, K]``, batch and time dynamic."""
     spec = model.spec
     x = torch.zeros(2, example_len or 8, spec.input_size)
-    _export(model, (x,), path, ["x"], ["scores"], {"x": {0: "batch", 1: "time"}, "scores": {0: "batch"}})
+    frames = getattr(spec, "head", "classify") == "frames"  # scores [batch, time, K]: time dynamic too
+    _export(model, (x,), path, ["x"], ["scores"],
+            {"x": {0: "batch", 1: "time"}, "scores": {0: "batch", 1: "time"} if frames else {0: "batch"}})
     return {"kind": "sequence", "state": None}
 
 

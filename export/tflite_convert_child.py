@@ -102,7 +102,8 @@ def convert(job: dict, model_file: Path) -> bytes:
     weights = torch_to_keras_weights(spec.arch, state_dict)
     kind = job["kind"]
     model = build_keras_model(spec.arch, weights, seq_len=rep_sequences.shape[1], input_size=spec.input_size,
-                              kind=kind, unroll=bool(job.get("unroll")), batch_size=1)
+                              kind=kind, unroll=bool(job.get("unroll")), batch_size=1,
+                              frames=getattr(spec, "head", "classify") == "frames")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     explicit = kind == "step" and spec.arch == "gru"
     rep = representative_dataset(rep_sequences, kind, spec.input_size, model if explicit else None)

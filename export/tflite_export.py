@@ -209,6 +209,18 @@ def torch_reference(model, x_test: np.ndarray, y_test: np.ndarray, n_stream: int
     return Reference(x_test, y_test, scores, stream)
 
 
+def _head(ref: Reference) -> str:
+    """forecast (float targets [N, K]), frames (scores [N, T, K]) or classify."""
+    if np.ndim(ref.y_test) == 2 and np.asarray(ref.y_test).dtype.kind == "f":
+        return "forecast"
+    return "frames" if np.ndim(ref.scores) == 3 else "classify"
+
+
+def _seq(streamed: np.ndarray, ref: Reference) -> np.ndarray:
+    """The whole-sequence output from a stream: the last step, or (frames) every step."""
+    return streamed if _head(ref) == "frames" else streamed[:, -1]
+
+
 def _judge(metrics: dict, precision: str) -> tuple[str, str | None]:
     """The pipeline's tolerance judgement (export.verify.judge), so every family is judged alike."""
     from export.verify import judge
@@ -232,20 +244,20 @@ def verify_litert(path: Path, job: Job, ref: Reference, sequence_scores: dict[st
     else:
         n = len(ref.stream_scores)
         streamed = m.stream(ref.x_test[:n])  # [S, T, K]
-        head = "forecast" if np.ndim(ref.y_test) == 2 else "classify"
+        head = _head(ref)
         per_step = compare(streamed.reshape(-1, streamed.shape[-1]), ref.stream_scores.reshape(-1, streamed.shape[-1]),
                            head=head)
-        last = compare(streamed[:, -1], ref.scores[:n], ref.y_test[:n])
+        last = compare(_seq(streamed, ref), ref.scores[:n], ref.y_test[:n])
         metrics = dict(last, stream_max_abs_err=per_step["max_abs_err"], stream_examples=n,
                        **({"stream_rel_err": per_step["rel_err"]} if head == "forecast"
                           else {"stream_top1_agreement": per_step["top1_agreement"]}))
         # the acceptance check (judged for float32): streamed last step == whole-sequence scores
-        metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(streamed[:, -1] - ref.scores[:n])))
+        metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(_seq(streamed, ref) - ref.scores[:n])))
         whole = sequence_scores.get(job.precision)
         if whole is not None:  # and against this precision's own whole-sequence TFLite graph
-            metrics["stream_vs_tflite_sequence_max_abs"] = float(np.max(np.abs(streamed[:, -1] - whole[:n])))
+            metrics["stream_vs_tflite_sequence_max_abs"] = float(np.max(np.abs(_seq(streamed, ref) - whole[:n])))
             if head != "forecast":  # a forecast has no decisions to agree on
-                metrics["stream_vs_tflite_sequence_top1_agreement"] = float(np.mean(streamed[:, -1].argmax(-1) == whole[:n].argmax(-1)))
+                metrics["stream_vs_tflite_sequence_top1_agreement"] = float(np.mean(_seq(streamed, ref).argmax(-1) == whole[:n].argmax(-1)))
         out["reset_check"] = reset_check(m, ref.x_test[:2])
     status, error = _judge(metrics, job.precision)
     svs = metrics.get("stream_vs_tflite_sequence_max_abs")
@@ -295,7 +307,7 @@ def verify_tflm(path: Path, job: Job, ref: Reference, litert_record: dict) -> di
         streamed = tm.stream_explicit(ref.x_test[:n], pos["x"], opos["scores"], [pos[k] for k in state["inputs"]],
                                       [opos[k] for k in state["outputs"]])
         litert = lm.stream(ref.x_test[:n])
-        metrics = compare(streamed[:, -1], ref.scores[:n], ref.y_test[:n])
+        metrics = compare(_seq(streamed, ref), ref.scores[:n], ref.y_test[:n])
         metrics.update(stream_examples=n, max_abs_vs_litert=float(np.max(np.abs(streamed - litert))),
                        stream_max_abs_err=float(np.max(np.abs(streamed - ref.stream_scores))))
         status, error = _judge(metrics, job.precision)
@@ -312,8 +324,8 @@ def verify_tflm(path: Path, job: Job, ref: Reference, litert_record: dict) -> di
         x = ref.x_test[:n]
         q = quantize(x, xq["scale"], xq["zero_point"], np.int8)
         raw_steps = tm.stream_raw(q)
-        raw = raw_steps[:, -1]
-        raw_litert = np.stack([_litert_stream_raw(lm, s) for s in x])[:, -1]
+        raw = _seq(raw_steps, ref)
+        raw_litert = _seq(np.stack([_litert_stream_raw(lm, s) for s in x]), ref)
         metrics = compare(dequantize(raw, yq["scale"], yq["zero_point"]), ref.scores[:n], ref.y_test[:n])
         metrics["stream_examples"] = n
     metrics["max_lsb_vs_litert"] = lsb_diff(raw, raw_litert)

@@ -49,6 +49,11 @@ class Reference:
     forecast: dict | None = None  # forecast: MSE/MAE of PyTorch and of the naive last-value forecast
 
 
+def sequence_from_stream(per_step: np.ndarray, head: str) -> np.ndarray:
+    """What the whole-sequence graph outputs, from a stream ``[N, T, K]``: the last step, or (frames) every step."""
+    return per_step if head == "frames" else per_step[:, -1]
+
+
 def normalize(X: np.ndarray, meta: dict) -> np.ndarray:
     """``(X - input_mean) / input_std``, the manifest's ``preprocess`` step."""
     mean = np.asarray(meta["input_mean"], np.float32)
@@ -94,8 +99,8 @@ def reference_for(model, meta: dict, data) -> Reference:
     accuracy = fc = None
     if head == "forecast":
         fc = report(scores, y, x, y.shape[1] // x.shape[2])
-    else:
-        accuracy = float(np.mean(scores.argmax(1) == y))
+    else:  # frames: scores [N, T, K], labels [N, T]: frame accuracy over every frame
+        accuracy = float(np.mean(scores.argmax(-1) == y))
     ref = Reference(x=x, y=y, scores=scores, accuracy=accuracy,
                     stream_idx=stream_idx, stream_scores=stream_scores, golden_idx=stream_idx[:N_GOLDEN],
                     x_raw=np.asarray(data.X_test, np.float32), head=head, forecast=fc)
@@ -140,7 +145,8 @@ def verify_predict(predict, precision: str, reference: Reference, *, stream=None
         if reference.head == "forecast":
             from runtime.metrics import regression
             metrics["stream_rel_err"] = regression(per_step, reference.stream_scores)["rel_err"]
-        metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(per_step[:, -1] - reference.scores[reference.stream_idx])))
+        metrics["stream_vs_sequence_max_abs"] = float(np.max(np.abs(sequence_from_stream(per_step, reference.head)
+                                                                    - reference.scores[reference.stream_idx])))
         metrics["stream_windows"] = int(len(reference.stream_idx))
     status, error = judge(metrics, precision)
     return {"accuracy": metrics.get("accuracy"), "metrics": metrics, "status": status, "error": error}

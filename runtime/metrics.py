@@ -11,14 +11,17 @@ def compare(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
 
     ``head``: ``"classify"`` (top-1 agreement, accuracy on class labels ``[N]``) or ``"forecast"``
     (regression: no argmax; ``rel_err`` = RMSE / range of the reference, and with targets ``[N, K]``
-    the MSE/MAE against them). Default: forecast when ``labels`` are 2-D targets, else classify.
+    the MSE/MAE against them). Default: forecast when ``labels`` are 2-D float targets, else classify.
+    Frames models (``head="frames"``) pass scores ``[N, T, K]`` and integer labels ``[N, T]``: the
+    classify metrics then count every frame (top-1 agreement per frame, frame accuracy).
     """
     a = np.asarray(scores, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if a.shape != r.shape:
         raise ValueError(f"scores shape {a.shape} differs from reference shape {r.shape}")
     if head is None:
-        head = "forecast" if labels is not None and np.ndim(labels) == 2 else "classify"
+        head = ("forecast" if labels is not None and np.ndim(labels) == 2 and np.asarray(labels).dtype.kind == "f"
+                else "classify")
     d = a - r
     flat_a, flat_r = a.reshape(len(a), -1), r.reshape(len(r), -1)
     cos = np.sum(flat_a * flat_r, 1) / np.maximum(np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_r, axis=1), 1e-30)

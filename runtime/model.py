@@ -232,7 +232,7 @@ class Model:
     def __init__(self, *, sequence: Graph | None, step: Graph | None, channels: int, classes: int,
                  preprocess: tuple | None, precision: str | None, backend: str, class_names=None,
                  artifact: str | None = None, step_artifact: str | None = None, source: Path | None = None,
-                 manifest: Manifest | None = None):
+                 manifest: Manifest | None = None, head: str | None = None):
         if sequence is None and step is None:
             raise UserError(f"{source}: nothing to run (no sequence or step graph)")
         self.sequence_graph, self.step_graph = sequence, step
@@ -248,13 +248,17 @@ class Model:
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.classes)]
         self.artifact, self.step_artifact = artifact, step_artifact
         self.source, self.manifest = source, manifest
+        # "frames": the model labels every frame; predict() returns [N, T, K] (docs/frames.md)
+        self.head = head or ((manifest.model.get("head") if manifest is not None else None) or "classify")
+        self.frames = self.head == "frames"
         g = sequence or step
         self.quant = None
         if g.x_quant or g.y_quant:
             self.quant = {"input": g.x_quant, "output": g.y_quant}
         seq_t = sequence.fixed_time if sequence else None
         self.input_spec = TensorSpec("x", (None, seq_t, self.channels), "float32")
-        self.output_spec = TensorSpec("scores", (None, self.classes), "float32")
+        self.output_spec = TensorSpec("scores", (None, None, self.classes) if self.frames else (None, self.classes),
+                                      "float32")
 
     def __repr__(self) -> str:
         parts = [f"backend={self.backend}", f"precision={self.precision}"]
@@ -288,11 +292,13 @@ class Model:
         return self.step_graph is not None
 
     def predict(self, x) -> np.ndarray:
-        """Raw float features ``[N, T, C]`` -> float scores ``[N, K]`` from each sequence's last step."""
+        """Raw float features ``[N, T, C]`` -> float scores ``[N, K]`` from each sequence's last step
+        (a frames model: ``[N, T, K]``, the scores after every frame)."""
         arr = validate.features(x, (3,), self.channels, "x", "[N, T, C]")
         g = self.sequence_graph
         if g is None:  # only a step graph: stream every sequence, keep the last scores (same math)
-            return self.stream().run(arr)[:, -1]
+            per_step = self.stream().run(arr)
+            return per_step if self.frames else per_step[:, -1]
         if g.fixed_time is not None and arr.shape[1] != g.fixed_time:
             hint = " or stream() it" if self.can_stream else ""
             raise UserError(f"x has {arr.shape[1]} time steps but {self.artifact or 'this model'} is built for "
@@ -305,7 +311,10 @@ class Model:
             feeds[g.x_pos] = g.feed(_pad(xn[a:b], rows))
             g.backend.reset_variables()  # every sequence starts from a zero state
             out.append(g.scores(g.backend.run(feeds), rows)[: b - a])
-        return self.checked(np.concatenate(out, axis=0), xn)
+        scores = np.concatenate(out, axis=0)
+        if self.frames:  # [N, T * K] -> [N, T, K]
+            scores = scores.reshape(len(scores), -1, self.classes)
+        return self.checked(scores, xn)
 
     def stream(self) -> Stepper:
         """A new, independent stepper (its own state; streams do not share variable tensors)."""
@@ -408,7 +417,8 @@ def _load_reference(checkpoint: Path, threads, preprocess, man: Manifest | None)
         preprocess = (meta["input_mean"], meta["input_std"])
     names = man.class_names if man else meta.get("class_names")
     return Model(sequence=seq, step=step, channels=spec.input_size, classes=spec.num_classes, preprocess=preprocess,
-                 precision="float32", backend="torch", class_names=names, source=checkpoint, manifest=man)
+                 precision="float32", backend="torch", class_names=names, source=checkpoint, manifest=man,
+                 head=getattr(spec, "head", "classify"))
 
 
 def _load_bare(path: Path, backend, threads, options) -> Model:

@@ -86,7 +86,8 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             src = codegen.generate_float(fm, prefix)
         else:
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
-        files = package.write_package(src, folder, f"{precision} {desc} sequence {'forecaster' if spec.head == 'forecast' else 'classifier'} ({meta.get('task', '')})")
+        what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")
+        files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({meta.get('task', '')})")
         q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None
         q_out = {"scale": quant["output"]["scale"], "zero_point": 0} if precision == "int8" else None
         state_shapes = [[1, h] for h in spec.hidden_sizes for _ in range(2 if spec.arch == "lstm" else 1)]
@@ -106,14 +107,29 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             "quant": quant if precision == "int8" else None,
             "status": "ok", "error": None,
         }
-        if x_eval is not None:
+        frames = spec.head == "frames"
+        if x_eval is not None:  # frames: every step's scores [N, T, K] (what the step function emits)
             if precision == "int8":
-                scores = R.dequantize_scores(R.int_run(qm, R.quantize_input(x_eval, quant["input"]["scale"])))
+                scores = R.dequantize_scores(R.int_run(qm, R.quantize_input(x_eval, quant["input"]["scale"]), stream=frames))
             else:
-                scores = R.float_run(fm, x_eval).astype(np.float32)
+                scores = R.float_run(fm, x_eval, stream=frames).astype(np.float32)
             m = compare(scores, ref, y_eval)
             m["computed_with"] = "export/c/reference.py (numpy twin of the C; C == reference is tested)"
             rec["metrics"], rec["accuracy"] = m, m.get("accuracy")
+        if frames:
+            # The C library is streaming-only for a frames head: ``<prefix>_step`` emits the scores of
+            # every frame, while the whole-sequence entry point returns the last step's scores only.
+            # So the step record carries the per-frame verification, and the sequence record is
+            # reported as unsupported (not exported) rather than silently giving [N, K].
+            step = dict(rec, name=f"c-{precision}-step", kind="step",
+                        inputs=[{**rec["inputs"][0], "shape": [None, spec.input_size]}],
+                        note="frames head: use the step function (one frame in, that frame's scores out)")
+            seq = {k: v for k, v in rec.items() if k not in ("metrics", "accuracy")}
+            seq.update(status="unsupported", accuracy=None, metrics={},
+                       error=f"c-{precision}: the whole-sequence C entry point returns the last step's scores only; "
+                             f"a frames model streams with {prefix}_step (record c-{precision}-step, verified per frame)")
+            records += [seq, step]
+            continue
         records.append(rec)
         # the same library streams: a "step" record (one frame [B, C]) for runtime.load(...).stream()
         step = {k: v for k, v in rec.items() if k not in ("metrics", "accuracy")}

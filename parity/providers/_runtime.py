@@ -65,7 +65,8 @@ def stream_rows(model, x_raw: np.ndarray) -> Outputs:
     resets between them), so a state that is not reset between sequences shows up."""
     stepper = model.stream()
     stream = np.concatenate([stepper.run(x_raw[a:b]) for a, b in halves(len(x_raw))], axis=0).astype(np.float32)
-    return Outputs(scores=stream[:, -1], stream=stream)
+    # a frames model's whole-sequence output is every step's scores; otherwise the last step's
+    return Outputs(scores=stream if getattr(model, "frames", False) else stream[:, -1], stream=stream)
 
 
 def predict_rows(model, x_raw: np.ndarray) -> Outputs:

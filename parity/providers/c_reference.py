@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity.cells import WHOLE, Cell, Outputs, cell_id
+from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
 from parity.providers._runtime import output_scale
 
 NAME = "c-reference"
@@ -25,7 +25,10 @@ def _missing() -> str | None:
 
 def cells(ctx) -> list:
     out = []
-    for entry in ctx.entries(format="c", precision="int8", kind="sequence"):
+    # A frames model: the C library is streaming-only (export/c), so the twin streams too and
+    # is compared, every frame, with the C step cell.
+    frames = ctx.heldout.head == "frames"
+    for entry in ctx.entries(format="c", precision="int8", kind="step" if frames else "sequence"):
         def run(x_raw: np.ndarray, entry=entry) -> Outputs:
             from export.c import quantize as Q
             from export.c import reference as R
@@ -35,10 +38,11 @@ def cells(ctx) -> list:
             qm = Q.quantize(Q.float_weights(ctx.model), quant)
             mean, std = (np.asarray(v, np.float32) for v in ctx.manifest.preprocess)
             x = ((x_raw - mean) / std).astype(np.float32)
-            return Outputs(scores=R.dequantize_scores(R.int_run(qm, R.quantize_input(x, quant["input"]["scale"]))))
+            y = R.dequantize_scores(R.int_run(qm, R.quantize_input(x, quant["input"]["scale"]), stream=frames))
+            return Outputs(scores=y, stream=y) if frames else Outputs(scores=y)
 
-        out.append(Cell(cell_id(ctx.arch, "int8", NAME), ctx.arch, NAME, "int8", WHOLE, NAME,
-                        artifact=entry["name"], file=entry.get("file"),
+        out.append(Cell(cell_id(ctx.arch, "int8", NAME, "stream" if frames else None), ctx.arch, NAME, "int8",
+                        STREAM if frames else WHOLE, NAME, artifact=entry["name"], file=entry.get("file"),
                         what="export/c/reference.py integer model rebuilt from the checkpoint + quant record",
-                        output_scale=output_scale(entry), skip=_missing(), run=run))
+                        output_scale=output_scale(entry), inputs="sample" if frames else "all", skip=_missing(), run=run))
     return out

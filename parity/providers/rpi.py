@@ -57,6 +57,9 @@ def cells(ctx) -> list:
             if err is not None:
                 raise RuntimeError(f"on the emulated Pi: {err}")
             y = np.asarray(got[e["name"]], np.float32)
+            if ctx.heldout.head == "frames":  # every step is an output: [N, T, K] both ways
+                y = y.reshape(len(y), -1, ctx.heldout.reference.shape[-1])
+                return Outputs(scores=y, stream=y) if mode == STREAM else Outputs(scores=y)
             return Outputs(scores=y[:, -1], stream=y) if mode == STREAM else Outputs(scores=y)
 
         label = f"rpi-{e['runtime']}"

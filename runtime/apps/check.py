@@ -50,8 +50,8 @@ def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
     if kind == "step":
         stream = model.stream().run(x)
         m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]),
-                        head="forecast" if np.ndim(y) == 2 else "classify")
-        metrics = compare(stream[:, -1], ref, y)
+                        head="forecast" if np.ndim(y) == 2 and y.dtype.kind == "f" else "classify")
+        metrics = compare(stream if getattr(model, "frames", False) else stream[:, -1], ref, y)  # frames: every step
         metrics["max_abs_err"] = m_all["max_abs_err"]
         if "top1_agreement" in metrics:
             metrics["stream_top1_agreement_all_steps"] = m_all["top1_agreement"]

@@ -2,6 +2,8 @@
 
 A forecast model (manifest ``model.head == "forecast"``) prints its forecast frames instead, in the
 input's raw units (one line per sequence: frames separated by tabs, channels by spaces).
+A frames model (``model.head == "frames"``) labels every frame: one line per sequence with its
+segments, ``label@first-last`` frame indices (docs/frames.md).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     x = read_input(args.input)
     model = load_model(args.artifacts, args)
-    scores = model.stream().run(x)[:, -1] if args.stream else model.predict(x)
+    frames = getattr(model, "frames", False)
+    scores = (model.stream().run(x) if frames else model.stream().run(x)[:, -1]) if args.stream else model.predict(x)
     man = getattr(model, "manifest", None)
+    if frames:
+        return _frames(args, model, scores)
     if man is not None and man.model.get("head") == "forecast":
         return _forecast(args, man, scores)
     post = softmax(scores)
@@ -41,6 +46,35 @@ def run(args) -> int:
         with atomic.atomic_path(args.out) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, scores=scores, posteriors=post)
+    return 0
+
+
+def segments(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """Per-frame labels ``[T]`` -> runs ``(label, first, last)``."""
+    out, start = [], 0
+    for t in range(1, len(labels) + 1):
+        if t == len(labels) or labels[t] != labels[start]:
+            out.append((int(labels[start]), start, t - 1))
+            start = t
+    return out
+
+
+def _frames(args, model, scores: np.ndarray) -> int:
+    """A frames model: the label of every frame, printed as segments ``label@first-last``."""
+    post = softmax(scores)
+    labels = scores.argmax(-1)
+    for i, lab in enumerate(labels):
+        segs = segments(lab)
+        if args.json:
+            print_json({"index": i, "frames": [model.class_names[k] for k in lab],
+                        "segments": [{"label": model.class_names[k], "first": a, "last": b} for k, a, b in segs],
+                        "confidence": [float(post[i, t, k]) for t, k in enumerate(lab)]})
+        else:
+            print(f"{i}	" + " ".join(f"{model.class_names[k]}@{a}-{b}" for k, a, b in segs), flush=True)
+    if args.out:
+        with atomic.atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, scores=scores, posteriors=post, labels=labels)
     return 0
 
 

@@ -234,6 +234,11 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
               "streamed frame, `MSE` / `ref MSE` the cell's and PyTorch float's MSE against the true future",
               "frames, `MSE +%` the relative increase (judged on the test split only; in parentheses on sample",
               "rows, not judged).", ""]
+    if any(mx.heldout.head == "frames" for mx in matrices):
+        L += ["Frames models (docs/frames.md) output class scores after every frame, `[N, T, K]`: every",
+              "metric counts every frame (top-1 = per-frame agreement with the float reference, accuracy =",
+              "frame accuracy over all T frames, warm-up included), judged by the same per-precision rules.",
+              "The C library is streaming-only for this head: its cells are the step (stream) cells.", ""]
     for mx in matrices:
         s = mx.heldout.sources
         L += [f"## {mx.arch.upper()} ({mx.task}, `{mx.folder}`)", "",

@@ -8,6 +8,10 @@ Forecast (regression) models have no decisions to agree on: their cells are judg
 ``max_rel_err`` bounds RMSE / range of the reference outputs, ``max_target_mse_increase`` bounds
 how much worse (relative MSE) the artifact forecasts the true future frames than the float model
 (judged on the whole test split only, like an accuracy drop). ``regression_breaches`` applies them.
+
+Frames (per-step classification) models are judged by the classification rules applied to every
+frame: ``max_abs`` over all ``N * T * K`` outputs, top-1 agreement per frame, and the drop of frame
+accuracy (all ``T`` frames) against the float reference. No limit is loosened for them.
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ def _from_artifacts(folder: Path, precision: str, sequences: int):
     from runtime.quant import quantize
     man = Manifest.read(folder)
     entry = man.by_name(f"c-{precision}")
+    if man.model.get("head") == "frames":
+        # a frames model: the C library is streaming-only (c-<p> is "unsupported"); the step record
+        # names the same library. The count below is one whole-sequence call, i.e. the recurrence
+        # of every step plus the head once: a per-frame head adds K x H MACs on each other step.
+        entry = man.by_name(f"c-{precision}-step")
     man.verified(entry)
     golden = np.load(man.golden_path())
     x = np.asarray(golden["x"][:sequences], np.float32)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.cells import WHOLE, Cell, Outputs, cell_id
+from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
 from parity.providers._runtime import output_scale
 
 NAME = "cortex-m"
@@ -48,8 +48,11 @@ def _device_frames(ctx, entry: dict, x_raw: np.ndarray) -> np.ndarray:
 def cells(ctx) -> list:
     out = []
     skip = _missing()
+    # A frames model: the C library is streaming-only (export/c), so the firmware streams the step
+    # function and returns every frame's scores (cells ``<arch>-<p>-<core>-stream``).
+    frames = ctx.heldout.head == "frames"
     for core, precisions in TARGETS:
-        for entry in ctx.entries(format="c", kind="sequence"):
+        for entry in ctx.entries(format="c", kind="step" if frames else "sequence"):
             if entry.get("precision") not in precisions:
                 continue
 
@@ -63,15 +66,17 @@ def cells(ctx) -> list:
                 try:
                     fw = F.build(ctx.folder / entry["c"]["dir"], entry["c"]["prefix"], entry["precision"],
                                  get_target(core), work)
-                    res = F.run(fw, _device_frames(ctx, entry, x_raw), timeout=TIMEOUT_S, count=False)
+                    res = F.run(fw, _device_frames(ctx, entry, x_raw), stream=frames, timeout=TIMEOUT_S, count=False)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
                 scores = res.scores
                 if entry["precision"] == "int8":
                     scores = dequantize(scores, Quant.from_json(entry["outputs"][0]["quant"]))
-                return Outputs(scores=np.asarray(scores, np.float32))
+                scores = np.asarray(scores, np.float32)
+                return Outputs(scores=scores, stream=scores) if frames else Outputs(scores=scores)
 
-            out.append(Cell(cell_id(ctx.arch, entry["precision"], core), ctx.arch, core, entry["precision"], WHOLE,
+            out.append(Cell(cell_id(ctx.arch, entry["precision"], core, "stream" if frames else None), ctx.arch, core,
+                            entry["precision"], STREAM if frames else WHOLE,
                             NAME, artifact=entry["name"], file=entry.get("file"),
                             what=f"{entry.get('file')} cross-compiled for {core}, run under qemu-system-arm",
                             output_scale=output_scale(entry), inputs="sample", skip=skip, run=run))

@@ -323,13 +323,23 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         return _finish_frames(cfg, out, dist, data, best, device, Xte, best_acc, best_epoch, history, stop_reason,
                               len(Xtr), ignore_frames)
     te_loss, te_acc, te_pred = evaluate(best, Xte, data.y_test, device)
-    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "test_acc": te_acc, "test_loss": te_loss,
-               "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
-               "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
-               "train_examples": len(Xtr), "seq_len": int(Xtr.shape[1]), "world_size": dist.world,
-               "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
-               "confusion": confusion(data.y_test, te_pred, data.num_classes).tolist(),
-               "class_names": data.class_names, "history": history}
+    metrics = {**_run_fields(cfg, dist, data, device, history, stop_reason, len(Xtr), Xtr.shape[1]),
+               "test_acc": te_acc, "test_loss": te_loss, "best_val_acc": best_acc, "best_epoch": best_epoch,
+               "confusion": confusion(data.y_test, te_pred, data.num_classes).tolist()}
+    return _save_metrics(out, dist, metrics)
+
+
+def _run_fields(cfg, dist, data, device, history, stop_reason, n_train, seq_len) -> dict:
+    """The metrics.json fields every head shares: what ran, where, how long, and the curves."""
+    return {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "epochs_run": len(history),
+            "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
+            "train_examples": n_train, "seq_len": int(seq_len), "world_size": dist.world, "device": device.type,
+            "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
+            "class_names": data.class_names, "history": history}
+
+
+def _save_metrics(out, dist, metrics: dict) -> dict:
+    """metrics.json and the plots beside the checkpoint (main process only); returns ``metrics``."""
     if dist.main:
         write_json(out / "metrics.json", metrics)
         try:
@@ -345,24 +355,14 @@ def _finish_forecast(cfg, out, dist, data, best, device, Xte, Yte, Xva, Yva, bes
     """metrics.json of a forecast run: test MSE/MAE against the naive last-value forecast."""
     te = forecast.report(predict(best, Xte, device), Yte, Xte, data.horizon)
     va = forecast.report(predict(best, Xva, device), Yva, Xva, data.horizon)
-    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "head": "forecast",
-               "horizon": data.horizon, "channels": data.input_size, "units": "normalized (per-channel z-score)",
+    metrics = {**_run_fields(cfg, dist, data, device, history, stop_reason, n_train, Xte.shape[1]),
+               "head": "forecast", "horizon": data.horizon, "channels": data.input_size,
+               "units": "normalized (per-channel z-score)",
                "test_mse": te["mse"], "test_mae": te["mae"], "test_naive_mse": te["naive_mse"],
                "test_naive_mae": te["naive_mae"], "test_mse_ratio": te["mse_ratio"], "test_mae_ratio": te["mae_ratio"],
                "test_loss": te["mse"], "val": va, "best_val_mse": -best_score, "best_epoch": best_epoch,
-               "epochs_run": len(history), "stop_reason": stop_reason,
-               "train_seconds": history[-1]["elapsed_s"] if history else 0.0, "train_examples": n_train,
-               "test_examples": int(len(Xte)), "seq_len": int(Xte.shape[1]), "world_size": dist.world,
-               "device": device.type, "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
-               "class_names": data.class_names, "history": history}
-    if dist.main:
-        write_json(out / "metrics.json", metrics)
-        try:
-            from training.plots import plot_run
-            plot_run(out, metrics)
-        except ImportError:
-            pass
-    return metrics
+               "test_examples": int(len(Xte))}
+    return _save_metrics(out, dist, metrics)
 
 
 def _finish_frames(cfg, out, dist, data, best, device, Xte, best_acc, best_epoch, history, stop_reason,
@@ -374,25 +374,14 @@ def _finish_frames(cfg, out, dist, data, best, device, Xte, best_acc, best_epoch
     scores = predict(best, Xte, device)
     settle = int(data.info.get("settle_frames", 0))
     fm = frames.frame_metrics(scores, data.y_test, ignore_frames, settle)
-    metrics = {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "head": "frames",
+    metrics = {**_run_fields(cfg, dist, data, device, history, stop_reason, n_train, Xte.shape[1]),
+               "head": "frames",
                "test_acc": fm["frame_acc"], "test_frame_acc": fm["frame_acc"], "test_frame_acc_all": fm["frame_acc_all"],
                "test_settled_acc": fm.get("settled_acc"), "settled_frames": fm.get("settled_frames"),
                "ignore_frames": ignore_frames, "settle_frames": settle, "test_loss": te_loss,
-               "best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
-               "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
-               "train_examples": n_train, "test_examples": int(len(Xte)), "seq_len": int(Xte.shape[1]),
-               "world_size": dist.world, "device": device.type, "threads": cfg.threads,
-               "synthetic": bool(data.info.get("synthetic", False)),
-               "confusion": frames.confusion(scores.argmax(-1), data.y_test, data.num_classes, ignore_frames).tolist(),
-               "class_names": data.class_names, "history": history}
-    if dist.main:
-        write_json(out / "metrics.json", metrics)
-        try:
-            from training.plots import plot_run
-            plot_run(out, metrics)
-        except ImportError:
-            pass
-    return metrics
+               "best_val_acc": best_acc, "best_epoch": best_epoch, "test_examples": int(len(Xte)),
+               "confusion": frames.confusion(scores.argmax(-1), data.y_test, data.num_classes, ignore_frames).tolist()}
+    return _save_metrics(out, dist, metrics)
 
 
 def _progress(it, enabled: bool, desc: str):

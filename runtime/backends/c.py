@@ -84,6 +84,7 @@ class CBackend(Backend):
         try:
             lib = ctypes.CDLL(str(Path(so).resolve()))  # a bare relative name would search the library path
             self._step = getattr(lib, f"{prefix}_step")
+            self._run = getattr(lib, f"{prefix}_run", None)  # optional: a library of only _step works too
             self._reset = getattr(lib, f"{prefix}_reset")
             state_size = getattr(lib, f"{prefix}_state_size")
             info_fn = getattr(lib, f"{prefix}_info")
@@ -107,6 +108,9 @@ class CBackend(Backend):
         yptr = ctypes.POINTER(ctypes.c_int32 if self.int8 else ctypes.c_float)
         self._step.argtypes = [ctypes.c_void_p, cptr, yptr]
         self._step.restype = None
+        if self._run is not None:
+            self._run.argtypes = [ctypes.c_void_p, cptr, ctypes.c_int32, yptr]
+            self._run.restype = None
         self._reset.argtypes = [ctypes.c_void_p]
         self._reset.restype = None
         self._cptr, self._yptr = cptr, yptr
@@ -115,6 +119,7 @@ class CBackend(Backend):
         self.outputs = [TensorSpec("scores", (None, self.classes), np.dtype(yt).name, q_out)]
         self.has_variables = True
         self.states: list[ctypes.Array] = []
+        self._fresh = False  # states just zeroed: a whole sequence can go to <prefix>_run in one call
 
     def reset_variables(self) -> None:
         self.states = []  # re-created (zeroed by <prefix>_reset) at the next run, for its batch size
@@ -124,6 +129,7 @@ class CBackend(Backend):
             self.states = [ctypes.create_string_buffer(self.state_bytes) for _ in range(batch)]
             for s in self.states:
                 self._reset(s)
+            self._fresh = True
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         x = np.ascontiguousarray(feeds[0], dtype=self.x_dtype)
@@ -136,8 +142,12 @@ class CBackend(Backend):
         y = np.zeros((batch, self.classes), self.y_dtype)
         for b in range(batch):
             yb = y[b].ctypes.data_as(self._yptr)
-            for t in range(steps):
-                self._step(self.states[b], x[b, t].ctypes.data_as(self._cptr), yb)
+            if self._fresh and self._run is not None:  # from a zero state: one C call for the whole sequence (<prefix>_run resets first)
+                self._run(self.states[b], x[b].ctypes.data_as(self._cptr), steps, yb)
+            else:  # carrying state (a stream): frame by frame
+                for t in range(steps):
+                    self._step(self.states[b], x[b, t].ctypes.data_as(self._cptr), yb)
+        self._fresh = False
         return [y]
 
     def describe(self) -> str:

@@ -22,6 +22,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     patience: int = 8  # epochs without validation improvement before stopping
+    keep: str = "best"  # best: the epoch with the best validation score (early stopping) |
+    # last: the final epoch of a fixed budget (no early stopping; validation only for the curves)
     augment: str = "basic"  # none | basic (time shift, gain, noise) | imu (basic + rotations)
     rotate_deg: float = 25.0  # largest random rotation of the IMU augmentation
     dropout: float = 0.0  # between layers and before the head, training only
@@ -108,6 +110,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     cfg = TrainConfig(**{k: _coerce(fields[k], v) for k, v in values.items()})
     if cfg.augment not in ("none", "basic", "imu"):
         raise UserError(f"unknown augment mode {cfg.augment!r}: choose none, basic or imu")
+    if cfg.keep not in ("best", "last"):
+        raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
     if cfg.arch not in ("lstm", "gru"):
         raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
     return cfg

@@ -22,10 +22,12 @@ def plot_run(out: Path, metrics: dict) -> None:
         ep = [h["epoch"] for h in hist]
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
         a.plot(ep, [h["train_loss"] for h in hist], label="train")
-        a.plot(ep, [h["val_loss"] for h in hist], label="validation")
+        val = "validation (also trained on)" if metrics.get("val_in_train") else "validation"
+        a.plot(ep, [h["val_loss"] for h in hist], label=val)
         a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.legend()
-        b.plot(ep, [h["val_acc"] for h in hist], color="C1")
-        b.axhline(metrics["test_acc"], ls="--", color="C2", label=f"test (best epoch) {metrics['test_acc']:.3f}")
+        b.plot(ep, [h["val_acc"] for h in hist], color="C1", label=val)
+        kept = "last epoch" if metrics.get("keep") == "last" else "best epoch"
+        b.axhline(metrics["test_acc"], ls="--", color="C2", label=f"test ({kept}) {metrics['test_acc']:.3f}")
         b.set_xlabel("epoch"), b.set_ylabel("validation accuracy"), b.legend()
         title = f"{metrics['task']} {metrics['arch']} {metrics['hidden']}"
         fig.suptitle(title + (" (synthetic data)" if metrics.get("synthetic") else ""))

@@ -27,17 +27,24 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as config overrides."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = v.strip()
+    return overrides
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     try:
         from training.config import load_config
         from training.trainer import train
-        overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs}
-        for item in args.set:
-            if "=" not in item:
-                raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-            k, v = item.split("=", 1)
-            overrides[k.strip()] = v.strip()
+        overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs,
+                     **parse_sets(args.set)}
         cfg = load_config(args.task, args.config, **overrides)
         m = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     except UserError as e:

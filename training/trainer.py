@@ -284,7 +284,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                             "elapsed_s": time.perf_counter() - t0})
             if track_test:
                 history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
-        improved = va_acc > best_acc
+        improved = va_acc > best_acc or cfg.keep == "last"
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
         else:
@@ -299,8 +299,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                 "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", **({"val_mse": f"{va_loss:.4f}"} if is_forecast
-                                else {"val_acc": f"{va_acc:.3f}", "best": f"{best_acc:.3f}"}))
-        if epochs_without_gain >= cfg.patience:
+                                else {"val_acc": f"{va_acc:.3f}", cfg.keep: f"{best_acc:.3f}"}))
+        if cfg.keep == "best" and epochs_without_gain >= cfg.patience:
             stop_reason = f"early stop: no validation gain for {cfg.patience} epochs"
             break
         if (time.perf_counter() - t0) / 60 > cfg.max_minutes:
@@ -334,7 +334,8 @@ def _run_fields(cfg, dist, data, device, history, stop_reason, n_train, seq_len)
     return {"task": cfg.task, "arch": cfg.arch, "hidden": list(cfg.hidden), "epochs_run": len(history),
             "stop_reason": stop_reason, "train_seconds": history[-1]["elapsed_s"] if history else 0.0,
             "train_examples": n_train, "seq_len": int(seq_len), "world_size": dist.world, "device": device.type,
-            "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)),
+            "threads": cfg.threads, "synthetic": bool(data.info.get("synthetic", False)), "keep": cfg.keep,
+            "val_in_train": bool(data.info.get("val_in_train", False)),
             "class_names": data.class_names, "history": history}
 
 

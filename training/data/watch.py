@@ -60,7 +60,10 @@ def decimate(rec: np.ndarray, factor: int) -> np.ndarray:
 
 
 def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
-               test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS) -> SequenceData:
+               test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS, val_in_train: bool = False) -> SequenceData:
+    """Windows of every recording, split by subject. ``val_in_train`` also trains on the validation
+    subjects (with ``keep = "last"``, when the epoch budget was chosen beforehand, e.g. by
+    ``python -m training.cv --dev``); their windows then still feed the validation curve."""
     recs, labels, subjects, class_names, channels = read_recordings()
     rate = SAMPLE_RATE_HZ / decimation
     recs = [decimate(np.asarray(r, dtype=np.float32), decimation) for r in recs]
@@ -72,6 +75,9 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
         w = window(np.asarray(rec, dtype=np.float32), length, hop)
         parts[split][0].append(w)
         parts[split][1].append(np.full(len(w), int(label)))
+        if split == "val" and val_in_train:
+            parts["train"][0].append(w)
+            parts["train"][1].append(np.full(len(w), int(label)))
     arrays = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in parts.items()}
     return SequenceData(
         name="watch", class_names=class_names,
@@ -80,5 +86,6 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
         X_test=arrays["test"][0], y_test=arrays["test"][1],
         info={"source": "seglearn watch_dataset.npy (real smartwatch IMU)", "channels": channels,
               "sample_rate_hz": rate, "window": length, "hop": hop,
-              "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects))},
+              "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects)),
+              "val_in_train": bool(val_in_train)},
     )

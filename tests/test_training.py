@@ -155,9 +155,8 @@ def test_keep_last_trains_the_whole_budget_and_saves_the_final_epoch(tmp_path):
     m = train(load_config("fixture", out=str(tmp_path), epochs=4, patience=1, keep="last"),
               resume=False, progress=False)
     assert m["epochs_run"] == 4 and m["best_epoch"] == 3, (m["epochs_run"], m["best_epoch"])
-    _, meta = load_model(tmp_path)
+    saved, meta = load_model(tmp_path)
     assert meta["epoch"] == 3
     state = load_train_state(tmp_path / "train_state.pt")["model"]
-    saved, _ = load_model(tmp_path)
     for k, v in saved.state_dict().items():
         assert torch.equal(v, state[k]), k

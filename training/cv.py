@@ -1,7 +1,7 @@
 """Subject-wise cross-validation on ``watch``: every subject is held out exactly once.
 
     python -m training.cv --arch gru [--folds 5]
-    python -m training.cv --arch lstm --dev [--set ema=0.99 ...]
+    python -m training.cv --arch lstm --dev [--set keep=last --set data.val_in_train=true ...]
 
 ``--dev`` folds over the eight subjects outside the default test split (2 and 7 are never
 touched), so a training recipe can be chosen on it without looking at the test subjects.
@@ -56,8 +56,8 @@ def main(argv=None) -> int:
     rows = []
     try:
         overrides = parse_sets(a.set)
+        base = load_config("watch", arch=a.arch, **overrides)
         for i, (test, val) in enumerate(folds(a.folds, subjects)):
-            base = load_config("watch", arch=a.arch, **overrides)
             cfg = load_config("watch", arch=a.arch, out=f"{a.runs or 'runs/' + tag}/watch-{a.arch}-fold{i}", **overrides,
                               data={**base.data, "test_subjects": list(test), "val_subjects": list(val)})
             m = train(cfg, resume=False, progress=False)

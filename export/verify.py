@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from runtime.metrics import compare
-from runtime.tolerances import regression_breaches, tolerance_for
+from runtime.tolerances import abs_limit, regression_breaches, tolerance_for
 
 STREAM_TOLERANCE = 1e-5  # float32 step-by-step vs whole-sequence scores (acceptance criterion)
 N_GOLDEN = 8
@@ -113,8 +113,9 @@ def judge(metrics: dict, precision: str) -> tuple[str, str | None]:
     """``(status, error)`` of ``metrics`` (runtime.metrics.compare output) under the policy."""
     tol = tolerance_for(precision)
     problems = []
-    if tol.max_abs is not None and metrics["max_abs_err"] > tol.max_abs:
-        problems.append(f"max |error| {metrics['max_abs_err']:.3g} > {tol.max_abs:g}")
+    limit = abs_limit(tol, metrics.get("ref_peak"))  # float formats: relative to the reference's peak score
+    if limit is not None and metrics["max_abs_err"] > limit:
+        problems.append(f"max |error| {metrics['max_abs_err']:.3g} > {limit:.3g}")
     if metrics.get("head") == "forecast":  # regression: error metrics, no decisions to agree on
         problems += regression_breaches(tol, metrics)
     elif metrics["top1_agreement"] < tol.min_top1_agreement:
@@ -123,8 +124,8 @@ def judge(metrics: dict, precision: str) -> tuple[str, str | None]:
     if drop is not None and drop > tol.max_accuracy_drop + 1e-9:
         problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * tol.max_accuracy_drop:.2f}")
     stream_err = metrics.get("stream_vs_sequence_max_abs")  # vs PyTorch: the precision's limit
-    if tol.max_abs is not None and stream_err is not None and stream_err > tol.max_abs:
-        problems.append(f"streaming differs from PyTorch's whole-sequence scores by {stream_err:.3g} > {tol.max_abs:g}")
+    if limit is not None and stream_err is not None and stream_err > limit:
+        problems.append(f"streaming differs from PyTorch's whole-sequence scores by {stream_err:.3g} > {limit:.3g}")
     own = metrics.get("stream_vs_own_sequence_max_abs")  # same runtime, same kernels: stricter
     if precision == "float32" and own is not None and own > STREAM_TOLERANCE:
         problems.append(f"streaming differs from the whole-sequence graph by {own:.3g} > {STREAM_TOLERANCE:g}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from runtime.tolerances import LSB_RULES, regression_breaches, tolerance_for
+from runtime.tolerances import LSB_RULES, abs_limit, regression_breaches, tolerance_for
 
 EPS = 1e-12
 
@@ -15,8 +15,10 @@ def judge(precision: str, m: dict) -> list[str]:
     bad: list[str] = []
     if not m.get("finite", True):
         bad.append("outputs contain NaN or infinity")
-    if tol.max_abs is not None and m.get("max_abs_err", 0.0) > tol.max_abs:
-        bad.append(f"max abs error {m['max_abs_err']:.3g} > {tol.max_abs:g}")
+    limit = abs_limit(tol, m.get("ref_peak"))  # float formats: relative to the reference's peak score
+    stream_limit = abs_limit(tol, m.get("stream_ref_peak", m.get("ref_peak")))
+    if limit is not None and m.get("max_abs_err", 0.0) > limit:
+        bad.append(f"max abs error {m['max_abs_err']:.3g} > {limit:.3g}")
     forecast = m.get("head") == "forecast"
     if forecast:  # regression: relative error vs the reference and MSE on the targets, no top-1
         bad += regression_breaches(tol, m)
@@ -25,14 +27,14 @@ def judge(precision: str, m: dict) -> list[str]:
     if not forecast and m.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + EPS:
         bad.append(f"accuracy drop {100 * m['accuracy_drop']:.2f} points > {100 * tol.max_accuracy_drop:.2f}")
     # streaming: every frame against the reference's frame, and the last frame against whole-sequence
-    if tol.max_abs is not None and m.get("stream_max_abs_err", 0.0) > tol.max_abs:
-        bad.append(f"per-frame max abs error {m['stream_max_abs_err']:.3g} > {tol.max_abs:g}")
+    if stream_limit is not None and m.get("stream_max_abs_err", 0.0) > stream_limit:
+        bad.append(f"per-frame max abs error {m['stream_max_abs_err']:.3g} > {stream_limit:.3g}")
     if not forecast and m.get("stream_top1_agreement", 1.0) < tol.min_top1_agreement - EPS:
         bad.append(f"per-frame top-1 agreement {m['stream_top1_agreement']:.2%} < {tol.min_top1_agreement:.2%}")
     sw = m.get("stream_vs_whole")
     if sw:
-        if tol.max_abs is not None and sw["max_abs_diff"] > tol.max_abs:
-            bad.append(f"streaming differs from whole-sequence {sw['against']} by {sw['max_abs_diff']:.3g} > {tol.max_abs:g}")
+        if limit is not None and sw["max_abs_diff"] > limit:
+            bad.append(f"streaming differs from whole-sequence {sw['against']} by {sw['max_abs_diff']:.3g} > {limit:.3g}")
         if forecast and sw.get("rel_err", 0.0) > tol.max_rel_err:
             bad.append(f"streaming vs whole-sequence {sw['against']} relative error {sw['rel_err']:.3g} > {tol.max_rel_err:g}")
         if not forecast and sw["top1_agreement"] < tol.min_top1_agreement - EPS:

@@ -125,7 +125,8 @@ def to_json(matrices, command: str | None = None) -> dict:
             "policy": {k: {"max_abs": t.max_abs, "min_top1_agreement": t.min_top1_agreement,
                            "max_accuracy_drop": t.max_accuracy_drop, "reason": t.reason,
                            "max_rel_err": t.max_rel_err, "max_target_mse_increase": t.max_target_mse_increase,
-                           "regression_reason": t.regression_reason} for k, t in POLICY.items()},
+                           "regression_reason": t.regression_reason, "relative_to_peak": t.relative_to_peak}
+                       for k, t in POLICY.items()},
             "lsb_rules": [r.__dict__ for r in LSB_RULES],
             "matrices": [m.to_json() for m in matrices]}
 
@@ -258,7 +259,8 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
     L += ["## Tolerance policy (runtime/tolerances.py)", "", "| precision | max abs | min top-1 agreement | max accuracy drop | reason |",
           "|---|---|---|---|---|"]
     for k, t in POLICY.items():
-        L.append(f"| {k} | {t.max_abs if t.max_abs is not None else '-'} | {t.min_top1_agreement:.2%} | "
+        max_abs = "-" if t.max_abs is None else f"{t.max_abs:g}" + (" x max(1, peak)" if t.relative_to_peak else "")
+        L.append(f"| {k} | {max_abs} | {t.min_top1_agreement:.2%} | "
                  f"{100 * t.max_accuracy_drop:.1f} pts | {t.reason} |")
     if any(_is_forecast(mx) for mx in matrices):
         L += ["", "Forecast (regression) cells: no top-1 / accuracy; `max abs` where set, and:", "",

@@ -31,6 +31,7 @@ def compare(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
         "rmse": float(np.sqrt(np.mean(d ** 2))) if d.size else 0.0,
         "rel_l2": float(np.linalg.norm(d) / max(np.linalg.norm(r), 1e-30)),
         "cosine_min": float(np.min(cos)) if len(cos) else 1.0,
+        "ref_peak": float(np.max(np.abs(r))) if r.size else 0.0,  # scales float limits (tolerances.abs_limit)
     }
     if head == "forecast":
         out.update(regression(a, r))
@@ -106,7 +107,8 @@ def stream_compare(stream: np.ndarray, reference_stream: np.ndarray, *, head: st
         raise ValueError(f"stream shape {a.shape} differs from reference stream shape {r.shape}")
     d = np.abs(a - r)
     out = {"stream_max_abs_err": float(d.max()) if d.size else 0.0,
-           "stream_mae": float(d.mean()) if d.size else 0.0}
+           "stream_mae": float(d.mean()) if d.size else 0.0,
+           "stream_ref_peak": float(np.abs(r).max()) if r.size else 0.0}
     if head == "forecast":
         out["stream_rel_err"] = regression(a, r)["rel_err"] if d.size else 0.0
     else:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
@@ -28,17 +30,20 @@ class Tolerance:
     max_rel_err: float = 0.0  # forecast: RMSE / range of the reference outputs
     max_target_mse_increase: float = 0.0  # forecast: (MSE - reference MSE) / reference MSE on the targets
     regression_reason: str = ""
+    relative_to_peak: bool = False  # floating-point formats: max_abs scales with the reference's peak |score|
 
 
 POLICY: dict[str, Tolerance] = {
     "float32": Tolerance(1e-4, 1.0 - 1e-9, 0.0,
-                         "same math in float32; only summation order and libm differ (observed ~1e-6 on 100-step RNNs)",
+                         "same math in float32; only summation order and libm differ (observed ~1e-6 on 100-step RNNs). "
+                         "Floating-point rounding is relative: the limit is 1e-4 x max(1, peak |reference score|)",
                          1e-5, 1e-4, "same math: the max_abs limit of 1e-4 on outputs of order 1 already implies ~1e-5 of "
-                         "the range"),
+                         "the range", relative_to_peak=True),
     "float16": Tolerance(5e-2, 0.98, 0.01,
-                         "weights rounded to 11-bit mantissa (rel. error ~5e-4 per weight), compounded over the recurrence",
+                         "weights rounded to 11-bit mantissa (rel. error ~5e-4 per weight), compounded over the recurrence; "
+                         "relative like float32: 5e-2 x max(1, peak |reference score|)",
                          0.005, 0.01, "11-bit weights: ~5e-4 relative per weight, compounded over the recurrence; "
-                         "half a percent of the range, 1% more MSE"),
+                         "half a percent of the range, 1% more MSE", relative_to_peak=True),
     "dynamic-range": Tolerance(None, 0.97, 0.01,
                                "int8 weights with float activations: weight rounding error, no activation clipping",
                                0.03, 0.05, "int8 weights (up to 1/254 of each row's largest weight) with float "
@@ -66,6 +71,21 @@ def regression_breaches(tol: Tolerance, m: dict, *, prefix: str = "") -> list[st
     if m.get("stream_rel_err", 0.0) > tol.max_rel_err:
         bad.append(f"{prefix}per-frame relative error {m['stream_rel_err']:.3g} > {tol.max_rel_err:g}")
     return bad
+
+
+def abs_limit(tol: Tolerance, peak: float | None = None) -> float | None:
+    """The ``max_abs`` limit for outputs whose reference peaks at ``peak`` (largest |score|).
+
+    Floating-point rounding error is relative to the magnitudes involved: a model whose scores
+    (and, inside, cell states) are ten times larger makes ten times larger rounding differences
+    with the same, correct math. So float formats scale ``max_abs`` by ``max(1, peak)``: outputs of
+    order 1 keep the absolute limit, larger ones get the same relative one. Integer formats have
+    no ``max_abs`` (they are judged on decisions and LSBs)."""
+    if tol.max_abs is None:
+        return None
+    if tol.relative_to_peak and peak is not None and np.isfinite(peak):
+        return tol.max_abs * max(1.0, float(peak))
+    return tol.max_abs
 
 
 def tolerance_for(precision: str) -> Tolerance:

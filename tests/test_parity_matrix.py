@@ -78,3 +78,20 @@ def test_matrix_verdict(parity_matrix, arch):
     assert len(ran) >= 10, f"only {len(ran)} runtime x precision pairs ran: {sorted(ran)}"
     unplanned = sorted(set(r.id for r in matrix.results) - {f"{arch}-{c}" for c in PLAN[arch]})
     assert not unplanned, f"cells not in PLAN (add them to tests/test_parity_matrix.py): {unplanned}"
+
+
+def test_float_limits_scale_with_the_reference_peak_and_int_limits_do_not():
+    """float32 max_abs is 1e-4 x max(1, peak |reference|): relative rounding, not a looser rule for
+    small outputs; int8 has no max_abs at all (judged on decisions and LSBs)."""
+    from parity.judge import judge
+    from runtime.tolerances import abs_limit, tolerance_for
+    f32 = tolerance_for("float32")
+    assert abs_limit(f32, 0.3) == abs_limit(f32, None) == 1e-4  # outputs below 1 keep the absolute limit
+    assert abs_limit(f32, 8.0) == pytest.approx(8e-4)
+    assert abs_limit(tolerance_for("int8"), 8.0) is None
+    ok = {"max_abs_err": 5e-4, "ref_peak": 8.0, "top1_agreement": 1.0, "accuracy_drop": 0.0}
+    assert judge("float32", ok) == []
+    assert judge("float32", {**ok, "ref_peak": 1.0})  # the same error on outputs of order 1 fails
+    assert judge("float32", {**ok, "max_abs_err": 1e-3})  # and a larger one fails at any peak
+    per_frame = {**ok, "max_abs_err": 0.0, "stream_max_abs_err": 5e-4, "stream_ref_peak": 2.0}
+    assert any("per-frame" in b for b in judge("float32", per_frame))

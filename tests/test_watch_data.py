@@ -53,3 +53,41 @@ def test_dev_folds_never_touch_the_test_subjects():
 def test_keep_mode_is_checked():
     with pytest.raises(UserError, match="keep mode"):
         load_config("watch", keep="sometimes")
+
+
+def test_mirror_options_are_checked():
+    with pytest.raises(UserError, match="probability"):
+        load_config("watch", mirror=1.5)
+    with pytest.raises(UserError, match="needs augment"):
+        load_config("watch", augment="basic", mirror=0.5)
+
+
+def _rotating_watch(omega: np.ndarray, a0: np.ndarray, steps: int = 200, dt: float = 0.01):
+    """Body-frame gravity of a watch spinning at constant body rate ``omega``: da/dt = -omega x a."""
+    k = np.array([[0, -omega[2], omega[1]], [omega[2], 0, -omega[0]], [-omega[1], omega[0], 0]])
+    w, v = np.linalg.eig(-k)  # exp(-K t) through the eigen-decomposition (K is normal)
+    ts = np.arange(steps) * dt
+    return np.stack([(v @ np.diag(np.exp(w * t)) @ np.linalg.inv(v)).real @ a0 for t in ts]), dt
+
+
+def test_mirror_to_other_wrist_obeys_the_kinematics():
+    """The mirrored window must be a physically possible recording: its accelerometer (gravity in
+    the watch frame) and gyroscope still satisfy da/dt = -w x a. Negating wx (treating the
+    angular rate as a polar vector) breaks that, so this test would catch the wrong signs."""
+    import torch
+
+    from training.trainer import mirror_to_other_wrist
+    omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
+    acc, dt = _rotating_watch(omega, a0)
+    raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None])
+    mirrored = mirror_to_other_wrist(raw)[0].numpy()
+    assert np.array_equal(mirror_to_other_wrist(mirror_to_other_wrist(raw)).numpy(), raw.numpy())
+
+    def residual(a, w):
+        da = (a[2:] - a[:-2]) / (2 * dt)
+        return np.abs(da + np.cross(w[1:-1], a[1:-1])).max()
+
+    assert residual(acc, raw[0, :, 3:].numpy()) < 1e-3  # the synthetic recording itself is consistent
+    assert residual(mirrored[:, :3], mirrored[:, 3:]) < 1e-3
+    polar = mirrored[:, 3:] * np.array([-1.0, -1.0, -1.0])  # (-wx, wy, wz): the naive sign choice
+    assert residual(mirrored[:, :3], polar) > 0.1

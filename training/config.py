@@ -26,6 +26,7 @@ class TrainConfig:
     # last: the final epoch of a fixed budget (no early stopping; validation only for the curves)
     augment: str = "basic"  # none | basic (time shift, gain, noise) | imu (basic + rotations)
     rotate_deg: float = 25.0  # largest random rotation of the IMU augmentation
+    mirror: float = 0.0  # imu augmentation: probability of mirroring a window to the other wrist
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
     seed: int = 0
@@ -110,6 +111,10 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     cfg = TrainConfig(**{k: _coerce(fields[k], v) for k, v in values.items()})
     if cfg.augment not in ("none", "basic", "imu"):
         raise UserError(f"unknown augment mode {cfg.augment!r}: choose none, basic or imu")
+    if not 0.0 <= cfg.mirror <= 1.0:
+        raise UserError(f"mirror = {cfg.mirror} is a probability: choose a value from 0 to 1")
+    if cfg.mirror > 0 and cfg.augment != "imu":
+        raise UserError(f"mirror = {cfg.mirror} mirrors IMU windows and needs augment = \"imu\" (got {cfg.augment!r})")
     if cfg.keep not in ("best", "last"):
         raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
     if cfg.arch not in ("lstm", "gru"):

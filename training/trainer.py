@@ -70,6 +70,19 @@ def normalize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((X - mean) / std).astype(np.float32)
 
 
+# The same watch on the other wrist: a reflection x -> -x of the accelerometer (a polar vector);
+# the gyroscope measures an axial vector, which a reflection M turns into det(M) * M @ w =
+# (wx, -wy, -wz). (Negating wx instead, as for a polar vector, lowered dev-CV accuracy: 86.1% vs 90.0%.)
+MIRROR_SIGNS = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0)
+
+
+def mirror_to_other_wrist(raw: torch.Tensor) -> torch.Tensor:
+    """IMU windows ``[..., 6+]`` in raw units as the same watch worn on the other wrist would record them."""
+    signs = torch.ones(raw.shape[-1])
+    signs[:6] = torch.tensor(MIRROR_SIGNS)
+    return raw * signs
+
+
 def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
     """``n`` random 3-D rotation matrices, each by at most ``max_deg`` about a random axis."""
     axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
@@ -92,12 +105,14 @@ def time_warp(x: torch.Tensor, speed: float) -> torch.Tensor:
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
-                  max_deg: float = 25.0) -> torch.Tensor:
+                  max_deg: float = 25.0, mirror: float = 0.0) -> torch.Tensor:
     """Training-time augmentation on normalized windows ``[batch, time, channels]``.
 
     basic: random circular time shift, per-channel gain, additive noise.
     imu:   basic + the same random rotation (up to ``max_deg``) of the accelerometer (channels 0-2)
            and gyroscope (3-5) triplets: a watch worn slightly differently. Done in raw units.
+           With probability ``mirror``, the window is first mirrored to the other wrist (see
+           ``MIRROR_SIGNS``).
            (A random tempo change, ``time_warp``, was tried and lowered held-out accuracy.)
     """
     if mode == "none":
@@ -105,6 +120,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
     b, t, c = x.shape
     if mode == "imu" and c >= 6 and mean is not None:
         raw = x * std + mean
+        if mirror > 0:
+            flip = torch.rand(b, 1, 1, generator=gen) < mirror
+            raw = torch.where(flip, mirror_to_other_wrist(raw), raw)
         rot = random_rotations(b, max_deg, gen)
         raw = torch.cat([raw[..., 0:3] @ rot.transpose(1, 2), raw[..., 3:6] @ rot.transpose(1, 2), raw[..., 6:]], -1)
         x = (raw - mean) / std
@@ -259,7 +277,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
-            xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg)
+            xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror)
             xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(Ytr[idx]).to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)

@@ -160,3 +160,11 @@ def test_keep_last_trains_the_whole_budget_and_saves_the_final_epoch(tmp_path):
     state = load_train_state(tmp_path / "train_state.pt")["model"]
     for k, v in saved.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+
+def test_training_bench_trains_what_the_config_says(tmp_path):
+    """The benchmark must train the default recipe: its config's [data] options reach the loader
+    (it once loaded the data without them, so watch ran without val_in_train)."""
+    from training.bench import bench_one
+    row = bench_one("fixture", "gru", str(tmp_path), epochs=1, data={"n_train": 64})
+    assert row["train_examples"] == 64 and row["epochs"] == 1 and row["sequences_per_s"] > 0

@@ -22,13 +22,14 @@ from runtime.errors import UserError
 TARGETS = {"watch": 0.85, "kws": 0.90, "fixture": 0.90}
 
 
-def bench_one(task: str, arch: str, out_root: str) -> dict:
+def bench_one(task: str, arch: str, out_root: str, **overrides) -> dict:
+    """Train ``task``/``arch`` with its default config (plus ``overrides``) and time it."""
     from training.config import load_config
     from training.data import load_task
     from training.trainer import train
-    cfg = load_config(task, arch=arch, out=f"{out_root}/{task}-{arch}")
+    cfg = load_config(task, arch=arch, out=f"{out_root}/{task}-{arch}", **overrides)
     t = time.perf_counter()
-    data = load_task(task, seed=cfg.seed)
+    data = load_task(task, seed=cfg.seed, **cfg.data)  # the config's [data] options, as `invoke train` does
     data_s = time.perf_counter() - t
     m = train(cfg, data=data, resume=False, progress=False, track_test=True)
     target = TARGETS.get(task, 0.9)
@@ -36,7 +37,7 @@ def bench_one(task: str, arch: str, out_root: str) -> dict:
     seqs = m["train_examples"] * m["epochs_run"]
     return {"task": task, "arch": arch, "hidden": m["hidden"], "threads": cfg.threads, "device": m["device"],
             "data_seconds": round(data_s, 2), "train_seconds": round(m["train_seconds"], 1),
-            "epochs": m["epochs_run"], "sequences_per_s": round(seqs / max(m["train_seconds"], 1e-9), 1),
+            "epochs": m["epochs_run"], "train_examples": m["train_examples"], "sequences_per_s": round(seqs / max(m["train_seconds"], 1e-9), 1),
             "target_acc": target, "seconds_to_target": None if reached is None else round(reached, 1),
             "test_acc": round(m["test_acc"], 4), "synthetic": m["synthetic"], "stop_reason": m["stop_reason"]}
 

@@ -46,9 +46,12 @@ def _check_manifest(out: Path, ckpt: Path):
     assert manifest["checkpoint"]["sha256"] == file_sha256(ckpt)
     assert manifest["golden"]["sha256"] == file_sha256(out / manifest["golden"]["file"])
     for rec in manifest["artifacts"]:
-        assert rec["status"] in ("ok", "out-of-tolerance", "failed"), rec
+        assert rec["status"] in ("ok", "out-of-tolerance", "failed", "unsupported"), rec
         if rec["status"] == "failed":
             assert rec["error"] and "\n" not in rec["error"] and rec["name"] in rec["error"]
+            continue
+        if rec["status"] == "unsupported":  # a documented converter limitation, with its message; no file
+            assert rec["error"] and "not yet supported" in rec["error"] and rec["file"] is None, rec
             continue
         path = out / rec["file"]
         assert rec["sha256"] == file_sha256(path), rec["name"]

@@ -17,8 +17,7 @@ accuracy (all ``T`` frames) against the float reference. No limit is loosened fo
 from __future__ import annotations
 
 import dataclasses
-
-import numpy as np
+import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +82,7 @@ def abs_limit(tol: Tolerance, peak: float | None = None) -> float | None:
     no ``max_abs`` (they are judged on decisions and LSBs)."""
     if tol.max_abs is None:
         return None
-    if tol.relative_to_peak and peak is not None and np.isfinite(peak):
+    if tol.relative_to_peak and peak is not None and math.isfinite(peak):
         return tol.max_abs * max(1.0, float(peak))
     return tol.max_abs
 

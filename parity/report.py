@@ -14,7 +14,7 @@ import numpy as np
 
 from parity.cells import ERROR, FAIL, PASS, SKIP
 from runtime.atomic import write_bytes, write_json, write_text
-from runtime.tolerances import LSB_RULES, POLICY, STREAM_RULE
+from runtime.tolerances import LSB_RULES, POLICY, STREAM_RULE, abs_limit
 
 STATUS = {PASS: "PASS", FAIL: "FAIL", ERROR: "ERROR", SKIP: "SKIPPED"}
 
@@ -163,8 +163,10 @@ def plot_errors(matrix) -> bytes:
             e = np.clip(r.errors, lo, None)
             ax.hist(e, bins=bins, histtype="step", linewidth=1.4, label=r.id[len(matrix.arch) + 1:])
         tol = POLICY.get(p)
-        if tol and tol.max_abs:
-            ax.axvline(tol.max_abs, color="red", linestyle="--", linewidth=1, label=f"limit {tol.max_abs:g}")
+        if tol and tol.max_abs:  # the strictest limit a cell was judged by (float limits scale with the peak score)
+            limit = min(abs_limit(tol, r.metrics.get("ref_peak")) for r in cells)
+            ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"limit {limit:.3g}"
+                       + (f" ({tol.max_abs:g} x peak)" if limit > tol.max_abs else ""))
         ax.set_xscale("log")
         ax.set_title(f"{matrix.arch.upper()} {p}: |score - PyTorch float| per output", fontsize=10)
         ax.set_ylabel("outputs")

@@ -78,8 +78,8 @@ MIRROR_SIGNS = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0)
 
 def mirror_to_other_wrist(raw: torch.Tensor) -> torch.Tensor:
     """IMU windows ``[..., 6+]`` in raw units as the same watch worn on the other wrist would record them."""
-    signs = torch.ones(raw.shape[-1])
-    signs[:6] = torch.tensor(MIRROR_SIGNS)
+    signs = torch.ones(raw.shape[-1], dtype=raw.dtype, device=raw.device)
+    signs[:6] = torch.tensor(MIRROR_SIGNS, dtype=raw.dtype)
     return raw * signs
 
 

@@ -220,7 +220,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     """
     import torch
     from training.checkpoint import load_model
-    from training.data import load_task
+    from training.data import load_task_of
 
     torch.set_num_threads(1)
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
@@ -240,7 +240,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
         raise UserError(f"checkpoint {checkpoint} was trained on task {trained_on!r}, not {task!r}: "
                         f"pass --task {trained_on} or the {task} checkpoint")
     given_data = data is not None
-    data = data if given_data else load_task(trained_on or task)
+    data = data if given_data else load_task_of(meta, task)  # with the options it was trained on
 
     from export.verify import reference_for
     reference = reference_for(model, meta, data)

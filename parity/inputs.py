@@ -60,12 +60,11 @@ def _test_split(meta: dict, max_test: int | None) -> tuple[np.ndarray | None, np
     if max_test == 0:
         return None, None, "test split not requested"
     try:
-        from training.data import load_task
+        from training.data import load_task_of
     except ImportError as e:
         return None, None, f"training package not importable ({e})"
-    cfg = meta.get("config") or {}
     try:
-        data = load_task(meta.get("task", cfg.get("task")), seed=int(cfg.get("seed", 0)), **(cfg.get("data") or {}))
+        data = load_task_of(meta)
     except UserError as e:
         return None, None, f"test split unavailable: {e}"
     X, y = data.X_test, data.y_test

@@ -95,6 +95,10 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     (["--task", "no-such-task"], "unknown task"),
     (["--task", "fixture", "--set", "bogus=1"], "unknown config option"),
     (["--task", "fixture", "--set", "epochs=many"], "not a valid int"),
+    (["--task", "fixture", "--set", "hidden=8,many"], "write integers such as 64,64"),
+    (["--task", "fixture", "--set", "data.bogus=1"], "unknown option(s) bogus for task fixture: valid options are"),
+    (["--task", "fixture", "--set", "data.length=long"], "option length='long' of task fixture must be an integer"),
+    (["--task", "fixture", "--set", "data.classes=4.5"], "must be an integer"),
     (["--task", "fixture", "--device", "cuda"], "cuda"),
 ])
 def test_bad_training_input_is_one_line(args, expect, tmp_path):
@@ -168,3 +172,18 @@ def test_training_bench_trains_what_the_config_says(tmp_path):
     from training.bench import bench_one
     row = bench_one("fixture", "gru", str(tmp_path), epochs=1, data={"n_train": 64})
     assert row["train_examples"] == 64 and row["epochs"] == 1 and row["sequences_per_s"] > 0
+
+
+def test_data_options_are_checked_against_their_defaults():
+    from training.data.base import check_option
+    assert check_option("t", "w", 4, 2.0) == 4.0 and isinstance(check_option("t", "w", 4, 2.0), float)
+    assert check_option("t", "s", [1, 3], (2, 7)) == (1, 3)
+    assert check_option("t", "b", True, False) is True
+    for value, default in [("flase", False), (1, False), (True, 3), ("2", 2.0), ([1, "x"], (2, 7)), (5, (2, 7)), (3, "full")]:
+        with pytest.raises(UserError, match="must be"):
+            check_option("task t", "opt", value, default)
+
+
+def test_hidden_sizes_read_as_toml_lists_too():
+    assert load_config("fixture", hidden="[8, 8]").hidden == (8, 8)
+    assert load_config("fixture", hidden="16x16").hidden == (16, 16)

@@ -47,6 +47,10 @@ class TrainConfig:
         return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden), "data": self.data}
 
 
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+               "false": False, "0": False, "no": False, "off": False}
+
+
 def _coerce(field: dataclasses.Field, value):
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     if kind == "dict":
@@ -55,20 +59,23 @@ def _coerce(field: dataclasses.Field, value):
         return dict(value)
     try:
         if kind.startswith("tuple"):
-            if isinstance(value, str):
-                value = [v for v in value.replace("x", ",").split(",") if v]
+            if isinstance(value, str):  # 64,64 or 64x64 or [64, 64]
+                value = [v for v in value.strip("[]() ").replace("x", ",").split(",") if v.strip()]
             if isinstance(value, int):
                 value = [value]
             return tuple(int(v) for v in value)
         if kind == "bool":
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+            if isinstance(value, bool):
+                return value
+            return _BOOL_WORDS[str(value).strip().lower()]
         if kind == "int":
             return int(value)
         if kind == "float":
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
-        raise UserError(f"config value {field.name}={value!r} is not a valid {kind}") from None
+    except (TypeError, ValueError, KeyError):
+        hint = {"bool": ": write true or false", "tuple[int, ...]": ": write integers such as 64,64"}.get(kind, "")
+        raise UserError(f"config value {field.name}={value!r} is not a valid {kind}{hint}") from None
 
 
 def _literal(text):

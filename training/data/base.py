@@ -76,31 +76,88 @@ class SequenceData:
 TASKS = ("watch", "kws", "fixture", "watch-forecast", "fixture-forecast", "watch-frames", "fixture-frames")
 
 
+def check_option(where: str, name: str, value, default):
+    """A ``[data]`` option's value, checked against the type of its default (a pure function).
+
+    bool, int, float and str must match (an int is accepted as a float); a list or tuple must hold
+    values of its default's element type; options whose default is None or a table pass through.
+    Raises one clear :class:`UserError` instead of the TypeError deep inside a loader."""
+    def fail(kind: str):
+        raise UserError(f"option {name}={value!r} of {where} must be {kind}: "
+                        f"fix it in the [data] table or the --set data.{name}=... override")
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else fail("true or false")
+    if isinstance(default, int):
+        return value if isinstance(value, int) and not isinstance(value, bool) else fail("an integer")
+    if isinstance(default, float):
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fail("a number")
+    if isinstance(default, str):
+        return value if isinstance(value, str) else fail("a string")
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            fail("a list such as [1, 2]")
+        if default:
+            value = [check_option(where, name, v, default[0]) for v in value]
+        return type(default)(value)
+    return value
+
+
+def _typed_default(param):
+    """A parameter's default, or for ``x: int | None = None`` a stand-in of the annotated type."""
+    if param.default is None and isinstance(param.annotation, str):
+        first = param.annotation.split("|")[0].strip()
+        return {"int": 0, "float": 0.0, "bool": False, "str": ""}.get(first)
+    return param.default
+
+
+def call_loader(fn, where: str, options: dict, *args, **fixed) -> SequenceData:
+    """``fn(*args, **fixed, **options)`` with ``options`` checked first: an unknown name or a value
+    of the wrong type is one clear error naming the valid options, never a TypeError."""
+    import inspect
+    params = {n: p for n, p in inspect.signature(fn).parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in fixed}
+    params = dict(list(params.items())[len(args):])  # positional arguments are not options
+    takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    unknown = sorted(set(options) - set(params))
+    if unknown and not takes_more:  # a loader with **options checks the rest itself
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for {where}: valid options are {', '.join(params)}")
+    checked = {k: check_option(where, k, v, _typed_default(params[k])) if k in params else v
+               for k, v in options.items()}
+    return fn(*args, **fixed, **checked)
+
+
 def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **options) -> SequenceData:
     """Load a built-in task by name, or a user dataset from a path (folder or .npz)."""
     if task == "watch":
         from training.data.watch import load_watch
-        return load_watch(**options)
+        return call_loader(load_watch, "task watch", options)
     if task == "kws":
         from training.data.kws import load_kws
-        return load_kws(cache_dir=cache_dir, seed=seed, **options)
+        return call_loader(load_kws, "task kws", options, cache_dir=cache_dir, seed=seed)
     if task == "fixture":
         from training.data.fixture import load_fixture
-        return load_fixture(seed=seed, **options)
+        return call_loader(load_fixture, "task fixture", options, seed=seed)
     if task == "watch-forecast":
         from training.data.forecast import load_watch_forecast
-        return load_watch_forecast(**options)
+        return call_loader(load_watch_forecast, "task watch-forecast", options)
     if task == "fixture-forecast":
         from training.data.forecast import load_fixture_forecast
-        return load_fixture_forecast(seed=seed, **options)
+        return call_loader(load_fixture_forecast, "task fixture-forecast", options, seed=seed)
     if task == "watch-frames":
         from training.data.frames import load_watch_frames
-        return load_watch_frames(seed=seed, **options)
+        return call_loader(load_watch_frames, "task watch-frames", options, seed=seed)
     if task == "fixture-frames":
         from training.data.frames import load_fixture_frames
-        return load_fixture_frames(seed=seed, **options)
+        return call_loader(load_fixture_frames, "task fixture-frames", options, seed=seed)
     path = Path(task)
     if path.exists():
         from training.data.folder import load_path
         return load_path(path, cache_dir=cache_dir, seed=seed, **options)
     raise UserError(f"unknown task {task!r}: use one of {', '.join(TASKS)}, or the path of a data folder or .npz file")
+
+
+def load_task_of(meta: dict, task: str | None = None) -> SequenceData:
+    """The dataset a checkpoint was trained on, rebuilt from its metadata: the task, the seed and
+    the ``[data]`` options of its config (``task`` where the metadata names none)."""
+    cfg = meta.get("config") or {}
+    return load_task(meta.get("task") or cfg.get("task") or task, seed=int(cfg.get("seed", 0)), **(cfg.get("data") or {}))

@@ -37,7 +37,7 @@ from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
 from runtime.wav import read_wav
-from training.data.base import SequenceData
+from training.data.base import SequenceData, call_loader
 
 SKIP_FOLDERS = {"_background_noise_"}
 SPLITS = ("train", "val", "test")
@@ -274,20 +274,10 @@ def load_path(path: str | Path, cache_dir=".cache", seed: int = 0, **options) ->
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise UserError(f"{path} is a file but not a .npz: pass a .npz (X, y) or a folder of label sub-folders")
-        return _call(load_npz, path, options)
+        return call_loader(load_npz, str(path), options, path)
     if not path.is_dir():
         raise UserError(f"data path {path} does not exist")
     kind = _files_by_label(path)[0]
     if kind == "wav":
-        return _call(load_wav_folder, path, options, cache_dir=cache_dir)
-    return _call(load_csv_folder, path, options)
-
-
-def _call(fn, path, options: dict, **fixed):
-    """Call a loader, turning an unknown option into a clear error instead of a TypeError."""
-    import inspect
-    valid = [n for n in inspect.signature(fn).parameters if n not in ("root", "path", *fixed)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for {path}: valid options are {', '.join(valid)}")
-    return fn(Path(path), **fixed, **options)
+        return call_loader(load_wav_folder, str(path), options, path, cache_dir=cache_dir)
+    return call_loader(load_csv_folder, str(path), options, path)

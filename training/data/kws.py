@@ -28,7 +28,7 @@ import numpy as np
 from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
-from training.data.base import SequenceData
+from training.data.base import SequenceData, check_option
 from training.data import speech_synth as synth
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -90,6 +90,9 @@ def make_params(subset: str = "full", **overrides) -> KwsParams:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise UserError(f"unknown kws option(s) {', '.join(unknown)}: valid options are subset, workers, progress, {', '.join(sorted(fields))}")
+    defaults = KwsParams()
+    values.update({k: check_option("task kws", k, v, getattr(defaults, k))
+                   for k, v in overrides.items() if k != "features"})
     if "features" in values and isinstance(values["features"], dict):
         values["features"] = tuple(FeatureConfig(**{**dict(KwsParams().features), **values["features"]}).to_dict().items())
     for k, v in values.items():

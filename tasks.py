@@ -26,6 +26,19 @@ def user_errors(fn):
     return wrapper
 
 
+def _whole(name: str, value, minimum: int = 0) -> int:
+    """A whole-number task argument (declared as a string so that invoke does not convert it with a
+    traceback on bad input): one clear error instead."""
+    from runtime.errors import UserError
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise UserError(f"--{name} {value!r} is not a whole number: pass e.g. --{name} {max(minimum, 1)}") from None
+    if n < minimum:
+        raise UserError(f"--{name} {n} is too small: pass {minimum} or more")
+    return n
+
+
 @task(help={
     "task": "watch (default) | kws | fixture | PATH to a data folder or .npz",
     "arch": "lstm | gru (default from the config: gru)",
@@ -39,7 +52,7 @@ def user_errors(fn):
 }, iterable=["set_"])
 @user_errors
 def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=None, epochs=None,
-          fresh=False, procs=1):
+          fresh=False, procs="1"):
     """Train an LSTM/GRU on a task; writes model.safetensors, metrics.json and plots to the run folder."""
     argv = ["--task", task]
     for flag, value in (("--arch", arch), ("--config", config), ("--out", out), ("--device", device),
@@ -50,8 +63,9 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
         argv += ["--set", item]
     if fresh:
         argv.append("--no-resume")
-    if int(procs) > 1:
-        c.run(f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {int(procs)} "
+    procs = _whole("procs", procs, minimum=1)
+    if procs > 1:
+        c.run(f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {procs} "
               f"-m training.train " + " ".join(argv), pty=False)
         return
     from training.train import main
@@ -107,9 +121,11 @@ def reliability(c, slow=False):
 
 @task(help={"seconds": "libFuzzer time per model", "models": "how many random models",
             "seed": "seed of the random models", "workdir": "keep builds and corpora here"})
-def fuzz(c, seconds=60, models=5, seed=1, workdir=None):
+@user_errors
+def fuzz(c, seconds="60", models="5", seed="1", workdir=None):
     """Fuzz the generated C (random LSTM/GRU models) with libFuzzer + ASan/UBSan and a differential check."""
-    cmd = f"{sys.executable} tests/fuzz/c_fuzz.py --seconds {int(seconds)} --models {int(models)} --seed {int(seed)}"
+    cmd = (f"{sys.executable} tests/fuzz/c_fuzz.py --seconds {_whole('seconds', seconds, 1)} "
+           f"--models {_whole('models', models, 1)} --seed {_whole('seed', seed)}")
     if workdir:
         cmd += f" --workdir {workdir}"
     c.run(cmd, pty=False)
@@ -264,8 +280,8 @@ def pi_parity(c, artifacts="artifacts/watch-gru"):
 
 @task(help={"out": "WAV to write (ground truth in OUT.json)", "keywords": "how many keywords", "seed": "seed"})
 @user_errors
-def kws_stream(c, out="artifacts/kws_stream.wav", keywords=30, seed=0):
+def kws_stream(c, out="artifacts/kws_stream.wav", keywords="30", seed="0"):
     """Write a test recording of synthetic keywords by held-out voices, for `invoke listen`."""
     from training.data.kws_stream import make_keyword_stream
-    truth = make_keyword_stream(out, seed=int(seed), n_keywords=int(keywords))
+    truth = make_keyword_stream(out, seed=_whole("seed", seed), n_keywords=_whole("keywords", keywords, 1))
     print(f"wrote {out}: {len(truth)} keywords, ground truth in {out}.json")

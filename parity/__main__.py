@@ -69,19 +69,12 @@ def main(argv=None) -> int:
 
 
 def _export_default(task: str, arch: str, folder) -> int:
-    """``invoke export --task TASK --arch ARCH`` (export's CLI: trains first when no run exists)."""
-    try:
-        from export.__main__ import main as export_main
-    except ImportError:  # older checkouts: the library call on the default run folder
-        from pathlib import Path
-        from export.pipeline import export_artifacts
-        checkpoint = Path("runs") / f"{task}-{arch}" / "model.safetensors"
-        if not checkpoint.is_file():
-            from runtime.errors import UserError
-            raise UserError(f"no checkpoint at {checkpoint}: run `invoke train --task {task} --arch {arch}` first")
-        export_artifacts(checkpoint, folder, task=task)
-        return 0
-    return export_main(["--task", task, "--arch", arch])
+    """``invoke export --task TASK --arch ARCH`` (export's CLI: trains first when no run exists).
+
+    Imported from export.cli, not export.__main__ (whose import would run the export CLI on this
+    process's own arguments)."""
+    from export.cli import main as export_main
+    return export_main(["--task", task, "--arch", arch, "--out", str(folder)])
 
 
 def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: str = "watch",
@@ -94,7 +87,13 @@ def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: st
     from pathlib import Path
     folders = [f for f in (artifacts or "").split(",") if f]
     if not folders:
-        for a in [a for a in arch.split(",") if a]:
+        archs = [a for a in arch.split(",") if a]
+        unknown = [a for a in archs if a not in ("gru", "lstm")]
+        if unknown or not archs:
+            from runtime.errors import UserError
+            raise UserError(f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: "
+                            f"pass --arch gru, lstm or gru,lstm (or --artifacts FOLDER,...)")
+        for a in archs:
             folder = Path("artifacts") / f"{task}-{a}"
             if not (folder / "manifest.json").is_file():
                 print(f"parity: {folder} has no manifest.json: exporting the default {task}-{a} model first")

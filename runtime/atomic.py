@@ -16,8 +16,12 @@ def atomic_path(path: str | os.PathLike):
     On an exception the temporary file is removed and ``path`` keeps its previous content.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        from runtime.errors import UserError
+        raise UserError(f"cannot write {path}: {e.strerror or e} in {path.parent}; choose a writable folder") from None
     os.close(fd)
     try:
         yield Path(tmp)

@@ -334,3 +334,18 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     assert p.returncode == 0 and "Sanitizer" not in p.stderr, p.stderr[-2000:]
     p = run([MAGIC_IN, 2, 4, c, 1])
     assert p.returncode == 0 and "Sanitizer" not in p.stderr, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["train", "--procs", "abc"], "--procs 'abc' is not a whole number"),
+    (["train", "--procs", "0"], "--procs 0 is too small"),
+    (["fuzz", "--seconds", "soon"], "--seconds 'soon' is not a whole number"),
+    (["kws-stream", "--keywords", "many"], "--keywords 'many' is not a whole number"),
+    (["kws-stream", "--out", "/proc/rnn-edge/x.wav"], "cannot write /proc/rnn-edge/x.wav"),
+    (["parity", "--arch", "rnn"], "unknown architecture(s) rnn"),
+])
+def test_invoke_task_arguments_are_one_clear_error(argv, expect):
+    """Bad arguments to the invoke tasks themselves (not only to the modules behind them)."""
+    r = subprocess.run([sys.executable, "-m", "invoke", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr

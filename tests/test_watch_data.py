@@ -62,6 +62,27 @@ def test_mirror_options_are_checked():
         load_config("watch", augment="basic", mirror=0.5)
 
 
+@pytest.mark.parametrize("option,value,expect", [
+    ("epochs", 0, "epochs = 0 is out of range"), ("batch_size", 0, "batch_size"), ("lr", 0.0, "learning rate"),
+    ("grad_clip", 0.0, "gradient-norm"), ("dropout", 1.0, "below 1"), ("threads", 0, "threads"),
+    ("rotate_deg", -5.0, "0 to 180"), ("patience", 0, "patience"), ("max_minutes", 0.0, "minutes"),
+])
+def test_training_options_out_of_range_are_one_clear_error(option, value, expect):
+    with pytest.raises(UserError, match=expect):
+        load_config("watch", **{option: value})
+
+
+@pytest.mark.parametrize("options,expect", [
+    ({"overlap": 1.0}, "below 1"), ({"window_s": 0.01}, "fewer than 2 samples"), ({"decimation": 0}, "decimation"),
+    ({"test_subjects": ()}, "one or more of the subjects"), ({"test_subjects": (11,)}, "one or more of the subjects"),
+    ({"val_subjects": (2,)}, "in both test_subjects and val_subjects"),
+    ({"test_subjects": tuple(range(1, 10)), "val_subjects": (10,)}, "no subject to train on"),
+])
+def test_impossible_windows_or_splits_are_one_clear_error(options, expect):
+    with pytest.raises(UserError, match=expect):
+        load_watch(**options)
+
+
 def _rotating_watch(omega: np.ndarray, a0: np.ndarray, steps: int = 200, dt: float = 0.01):
     """Body-frame gravity of a watch spinning at constant body rate ``omega``: da/dt = -omega x a."""
     k = np.array([[0, -omega[2], omega[1]], [omega[2], 0, -omega[0]], [-omega[1], omega[0], 0]])

@@ -126,4 +126,18 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
     if cfg.arch not in ("lstm", "gru"):
         raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
+    for name, ok, want in (
+            ("epochs", cfg.epochs >= 1, "1 or more"),
+            ("batch_size", cfg.batch_size >= 1, "1 or more"),
+            ("lr", cfg.lr > 0, "a positive learning rate"),
+            ("weight_decay", cfg.weight_decay >= 0, "0 or more"),
+            ("grad_clip", cfg.grad_clip > 0, "a positive gradient-norm limit"),
+            ("patience", cfg.patience >= 1, "1 or more epochs"),
+            ("rotate_deg", 0 <= cfg.rotate_deg <= 180, "0 to 180 degrees"),
+            ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
+            ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
+            ("threads", cfg.threads >= 1, "1 or more"),
+            ("max_minutes", cfg.max_minutes > 0, "a positive number of minutes")):
+        if not ok:
+            raise UserError(f"{name} = {getattr(cfg, name)} is out of range: choose {want}")
     return cfg

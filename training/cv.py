@@ -21,8 +21,8 @@ import numpy as np
 
 from runtime.atomic import write_json
 from runtime.errors import UserError
+from training.data.watch import SUBJECTS
 
-SUBJECTS = tuple(range(1, 11))
 
 
 def folds(k: int = 5, subjects: tuple[int, ...] = SUBJECTS) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:

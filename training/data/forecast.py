@@ -26,7 +26,8 @@ def _split(recs, subjects, n_in, horizon, hop, test_subjects, val_subjects):
 
 def load_watch_forecast(input_s: float = 2.0, horizon_s: float = 0.2, hop_s: float = 0.5,
                         test_subjects=(2, 7), val_subjects=(5,)) -> SequenceData:
-    from training.data.watch import SAMPLE_RATE_HZ, read_recordings
+    from training.data.watch import SAMPLE_RATE_HZ, check_subjects, read_recordings
+    check_subjects(test_subjects, val_subjects)
     recs, _labels, subjects, _classes, channels = read_recordings()
     n_in, horizon = int(round(input_s * SAMPLE_RATE_HZ)), int(round(horizon_s * SAMPLE_RATE_HZ))
     hop = max(1, int(round(hop_s * SAMPLE_RATE_HZ)))

@@ -56,7 +56,8 @@ def _split(recs, labels, subjects, test_subjects, val_subjects, length, counts, 
 def load_watch_frames(seed: int = 0, length_s: float = 3.0, min_segment_s: float = 0.8, p_single: float = 0.2,
                       per_subject_train: int = 200, per_subject_eval: int = 100, ignore_s: float = 0.5,
                       settle_s: float = 0.5, test_subjects=(2, 7), val_subjects=(5,)) -> SequenceData:
-    from training.data.watch import SAMPLE_RATE_HZ, read_recordings
+    from training.data.watch import SAMPLE_RATE_HZ, check_subjects, read_recordings
+    check_subjects(test_subjects, val_subjects)
     recs, labels, subjects, class_names, channels = read_recordings()
     recs = [np.asarray(r, np.float32) for r in recs]
     rate = SAMPLE_RATE_HZ

@@ -24,6 +24,7 @@ SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
 SAMPLE_RATE_HZ = 50
 TEST_SUBJECTS = (2, 7)
 VAL_SUBJECTS = (5,)
+SUBJECTS = tuple(range(1, 11))  # the recordings' subject ids
 
 
 def find_watch_file() -> Path:
@@ -59,11 +60,36 @@ def decimate(rec: np.ndarray, factor: int) -> np.ndarray:
     return rec[:n].reshape(-1, factor, rec.shape[1]).mean(1) if factor > 1 else rec
 
 
+def check_split_options(window_s: float, overlap: float, decimation: int, test_subjects, val_subjects) -> None:
+    """One clear error for windowing or split options that cannot work (a pure check)."""
+    if decimation < 1:
+        raise UserError(f"decimation = {decimation}: choose 1 (50 Hz) or more")
+    if not window_s * SAMPLE_RATE_HZ / decimation >= 2:
+        raise UserError(f"window_s = {window_s} holds fewer than 2 samples at {SAMPLE_RATE_HZ / decimation:g} Hz: choose e.g. 2.0")
+    if not 0 <= overlap < 1:
+        raise UserError(f"overlap = {overlap}: choose a fraction at least 0 and below 1 (e.g. 0.5)")
+    check_subjects(test_subjects, val_subjects)
+
+
+def check_subjects(test_subjects, val_subjects) -> None:
+    """Held-out subjects must exist, be disjoint and leave some subject to train on."""
+    for name, group in (("test_subjects", test_subjects), ("val_subjects", val_subjects)):
+        bad = [s for s in group if s not in SUBJECTS]
+        if bad or not group:
+            raise UserError(f"{name} = {list(group)}: choose one or more of the subjects {', '.join(map(str, SUBJECTS))}")
+    both = sorted(set(test_subjects) & set(val_subjects))
+    if both:
+        raise UserError(f"subject(s) {', '.join(map(str, both))} in both test_subjects and val_subjects: a subject belongs to one split")
+    if len(set(test_subjects) | set(val_subjects)) >= len(SUBJECTS):
+        raise UserError("test_subjects and val_subjects leave no subject to train on")
+
+
 def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
                test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS, val_in_train: bool = False) -> SequenceData:
     """Windows of every recording, split by subject. ``val_in_train`` also trains on the validation
     subjects (with ``keep = "last"``, when the epoch budget was chosen beforehand, e.g. by
     ``python -m training.cv --dev``); their windows then still feed the validation curve."""
+    check_split_options(window_s, overlap, decimation, test_subjects, val_subjects)
     recs, labels, subjects, class_names, channels = read_recordings()
     rate = SAMPLE_RATE_HZ / decimation
     recs = [decimate(np.asarray(r, dtype=np.float32), decimation) for r in recs]

@@ -56,6 +56,9 @@ def main(argv=None) -> int:
         from export.summary import problems, table
         if args.arch is not None and args.arch not in ARCHS_SUPPORTED:
             raise UserError(f"unsupported architecture {args.arch!r}: export supports {', '.join(ARCHS_SUPPORTED)}")
+        if args.seq_len is not None and (not args.keras or args.seq_len < 1):
+            raise UserError(f"--seq-len {args.seq_len}: it sets a Keras model's open window length, so pass it "
+                            f"with --keras and a length of 1 or more (a checkpoint knows its own)")
         if args.keras:
             return _export_keras(args)
         if args.checkpoint:

@@ -343,6 +343,7 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     (["kws-stream", "--keywords", "many"], "--keywords 'many' is not a whole number"),
     (["kws-stream", "--out", "/proc/rnn-edge/x.wav"], "cannot write /proc/rnn-edge/x.wav"),
     (["parity", "--arch", "rnn"], "unknown architecture(s) rnn"),
+    (["export", "--seq-len", "0"], "--seq-len 0: it sets a Keras model's open window length"),
 ])
 def test_invoke_task_arguments_are_one_clear_error(argv, expect):
     """Bad arguments to the invoke tasks themselves (not only to the modules behind them)."""

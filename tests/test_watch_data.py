@@ -112,3 +112,14 @@ def test_mirror_to_other_wrist_obeys_the_kinematics():
     assert residual(mirrored[:, :3], mirrored[:, 3:]) < 1e-3
     polar = mirrored[:, 3:] * np.array([-1.0, -1.0, -1.0])  # (-wx, wy, wz): the naive sign choice
     assert residual(mirrored[:, :3], polar) > 0.1
+
+
+def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('task = "watch"\nepochs = 60\n[data]\nval_in_train = true\n'
+                   '[lstm]\nepochs = 100\n[lstm.data]\nwindow_s = 3.0\n[gru]\nlr = 1e-3\n')
+    lstm, gru = load_config("watch", str(cfg), arch="lstm"), load_config("watch", str(cfg), arch="gru")
+    assert (lstm.epochs, lstm.lr, lstm.data) == (100, 3e-3, {"val_in_train": True, "window_s": 3.0})
+    assert (gru.epochs, gru.lr, gru.data) == (60, 1e-3, {"val_in_train": True})
+    assert load_config("watch", str(cfg), arch="lstm", epochs=7).epochs == 7  # the command line wins
+    assert load_config("watch", arch="lstm").epochs == 100 and load_config("watch", arch="gru").epochs == 60

@@ -47,6 +47,7 @@ class TrainConfig:
         return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden), "data": self.data}
 
 
+ARCHS = ("gru", "lstm")
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
                "false": False, "0": False, "no": False, "off": False}
 
@@ -89,7 +90,8 @@ def _literal(text):
 
 
 def load_config(task: str = "watch", config_file: str | None = None, **overrides) -> TrainConfig:
-    """Defaults < configs/<task>.toml (or ``config_file``) < non-None ``overrides``."""
+    """Defaults < configs/<task>.toml (or ``config_file``) < that file's ``[gru]`` or ``[lstm]`` table
+    for the chosen architecture < non-None ``overrides``."""
     values: dict = {}
     path = Path(config_file) if config_file else CONFIG_DIR / f"{task}.toml"
     if config_file and not path.is_file():
@@ -100,6 +102,11 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
     values.setdefault("task", task)
+    # [gru] / [lstm] tables: options for that architecture only (file < its arch table < overrides)
+    per_arch = {a: values.pop(a) for a in ARCHS if isinstance(values.get(a), dict)}
+    arch = overrides.get("arch") or values.get("arch") or TrainConfig.arch
+    for k, v in per_arch.get(arch, {}).items():
+        values[k] = {**values.get(k, {}), **v} if isinstance(v, dict) else v
     for k, v in overrides.items():
         if v is None:
             continue
@@ -124,7 +131,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"mirror = {cfg.mirror} mirrors IMU windows and needs augment = \"imu\" (got {cfg.augment!r})")
     if cfg.keep not in ("best", "last"):
         raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
-    if cfg.arch not in ("lstm", "gru"):
+    if cfg.arch not in ARCHS:
         raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
     for name, ok, want in (
             ("epochs", cfg.epochs >= 1, "1 or more"),

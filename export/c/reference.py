@@ -160,7 +160,8 @@ def int_run(qm: dict, xq: np.ndarray, stream: bool = False) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # float32 model (what the float C computes; also used to calibrate the int8 model)
 def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
+    with np.errstate(over="ignore"):  # v < -709: exp(-v) = inf and the result is exactly 0, as it should be
+        return 1.0 / (1.0 + np.exp(-v))
 
 
 def float_run(fm: dict, x: np.ndarray, stream: bool = False, collect_cell: bool = False):

@@ -114,10 +114,11 @@ def call_loader(fn, where: str, options: dict, *args, **fixed) -> SequenceData:
     """``fn(*args, **fixed, **options)`` with ``options`` checked first: an unknown name or a value
     of the wrong type is one clear error naming the valid options, never a TypeError."""
     import inspect
-    params = {n: p for n, p in inspect.signature(fn).parameters.items()
+    signature = inspect.signature(fn).parameters
+    params = {n: p for n, p in signature.items()
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in fixed}
     params = dict(list(params.items())[len(args):])  # positional arguments are not options
-    takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    takes_more = any(p.kind == p.VAR_KEYWORD for p in signature.values())
     unknown = sorted(set(options) - set(params))
     if unknown and not takes_more:  # a loader with **options checks the rest itself
         raise UserError(f"unknown option(s) {', '.join(unknown)} for {where}: valid options are {', '.join(params)}")

@@ -94,7 +94,7 @@ def make_params(subset: str = "full", **overrides) -> KwsParams:
     values.update({k: check_option("task kws", k, v, getattr(defaults, k))
                    for k, v in overrides.items() if k != "features"})
     if "features" in values and isinstance(values["features"], dict):
-        values["features"] = tuple(FeatureConfig(**{**dict(KwsParams().features), **values["features"]}).to_dict().items())
+        values["features"] = tuple(FeatureConfig(**{**dict(defaults.features), **values["features"]}).to_dict().items())
     for k, v in values.items():
         if isinstance(v, list):
             values[k] = tuple(v)

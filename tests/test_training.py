@@ -15,7 +15,7 @@ import torch
 from runtime.errors import UserError
 from training.checkpoint import load_model, load_train_state
 from training.config import load_config
-from training.trainer import pick_device, train
+from training.trainer import pick_device, swa_lr_factor, train
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -54,6 +54,32 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
     m = train(load_config("fixture", out=str(tmp_path), epochs=4, patience=99), resume=True, progress=False)
     assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
     assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 3
+
+
+def test_swa_lr_factor_anneals_then_holds():
+    f = swa_lr_factor(epochs=10, swa_start=6, swa_factor=0.1)
+    lrs = [f(e) for e in range(10)]
+    assert lrs[0] == 1.0 and all(a > b for a, b in zip(lrs[:6], lrs[1:6])), lrs
+    assert lrs[6:] == [0.1] * 4, lrs
+
+
+def test_swa_checkpoint_is_the_average_and_resumes_exactly(tmp_path):
+    kw = dict(epochs=4, swa=0.5, keep="last")
+    train(load_config("fixture", out=str(tmp_path / "a"), **kw), resume=False, progress=False)
+    st = load_train_state(tmp_path / "a" / "train_state.pt")
+    assert int(st["averaged"]["n_averaged"]) == 2  # epochs 2 and 3
+    saved = load_model(tmp_path / "a")[0].state_dict()
+    for k, v in saved.items():
+        assert torch.equal(v, st["averaged"][f"module.{k}"]), k
+    assert any(not torch.equal(v, st["model"][k]) for k, v in saved.items())  # not the final epoch's weights
+    # A tiny time budget stops every call after one epoch: four resumes, two inside the averaging.
+    for _ in range(4):
+        train(load_config("fixture", out=str(tmp_path / "b"), max_minutes=1e-9, **kw), progress=False)
+    resumed = load_model(tmp_path / "b")[0].state_dict()
+    for k, v in saved.items():
+        assert torch.equal(v, resumed[k]), k
+    with pytest.raises(UserError, match="weight averaging"):
+        train(load_config("fixture", out=str(tmp_path / "b"), **{**kw, "swa": 0.25}), progress=False)
 
 
 def test_resume_with_incompatible_config_is_refused(tmp_path):
@@ -96,6 +122,8 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     (["--task", "fixture", "--set", "bogus=1"], "unknown config option"),
     (["--task", "fixture", "--set", "epochs=many"], "not a valid int"),
     (["--task", "fixture", "--set", "hidden=8,many"], "write integers such as 64,64"),
+    (["--task", "fixture", "--set", "swa=0.25"], "needs keep = \"last\""),
+    (["--task", "fixture", "--set", "keep=last", "--set", "swa=1"], "swa = 1.0 is out of range"),
     (["--task", "fixture", "--set", "data.bogus=1"], "unknown option(s) bogus for task fixture: valid options are"),
     (["--task", "fixture", "--set", "data.length=long"], "option length='long' of task fixture must be an integer"),
     (["--task", "fixture", "--set", "data.classes=4.5"], "must be an integer"),

@@ -29,6 +29,8 @@ class TrainConfig:
     mirror: float = 0.0  # imu augmentation: probability of mirroring a window to the other wrist
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
+    swa: float = 0.0  # stochastic weight averaging over this fraction of the epochs at the end (0: off)
+    swa_lr: float = 1e-3  # the constant learning rate of the averaging epochs
     seed: int = 0
     threads: int = 1  # torch intra-op threads on CPU (1 is fastest on a busy 2-core box)
     device: str = "auto"  # auto | cpu | cuda
@@ -131,6 +133,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"mirror = {cfg.mirror} mirrors IMU windows and needs augment = \"imu\" (got {cfg.augment!r})")
     if cfg.keep not in ("best", "last"):
         raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
+    if cfg.swa > 0 and cfg.keep != "last":
+        raise UserError(f"swa = {cfg.swa} averages the final epochs' weights and needs keep = \"last\" (got {cfg.keep!r})")
     if cfg.arch not in ARCHS:
         raise UserError(f"unsupported architecture {cfg.arch!r}: choose lstm or gru")
     for name, ok, want in (
@@ -143,6 +147,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("rotate_deg", 0 <= cfg.rotate_deg <= 180, "0 to 180 degrees"),
             ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
+            ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),
+            ("swa_lr", cfg.swa_lr > 0, "a positive learning rate"),
             ("threads", cfg.threads >= 1, "1 or more"),
             ("max_minutes", cfg.max_minutes > 0, "a positive number of minutes")):
         if not ok:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -186,6 +187,17 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return m
 
 
+def swa_lr_factor(epochs: int, swa_start: int, swa_factor: float):
+    """Learning-rate multiplier per epoch for stochastic weight averaging (Izmailov et al. 2018):
+    cosine from 1 down to ``swa_factor`` over epochs [0, swa_start), then constant ``swa_factor``
+    while the weights of epochs [swa_start, epochs) are averaged."""
+    def factor(epoch: int) -> float:
+        if epoch >= swa_start:
+            return swa_factor
+        return swa_factor + (1 - swa_factor) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, swa_start)))
+    return factor
+
+
 # -- the run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = True,
           progress: bool = True, cache_dir: str = ".cache", track_test: bool = False) -> dict:
@@ -228,7 +240,13 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     torch.manual_seed(cfg.seed)
     model = SequenceModel(spec, dropout=cfg.dropout).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
+    if swa_start < cfg.epochs:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(cfg.epochs, swa_start, cfg.swa_lr / cfg.lr))
+        averaged = torch.optim.swa_utils.AveragedModel(model)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+        averaged = None
     history: list[dict] = []
     start_epoch, best_acc, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
 
@@ -238,9 +256,14 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         if st.get("model_fields") != cfg.model_fields() or st.get("spec") != spec.to_json():
             raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
                             f"not {cfg.model_fields()}; use another --out or delete the folder")
+        if st.get("swa_start", cfg.epochs) != (swa_start if averaged is not None else cfg.epochs):
+            raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
+                            f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
+        if averaged is not None:
+            averaged.load_state_dict(st["averaged"])
         start_epoch, best_acc, best_epoch = st["epoch"] + 1, st["best_acc"], st["best_epoch"]
         history, elapsed_before = json.loads(st["history"]), st["elapsed_s"]
         if dist.main:
@@ -289,19 +312,22 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             opt.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
         sched.step()
+        if averaged is not None and epoch >= swa_start:
+            averaged.update_parameters(model)
+        scored = averaged.module if averaged is not None and epoch >= swa_start else model  # what is validated and saved
         if is_forecast:  # the "score" to maximize is -MSE (best_acc holds the best score)
-            va_loss, va_mae, _ = evaluate_forecast(model, Xva, Yva, device)
+            va_loss, va_mae, _ = evaluate_forecast(scored, Xva, Yva, device)
             va_acc = -va_loss
             history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_mse": va_loss,
                             "val_mae": va_mae, "elapsed_s": time.perf_counter() - t0})
             if track_test:
-                history[-1]["test_mse"] = evaluate_forecast(model, Xte, Yte, device)[0]
+                history[-1]["test_mse"] = evaluate_forecast(scored, Xte, Yte, device)[0]
         else:
-            va_loss, va_acc, _ = evaluate(model, Xva, data.y_val, device, ignore_frames=ignore_frames)
+            va_loss, va_acc, _ = evaluate(scored, Xva, data.y_val, device, ignore_frames=ignore_frames)
             history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
                             "elapsed_s": time.perf_counter() - t0})
             if track_test:
-                history[-1]["test_acc"] = evaluate(model, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
+                history[-1]["test_acc"] = evaluate(scored, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
         improved = va_acc > best_acc or cfg.keep == "last"
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
@@ -309,10 +335,11 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             epochs_without_gain += 1
         if dist.main:
             if improved:
-                save_model(out / "model.safetensors", model, {**meta, "epoch": epoch,
+                save_model(out / "model.safetensors", scored, {**meta, "epoch": epoch,
                                                               **({"val_mse": va_loss} if is_forecast else {"val_acc": va_acc})})
             save_train_state(state_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                **({"averaged": averaged.state_dict(), "swa_start": swa_start} if averaged is not None else {}),
                 "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
                 "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
             if hasattr(bar, "set_postfix"):

@@ -82,6 +82,16 @@ def test_swa_checkpoint_is_the_average_and_resumes_exactly(tmp_path):
         train(load_config("fixture", out=str(tmp_path / "b"), **{**kw, "swa": 0.25}), progress=False)
 
 
+def test_resume_continues_the_random_draws_of_augmentation_and_dropout(tmp_path):
+    kw = dict(epochs=3, augment="basic", dropout=0.2, keep="last")
+    train(load_config("fixture", out=str(tmp_path / "a"), **kw), resume=False, progress=False)
+    for _ in range(3):  # a tiny time budget stops every call after one epoch
+        train(load_config("fixture", out=str(tmp_path / "b"), max_minutes=1e-9, **kw), progress=False)
+    whole, resumed = (load_model(tmp_path / r)[0].state_dict() for r in "ab")
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+
+
 def test_resume_with_incompatible_config_is_refused(tmp_path):
     train(load_config("fixture", out=str(tmp_path), epochs=1), resume=False, progress=False)
     r = run_cli("--task", "fixture", "--out", str(tmp_path), "--set", "hidden=8")

@@ -249,6 +249,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         averaged = None
     history: list[dict] = []
     start_epoch, best_acc, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
+    aug_state = None  # the augmentation generator's state of a resumed run
 
     state_path = out / "train_state.pt"
     if resume and state_path.exists():
@@ -266,6 +267,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             averaged.load_state_dict(st["averaged"])
         start_epoch, best_acc, best_epoch = st["epoch"] + 1, st["best_acc"], st["best_epoch"]
         history, elapsed_before = json.loads(st["history"]), st["elapsed_s"]
+        if "rng" in st:  # random draws continue where the killed run left them: dropout (CPU generator) ...
+            torch.set_rng_state(st["rng"])
+            aug_state = st["aug_rng"] if dist.world == 1 else None  # ... and augmentation (only rank 0's is saved)
         if dist.main:
             print(f"resuming {out} at epoch {start_epoch}")
 
@@ -285,7 +289,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         meta["head"] = "frames"
         meta["frames"] = {"ignore_frames": ignore_frames, "settle_frames": int(data.info.get("settle_frames", 0)),
                           "layout": "scores [N, T, K]: class scores after every frame; labels y [N, T]"}
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)  # augmentation draws
+    if aug_state is not None:
+        gen.set_state(aug_state)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
     epochs_without_gain = 0 if best_epoch < 0 else max(0, (start_epoch - 1) - best_epoch)
@@ -340,6 +346,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             save_train_state(state_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 **({"averaged": averaged.state_dict(), "swa_start": swa_start} if averaged is not None else {}),
+                "rng": torch.get_rng_state(), "aug_rng": gen.get_state(),
                 "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
                 "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
             if hasattr(bar, "set_postfix"):

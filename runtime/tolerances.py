@@ -119,9 +119,11 @@ LSB_RULES: tuple[LsbRule, ...] = (
             "same int8 flatbuffer, different integer kernels: TFLite Micro's reference kernels and LiteRT's "
             "optimized (XNNPACK) ones round each requantization differently, and the differences compound "
             "through the recurrence over the window. Measured: LSTM (fused op) 1 LSB on the fixture model, "
-            "3 to 10 on the watch-lstm checkpoints trained so far; GRU (unrolled) 4 on the fixture, 6 to 7 on "
-            "watch-gru (T=100). A wrong kernel, "
-            "scale or state is tens to hundreds of LSBs"),
+            "3 to 10 on the watch-lstm checkpoints trained before weight averaging; GRU (unrolled) 4 on the "
+            "fixture, 6 to 7 on watch-gru (T=100). A wrong kernel, scale or state is tens to hundreds of LSBs. "
+            "Known exceedance, not hidden: the weight-averaged watch-lstm's stream cell, 20 LSB on 1 of 128 "
+            "sequences (the other 127 within 1): a 1-LSB step difference compounding to 46 LSB mid-window "
+            "(docs/training.md). The limit was not raised after seeing it"),
     LsbRule("rpi-litert", "litert", "int8", 1, True,
             "same int8 file on aarch64 (NEON kernels, emulated Cortex-A72) vs x86 (AVX kernels): "
             "requantization rounding may differ by one step (devices/rpi/parity.py MAX_LSB)"),

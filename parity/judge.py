@@ -43,7 +43,8 @@ def judge(precision: str, m: dict) -> list[str]:
     for other, lsb in (m.get("lsb") or {}).items():
         if lsb["lsb"] > lsb["max_lsb"]:
             exact = "not bit-exact" if lsb["max_lsb"] == 0 else f"> {lsb['max_lsb']} LSB allowed"
-            bad.append(f"{lsb['lsb']} LSB from {other} ({exact})")
+            rows = f"; {lsb['rows_over']} of {lsb['rows']} rows" if "rows_over" in lsb else ""
+            bad.append(f"{lsb['lsb']} LSB from {other} ({exact}{rows})")
     return bad
 
 

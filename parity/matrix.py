@@ -23,7 +23,7 @@ from parity.judge import judge, lsb_rules_for
 from parity.providers import REGISTRY, Context, collect
 from runtime.errors import UserError
 from runtime.manifest import Manifest
-from runtime.metrics import agreement, compare, lsb_distance, stream_compare, target_errors
+from runtime.metrics import agreement, compare, lsb_per_row, stream_compare, target_errors
 
 
 @dataclasses.dataclass
@@ -144,8 +144,9 @@ def _between_cells(results: list[CellResult], head: str = "classify") -> None:
                     s.metrics.setdefault("notes", []).append(f"no output scale to measure LSBs against {o.id}")
                     continue
                 n = min(len(s.outputs.scores), len(o.outputs.scores))
+                per_row = lsb_per_row(s.outputs.scores[:n], o.outputs.scores[:n], scale)
                 s.metrics.setdefault("lsb", {})[o.id] = {
-                    "lsb": lsb_distance(s.outputs.scores[:n], o.outputs.scores[:n], scale),
+                    "lsb": int(per_row.max()) if per_row.size else 0, "rows_over": int((per_row > rule.max_lsb).sum()),
                     "max_lsb": rule.max_lsb, "scale": scale, "rows": n, "reason": rule.reason}
 
 

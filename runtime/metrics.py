@@ -87,8 +87,9 @@ def lsb_diff(q_a: np.ndarray, q_b: np.ndarray) -> int:
     return int(np.max(np.abs(np.asarray(q_a, np.int64) - np.asarray(q_b, np.int64)))) if np.size(q_a) else 0
 
 
-def lsb_distance(a: np.ndarray, b: np.ndarray, scale: float) -> int:
-    """Largest difference between two dequantized outputs, in LSBs of their shared output ``scale``.
+def lsb_per_row(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """Largest difference per row (first axis) between two dequantized outputs, in LSBs of their
+    shared output ``scale``.
 
     For integer runtimes that dequantize with the same scale, ``(q_a - q_b) * scale`` is what
     the float outputs differ by, so rounding ``|a - b| / scale`` recovers ``|q_a - q_b|`` exactly.
@@ -96,7 +97,9 @@ def lsb_distance(a: np.ndarray, b: np.ndarray, scale: float) -> int:
     if not scale or scale <= 0:
         raise ValueError(f"output scale must be positive, got {scale}")
     d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return int(np.max(np.rint(d / scale))) if d.size else 0
+    if not d.size:
+        return np.zeros(len(d), np.int64)
+    return np.rint(d / scale).reshape(len(d), -1).max(axis=1).astype(np.int64)
 
 
 def stream_compare(stream: np.ndarray, reference_stream: np.ndarray, *, head: str = "classify") -> dict:

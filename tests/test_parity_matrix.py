@@ -8,6 +8,7 @@ a cell that disappears (an artifact no longer exported, a provider that lost it)
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from parity.cells import ERROR, FAIL, SKIP
@@ -95,3 +96,29 @@ def test_float_limits_scale_with_the_reference_peak_and_int_limits_do_not():
     assert judge("float32", {**ok, "max_abs_err": 1e-3})  # and a larger one fails at any peak
     per_frame = {**ok, "max_abs_err": 0.0, "stream_max_abs_err": 5e-4, "stream_ref_peak": 2.0}
     assert any("per-frame" in b for b in judge("float32", per_frame))
+
+
+def test_lsb_per_row_and_the_failure_names_how_many_rows():
+    from parity.judge import judge
+    from runtime.metrics import lsb_per_row
+    scale = 0.1
+    a = np.zeros((3, 4))
+    b = a.copy()
+    b[1, 2], b[2, 0] = 0.3, -2.0  # 3 and 20 LSB in rows 1 and 2
+    assert lsb_per_row(a, b, scale).tolist() == [0, 3, 20]
+    lsb = {"lsb": 20, "rows_over": 1, "rows": 3, "max_lsb": 16}
+    assert judge("int8", {"top1_agreement": 1.0, "lsb": {"x": lsb}}) == ["20 LSB from x (> 16 LSB allowed; 1 of 3 rows)"]
+
+
+def test_trace_reproduces_the_stream_cells_lsb_distance(parity_matrix, fixture_artifacts):
+    """`python -m parity.trace` streams the same sample rows as the stream cells: its per-row final
+    distances end where the matrix's tflm-vs-litert LSB does, and an artifact against itself is 0."""
+    from parity.trace import trace
+    folder = fixture_artifacts("lstm")
+    cell = parity_matrix("lstm").result("lstm-int8-tflm-stream")
+    (lsb,) = cell.metrics["lsb"].values()
+    t = trace(folder, "tflm-int8-step", "tflite-int8-step")
+    assert t["rows"] == lsb["rows"] and max(t["final_lsb"]) == lsb["lsb"]
+    assert t["worst_row_per_step"][-1] == lsb["lsb"]
+    same = trace(folder, "tflite-int8-step", "tflite-int8-step")
+    assert set(same["final_lsb"]) == {0} and set(same["worst_row_per_step"]) == {0}

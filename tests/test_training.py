@@ -57,7 +57,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
 
 
 def test_swa_lr_factor_anneals_then_holds():
-    f = swa_lr_factor(epochs=10, swa_start=6, swa_factor=0.1)
+    f = swa_lr_factor(swa_start=6, swa_factor=0.1)
     lrs = [f(e) for e in range(10)]
     assert lrs[0] == 1.0 and all(a > b for a, b in zip(lrs[:6], lrs[1:6])), lrs
     assert lrs[6:] == [0.1] * 4, lrs

@@ -187,10 +187,10 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return m
 
 
-def swa_lr_factor(epochs: int, swa_start: int, swa_factor: float):
+def swa_lr_factor(swa_start: int, swa_factor: float):
     """Learning-rate multiplier per epoch for stochastic weight averaging (Izmailov et al. 2018):
     cosine from 1 down to ``swa_factor`` over epochs [0, swa_start), then constant ``swa_factor``
-    while the weights of epochs [swa_start, epochs) are averaged."""
+    while the weights of the epochs from ``swa_start`` on are averaged."""
     def factor(epoch: int) -> float:
         if epoch >= swa_start:
             return swa_factor
@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
     if swa_start < cfg.epochs:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(cfg.epochs, swa_start, cfg.swa_lr / cfg.lr))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(swa_start, cfg.swa_lr / cfg.lr))
         averaged = torch.optim.swa_utils.AveragedModel(model)
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
@@ -257,7 +257,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         if st.get("model_fields") != cfg.model_fields() or st.get("spec") != spec.to_json():
             raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
                             f"not {cfg.model_fields()}; use another --out or delete the folder")
-        if st.get("swa_start", cfg.epochs) != (swa_start if averaged is not None else cfg.epochs):
+        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
             raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
                             f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
         model.load_state_dict(st["model"])

@@ -123,3 +123,18 @@ def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):
     assert (gru.epochs, gru.lr, gru.data) == (60, 1e-3, {"val_in_train": True})
     assert load_config("watch", str(cfg), arch="lstm", epochs=7).epochs == 7  # the command line wins
     assert load_config("watch", arch="lstm").epochs == 100 and load_config("watch", arch="gru").epochs == 60
+
+
+def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
+    """`python -m training.subjects RUN`: each test subject alone, with the checkpoint's [data]
+    options; weighted by their windows they give back the run's own test accuracy."""
+    from training.subjects import main, per_subject
+    from training.trainer import train
+    cfg = load_config("watch", arch="lstm", hidden=(8,), epochs=1, out=str(tmp_path / "run"))
+    metrics = train(cfg, resume=False, progress=False)
+    accs = per_subject(tmp_path / "run")
+    assert sorted(accs) == sorted(TEST_SUBJECTS)
+    sizes = {s: len(load_watch(val_in_train=True, test_subjects=(s,)).y_test) for s in accs}
+    mixed = sum(accs[s] * sizes[s] for s in accs) / sum(sizes.values())
+    assert mixed == pytest.approx(metrics["test_acc"], abs=1e-9)
+    assert main([str(tmp_path / "missing")]) == 2

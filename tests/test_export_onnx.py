@@ -116,7 +116,7 @@ def test_static_qdq_leaves_fused_rnn_float_but_quantizes_decomposed_step(tmp_pat
         q_dtype = {n.input[0]: zp[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear"}
         inner = [t for t in c_path if not t.startswith("state_out_")]  # graph outputs keep their name
         assert inner and all(q_dtype[t] == np.int16 for t in inner)
-        assert q_dtype["frame"] == np.int8
+        assert q_dtype["frame"] == np.uint8  # 8-bit activations are unsigned (onnx_quant.ACTIVATION_TYPE)
 
 
 def test_decomposed_graphs_equal_pytorch(tmp_path, loaded, arch):
@@ -148,3 +148,34 @@ def test_verify_judges_by_precision(loaded):
     assert status == "out-of-tolerance" and "whole-sequence graph" in error
     status, error = judge({"max_abs_err": 0.0, "top1_agreement": 1.0, "stream_vs_sequence_max_abs": 2e-4}, "float32")
     assert status == "out-of-tolerance" and "PyTorch" in error
+
+
+def test_static_8bit_file_runs_without_saturation_on_this_cpu(tmp_path):
+    """ONNX Runtime must compute our 8-bit files exactly on THIS CPU: a MatMul whose uint8 inputs and
+    weights sit at the top of their ranges equals onnx.reference's evaluation of the same QDQ file
+    within one output LSB. With int8 weights (ONNX Runtime's default) an x86 CPU without VNNI sums
+    pairs of uint8 x int8 products in int16 (VPMADDUBSW), which saturates here: tens of LSBs off."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    k, n = 64, 8
+    w = rng.uniform(0.5, 1.0, (k, n)).astype(np.float32)  # same-sign weights: products pile up
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+        [numpy_helper.from_array(w, "w")])
+    src, dst = tmp_path / "mm.onnx", tmp_path / "mm_q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(src))
+    calib = np.concatenate([rng.uniform(0, 1, (31, k)), np.ones((1, k))]).astype(np.float32)
+    onnx_quant.quantize_static_onnx(src, dst, [{"x": calib}])
+    q = onnx.load(str(dst))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    assert {a.dtype for a in inits.values() if a.dtype.kind in "iu"} == {np.dtype(np.uint8)}  # U8U8
+    y_scale = float(inits["y_scale"])  # the output's quantization step (one LSB)
+    x = np.ones((4, k), np.float32)  # every activation at the top of the calibrated range
+    got = onnx_session.session(dst).run(["y"], {"x": x})[0]
+    want = ReferenceEvaluator(q).run(None, {"x": x})[0]
+    assert np.max(np.abs(got - want)) <= y_scale * 1.01, np.max(np.abs(got - want)) / y_scale

@@ -114,7 +114,9 @@ def export_onnx(model, meta: dict, data, out_dir, progress: bool = True, *, only
     calib = onnx_quant.calibration_windows(x_train, CALIBRATION_WINDOWS)
     wanted = [a for a in ARTIFACTS + (UNROLLED if unrolled else ()) if only is None or a in only]
     calib_info = {"source": "training split, normalized", "method": "MinMax",
-                  "weights": "int8 per output channel, symmetric", "activations": "int8 per tensor"}
+                  "weights": "uint8 per output channel, symmetric (zero point 128): no int16 saturation "
+                             "on x86 CPUs without VNNI (export/onnx_quant.py)",
+                  "activations": "uint8 per tensor, asymmetric"}
 
     def float_seq(rec):
         path = out_dir / rec["file"]

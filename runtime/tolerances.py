@@ -123,7 +123,8 @@ LSB_RULES: tuple[LsbRule, ...] = (
             "fixture, 6 to 7 on watch-gru (T=100). A wrong kernel, scale or state is tens to hundreds of LSBs. "
             "Known exceedance, not hidden: the weight-averaged watch-lstm's stream cell, 20 LSB on 1 of 128 "
             "sequences (the other 127 within 1): a 1-LSB step difference compounding to 46 LSB mid-window "
-            "(docs/training.md; python -m parity.trace). The limit was not raised after seeing it"),
+            "(docs/training.md; python -m parity.trace); and on the LSTM retrained on an AVX2 box, the whole-sequence "
+            "cell, 19 LSB on 1 of 1072 rows (the others within 4). The limit was not raised after seeing them"),
     LsbRule("rpi-litert", "litert", "int8", 1, True,
             "same int8 file on aarch64 (NEON kernels, emulated Cortex-A72) vs x86 (AVX kernels): "
             "requantization rounding may differ by one step (devices/rpi/parity.py MAX_LSB)"),

@@ -1,6 +1,6 @@
 """Int8 ONNX models with onnxruntime.quantization, and an exact account of what got quantized.
 
-- ``quantize_dynamic_onnx``: int8 weights, activations quantized at run time. ONNX Runtime turns
+- ``quantize_dynamic_onnx``: 8-bit weights, activations quantized at run time. ONNX Runtime turns
   ``LSTM`` into ``com.microsoft::DynamicQuantizeLSTM`` and ``MatMul`` into ``MatMulInteger``; it
   has no rule for ``GRU`` or ``Gemm``, so a GRU model comes out unchanged. ``describe`` says so.
 - ``quantize_static_onnx``: QDQ 8-bit (activations, and weights per output channel), calibrated
@@ -22,7 +22,7 @@ import numpy as np
 # default signed weights (S8S8/U8S8). On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI), ONNX
 # Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW, whose int16 sum of two
 # products saturates (255 * 127 * 2 > 32767): the same file then gives other results than on a VNNI
-# or ARM CPU. Measured on an AVX2-only box (docs/export.md "Saturation"): the watch GRU's decomposed
+# or ARM CPU. Measured on an AVX2-only box (docs/export.md "Unsigned 8-bit"): the watch GRU's decomposed
 # int8 step agreed with float on 93.0% of top-1 decisions with int8 weights, 98.1% with uint8; the
 # LSTM's 88.7% and 99.3%. U8U8 is computed without saturation on every CPU (ONNX Runtime's
 # quantization guide names it, with reduce_range, as the way out; reduce_range would give up a bit

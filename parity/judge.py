@@ -41,11 +41,25 @@ def judge(precision: str, m: dict) -> list[str]:
             bad.append(f"streaming vs whole-sequence {sw['against']} top-1 agreement {sw['top1_agreement']:.2%} "
                        f"< {tol.min_top1_agreement:.2%}")
     for other, lsb in (m.get("lsb") or {}).items():
-        if lsb["lsb"] > lsb["max_lsb"]:
-            exact = "not bit-exact" if lsb["max_lsb"] == 0 else f"> {lsb['max_lsb']} LSB allowed"
-            rows = f"; {lsb['rows_over']} of {lsb['rows']} rows" if "rows_over" in lsb else ""
-            bad.append(f"{lsb['lsb']} LSB from {other} ({exact}{rows})")
+        bad += lsb_breaches(other, lsb)
     return bad
+
+
+def lsb_breaches(other: str, lsb: dict) -> list[str]:
+    """Why an LSB distance to ``other`` breaks its rule: too many rows beyond ``max_lsb`` (all rows
+    must be within it unless ``rows_allowed_over`` says otherwise), or one row beyond ``worst_lsb``."""
+    allowed = lsb.get("rows_allowed_over", 0)
+    rows_over = lsb.get("rows_over", int(lsb["lsb"] > lsb["max_lsb"]))
+    rows = f"{rows_over} of {lsb['rows']} rows" if "rows" in lsb else f"{rows_over} rows"
+    if lsb["max_lsb"] == 0 and rows_over > allowed:
+        return [f"{lsb['lsb']} LSB from {other} (not bit-exact; {rows})"]
+    if rows_over > allowed:
+        share = f" on more than {allowed} row{'s' * (allowed != 1)}" if allowed else ""
+        return [f"{lsb['lsb']} LSB from {other} (> {lsb['max_lsb']} LSB allowed{share}; {rows})"]
+    cap = lsb.get("worst_lsb", lsb["max_lsb"])
+    if lsb["lsb"] > cap:
+        return [f"{lsb['lsb']} LSB from {other} (> {cap} LSB: no row may go beyond it)"]
+    return []
 
 
 def lsb_rules_for(runtime: str, precision: str, arch: str | None = None):

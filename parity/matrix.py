@@ -147,7 +147,8 @@ def _between_cells(results: list[CellResult], head: str = "classify") -> None:
                 per_row = lsb_per_row(s.outputs.scores[:n], o.outputs.scores[:n], scale)
                 s.metrics.setdefault("lsb", {})[o.id] = {
                     "lsb": int(per_row.max()) if per_row.size else 0, "rows_over": int((per_row > rule.max_lsb).sum()),
-                    "max_lsb": rule.max_lsb, "scale": scale, "rows": n, "reason": rule.reason}
+                    "max_lsb": rule.max_lsb, "rows_allowed_over": rule.rows_allowed_over(n), "worst_lsb": rule.cap(),
+                    "scale": scale, "rows": n, "reason": rule.reason}
 
 
 def run_matrix(folder, *, test_split: bool = True, max_test: int | None = None, only: list[str] | None = None,

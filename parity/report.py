@@ -272,7 +272,8 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
             L.append(f"| {k} | {t.max_rel_err:g} | {100 * t.max_target_mse_increase:g}% | {t.regression_reason} |")
     L += ["", "| runtime | must match | precision | arch | max LSB | reason |", "|---|---|---|---|---|---|"]
     for r in LSB_RULES:
-        L.append(f"| {r.runtime} | {r.against} | {r.precision} | {r.arch or 'both'} | {r.max_lsb} | {r.reason} |")
+        limit = f"{r.max_lsb}" + (f" ({r.cap()} on up to {r.rows_over_share:.0%} of rows)" if r.rows_over_share else "")
+        L.append(f"| {r.runtime} | {r.against} | {r.precision} | {r.arch or 'both'} | {limit} | {r.reason} |")
     L += ["", f"Streaming: {STREAM_RULE}.", ""]
     L += ["## Cells", ""]
     for mx in matrices:

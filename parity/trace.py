@@ -5,6 +5,9 @@ frame through artifacts ``A`` and ``B`` of the same folder (e.g. ``tflm-int8-ste
 ``tflite-int8-step``), then prints how many rows end within each LSB distance and, for the row that
 ends furthest apart, the distance after every step: a rounding difference compounding through the
 recurrence grows step by step from 1 LSB; a wrong scale or state is far apart from the start.
+An artifact name ending in ``:ref`` runs on LiteRT with TFLite's reference kernels
+(``reference_kernels=True``), e.g. ``tflite-int8-step tflite-int8-step:ref`` compares LiteRT's
+default kernels with its reference ones.
 """
 
 from __future__ import annotations
@@ -25,13 +28,19 @@ def trace(folder, a: str, b: str, sample_rows: int | None = None) -> dict:
     from runtime.manifest import Manifest
     from runtime.metrics import lsb_per_row
 
+    def split(name: str) -> tuple[str, dict]:
+        base, ref = (name[:-4], True) if name.endswith(":ref") else (name, False)
+        return base, ({"backend": "litert", "reference_kernels": True} if ref else {})
+
+    (a_name, a_opts), (b_name, b_opts) = split(a), split(b)
     man = Manifest.read(folder)
-    scale = output_scale(man.by_name(a)) or output_scale(man.by_name(b))
+    scale = output_scale(man.by_name(a_name)) or output_scale(man.by_name(b_name))
     if not scale:
         raise UserError(f"neither {a} nor {b} has integer outputs with a scale: choose two integer step artifacts")
     held, _ = load_heldout(man, sample_test_rows=SAMPLE_TEST_ROWS if sample_rows is None else sample_rows)
     x = held.x_raw[:held.sample_rows]
-    sa, sb = (runtime.load(folder, artifact=name).stream().run(x) for name in (a, b))  # [N, T, K]
+    sa, sb = (runtime.load(folder, artifact=name, **opts).stream().run(x)  # [N, T, K]
+              for name, opts in ((a_name, a_opts), (b_name, b_opts)))
     final = lsb_per_row(sa[:, -1], sb[:, -1], scale)
     worst = int(final.argmax())
     return {"scale": scale, "rows": len(x), "final_lsb": final.tolist(), "worst_row": worst,
@@ -42,7 +51,7 @@ def main(argv=None) -> int:
     from runtime.errors import UserError
     p = argparse.ArgumentParser(prog="python -m parity.trace", description=__doc__.splitlines()[0])
     p.add_argument("folder", metavar="ARTIFACT_DIR")
-    p.add_argument("a", metavar="A", help="artifact name, e.g. tflm-int8-step")
+    p.add_argument("a", metavar="A", help="artifact name, e.g. tflm-int8-step (NAME:ref: LiteRT's reference kernels)")
     p.add_argument("b", metavar="B", help="artifact name, e.g. tflite-int8-step")
     p.add_argument("--sample-rows", type=int, default=None, metavar="N", help="test rows after the golden rows")
     args = p.parse_args(argv)

@@ -110,6 +110,29 @@ def test_lsb_per_row_and_the_failure_names_how_many_rows():
     assert judge("int8", {"top1_agreement": 1.0, "lsb": {"x": lsb}}) == ["20 LSB from x (> 16 LSB allowed; 1 of 3 rows)"]
 
 
+def test_lsb_rule_with_a_share_of_rows_allowed_over():
+    """tflm vs litert (int8): at most 1% of the rows beyond 16 LSB and none beyond 64; the exact rules
+    (max_lsb 0) still allow no row at all. Judged from the metrics the matrix stores."""
+    from parity.judge import judge
+    from runtime.tolerances import LSB_RULES
+    rule = next(r for r in LSB_RULES if (r.runtime, r.against, r.precision) == ("tflm", "litert", "int8"))
+    assert (rule.rows_allowed_over(128), rule.rows_allowed_over(1072), rule.rows_allowed_over(72)) == (1, 10, 0)
+    assert all(r.rows_over_share == 0 and r.cap() == 0 for r in LSB_RULES if r.max_lsb == 0)
+
+    def verdict(worst, rows_over, rows):
+        lsb = {"lsb": worst, "rows_over": rows_over, "rows": rows, "max_lsb": rule.max_lsb,
+               "rows_allowed_over": rule.rows_allowed_over(rows), "worst_lsb": rule.cap()}
+        return judge("int8", {"top1_agreement": 1.0, "lsb": {"x": lsb}})
+    assert verdict(20, 1, 128) == []  # one compounding sequence of 128 (the watch-lstm stream cell)
+    assert verdict(19, 1, 1072) == []  # and of 1072 (the retrained watch-lstm's whole-sequence cell)
+    assert verdict(20, 2, 128) == ["20 LSB from x (> 16 LSB allowed on more than 1 row; 2 of 128 rows)"]
+    assert verdict(17, 11, 1072) == ["17 LSB from x (> 16 LSB allowed on more than 10 rows; 11 of 1072 rows)"]
+    assert verdict(65, 1, 128) == ["65 LSB from x (> 64 LSB: no row may go beyond it)"]
+    assert verdict(20, 1, 72) == ["20 LSB from x (> 16 LSB allowed; 1 of 72 rows)"]  # too few rows for a share
+    exact = {"lsb": 1, "rows_over": 1, "rows": 128, "max_lsb": 0, "rows_allowed_over": 0, "worst_lsb": 0}
+    assert judge("int8", {"top1_agreement": 1.0, "lsb": {"c": exact}}) == ["1 LSB from c (not bit-exact; 1 of 128 rows)"]
+
+
 def test_trace_reproduces_the_stream_cells_lsb_distance(parity_matrix, fixture_artifacts):
     """`python -m parity.trace` streams the same sample rows as the stream cells: its per-row final
     distances end where the matrix's tflm-vs-litert LSB does, and an artifact against itself is 0."""
@@ -122,3 +145,5 @@ def test_trace_reproduces_the_stream_cells_lsb_distance(parity_matrix, fixture_a
     assert t["worst_row_per_step"][-1] == lsb["lsb"]
     same = trace(folder, "tflite-int8-step", "tflite-int8-step")
     assert set(same["final_lsb"]) == {0} and set(same["worst_row_per_step"]) == {0}
+    ref = trace(folder, "tflm-int8-step", "tflite-int8-step:ref")  # LiteRT's reference kernels
+    assert ref["rows"] == lsb["rows"] and max(ref["final_lsb"]) <= 16

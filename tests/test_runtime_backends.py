@@ -150,3 +150,24 @@ print(json.dumps({{"source": m.sequence_graph.backend.describe(), "scores": m.pr
     assert r["source"] == "litert (tensorflow.lite)"
     direct = runtime.load(folder, artifact=names[0]).predict(np.load(folder / "golden.npz")["x_raw"])
     np.testing.assert_allclose(np.array(r["scores"], np.float32), direct, atol=1e-6)
+
+
+
+def test_litert_reference_kernels_option(fixture_artifacts):
+    """``reference_kernels=True`` runs TFLite's reference kernels, a second implementation of the same
+    int8 file: on the unrolled GRU (fully-connected ops, which the default interpreter hands to XNNPACK)
+    they round differently, by a few LSBs, and stay within the int8 tolerance of the PyTorch model.
+    Used to tell whose rounding a TFLite Micro vs LiteRT difference is (runtime/tolerances.py)."""
+    if not installed("litert"):
+        pytest.skip("LiteRT is not installed")
+    from runtime.metrics import lsb_per_row
+    folder = fixture_artifacts("gru")
+    golden = dict(np.load(folder / "golden.npz"))
+    default = runtime.load(folder, backend="litert", artifact="tflite-int8").predict(golden["x"])
+    ref = runtime.load(folder, backend="litert", artifact="tflite-int8", reference_kernels=True).predict(golden["x"])
+    from runtime.manifest import Manifest
+    scale = Manifest.read(folder).by_name("tflite-int8")["outputs"][0]["quant"]["scale"]
+    lsb = lsb_per_row(default, ref, scale)
+    assert 0 < lsb.max() <= 16, lsb  # really another kernel, and only rounding apart
+    torch_scores = runtime.load(folder, backend="torch").predict(golden["x"])
+    assert not judge(compare(ref, torch_scores), "int8"), judge(compare(ref, torch_scores), "int8")

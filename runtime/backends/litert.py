@@ -40,6 +40,17 @@ def _interpreter_class():
                             LiteRTBackend.install)
 
 
+def _reference_resolver(source: str):
+    """``OpResolverType.BUILTIN_REF`` of the interpreter package in use."""
+    if source == "ai_edge_litert":
+        from ai_edge_litert.interpreter import OpResolverType
+    elif source == "tflite_runtime":
+        from tflite_runtime.interpreter import OpResolverType
+    else:
+        from tensorflow.lite.experimental import OpResolverType
+    return OpResolverType.BUILTIN_REF
+
+
 def tensor_spec(detail: dict) -> TensorSpec:
     """A TensorSpec from a TFLite interpreter's tensor details."""
     sig = detail.get("shape_signature")
@@ -60,11 +71,17 @@ class LiteRTBackend(Backend):
     def library(cls):
         return _interpreter_class()[0]
 
-    def __init__(self, path: Path, *, entry: dict | None = None, threads: int = 1, **options):
+    def __init__(self, path: Path, *, entry: dict | None = None, threads: int = 1,
+                 reference_kernels: bool = False, **options):
+        """``reference_kernels``: run TFLite's reference kernels (``OpResolverType.BUILTIN_REF``)
+        instead of the optimized ones, e.g. to tell a kernel's rounding from a model's."""
         Interpreter, self.source = _interpreter_class()
         self.path = Path(path)
+        kwargs = {"num_threads": max(1, int(threads))}
+        if reference_kernels:
+            kwargs["experimental_op_resolver_type"] = _reference_resolver(self.source)
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=max(1, int(threads)))
+            self.interpreter = Interpreter(model_path=str(self.path), **kwargs)
             self.interpreter.allocate_tensors()
         except Exception as e:  # ValueError / RuntimeError from the flatbuffer verifier
             raise self.load_error(self.path, f"LiteRT ({self.source})", e) from None

@@ -51,11 +51,10 @@ def lsb_breaches(other: str, lsb: dict) -> list[str]:
     allowed = lsb.get("rows_allowed_over", 0)
     rows_over = lsb.get("rows_over", int(lsb["lsb"] > lsb["max_lsb"]))
     rows = f"{rows_over} of {lsb['rows']} rows" if "rows" in lsb else f"{rows_over} rows"
-    if lsb["max_lsb"] == 0 and rows_over > allowed:
-        return [f"{lsb['lsb']} LSB from {other} (not bit-exact; {rows})"]
     if rows_over > allowed:
         share = f" on more than {allowed} row{'s' * (allowed != 1)}" if allowed else ""
-        return [f"{lsb['lsb']} LSB from {other} (> {lsb['max_lsb']} LSB allowed{share}; {rows})"]
+        limit = "not bit-exact" if lsb["max_lsb"] == 0 else f"> {lsb['max_lsb']} LSB allowed{share}"
+        return [f"{lsb['lsb']} LSB from {other} ({limit}; {rows})"]
     cap = lsb.get("worst_lsb", lsb["max_lsb"])
     if lsb["lsb"] > cap:
         return [f"{lsb['lsb']} LSB from {other} (> {cap} LSB: no row may go beyond it)"]

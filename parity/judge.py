@@ -42,6 +42,10 @@ def judge(precision: str, m: dict) -> list[str]:
                        f"< {tol.min_top1_agreement:.2%}")
     for other, lsb in (m.get("lsb") or {}).items():
         bad += lsb_breaches(other, lsb)
+    for other, ex in (m.get("exact") or {}).items():  # float outputs that must be bit-identical
+        if ex["rows_differing"]:
+            bad.append(f"differs from {other} by up to {ex['max_abs_diff']:.3g} (not bit-identical; "
+                       f"{ex['rows_differing']} of {ex['rows']} rows)")
     return bad
 
 

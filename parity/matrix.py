@@ -140,10 +140,17 @@ def _between_cells(results: list[CellResult], head: str = "classify") -> None:
                       and o.cell.mode == c.mode and (not rule.same_file or o.cell.file == c.file)]
             for o in others:
                 scale = c.output_scale or o.cell.output_scale
+                n = min(len(s.outputs.scores), len(o.outputs.scores))
+                if not scale and rule.max_lsb == 0:  # float outputs of an integer graph: identical or not
+                    diff = np.abs(np.asarray(s.outputs.scores[:n], np.float64) - o.outputs.scores[:n])
+                    per_row = diff.reshape(n, -1).max(1) if n else np.zeros(0)
+                    s.metrics.setdefault("exact", {})[o.id] = {
+                        "max_abs_diff": float(per_row.max()) if n else 0.0, "rows_differing": int((per_row > 0).sum()),
+                        "rows": n, "reason": rule.reason}
+                    continue
                 if not scale:
                     s.metrics.setdefault("notes", []).append(f"no output scale to measure LSBs against {o.id}")
                     continue
-                n = min(len(s.outputs.scores), len(o.outputs.scores))
                 per_row = lsb_per_row(s.outputs.scores[:n], o.outputs.scores[:n], scale)
                 s.metrics.setdefault("lsb", {})[o.id] = {
                     "lsb": int(per_row.max()) if per_row.size else 0, "rows_over": int((per_row > rule.max_lsb).sum()),

@@ -25,7 +25,10 @@ def _g(v, fmt="{:.2e}") -> str:
 
 def _lsb(m: dict) -> str:
     lsb = m.get("lsb") or {}
-    return ", ".join(f"{d['lsb']}" + ("=" if d["lsb"] == 0 else "") for d in lsb.values())
+    parts = [f"{d['lsb']}" + ("=" if d["lsb"] == 0 else "") for d in lsb.values()]
+    # float outputs that must be identical: "=" or the largest difference
+    parts += ["=" if not d["rows_differing"] else f"{d['max_abs_diff']:.2g}" for d in (m.get("exact") or {}).values()]
+    return ", ".join(parts)
 
 
 def _drop(m: dict) -> str:
@@ -225,8 +228,9 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
     L += ["Every cell runs the same held-out inputs (the artifact folder's `golden.npz`, then the task's test",
           "split) and is compared with the float PyTorch model run live from the training checkpoint.",
           "Scores are the model's output logits. `LSB`: distance in output LSBs to the integer runtime that",
-          "must match it (`=`: bit-exact). `stream-whole`: largest difference between streaming frame by",
-          "frame and the whole-sequence run of the same runtime and precision. Streaming and emulated-device",
+          "must match it (`=`: bit-exact; for float outputs of an integer graph, `=` or the largest",
+          "difference). `stream-whole`: largest difference between streaming frame by frame and the",
+          "whole-sequence run of the same runtime and precision. Streaming and emulated-device",
           "cells run a sample (the golden rows + the first test rows, `n`); their accuracy drop is shown in",
           "parentheses and not judged (one flip on ~100 rows is ~1 point): they are judged on top-1",
           "agreement, error metrics and their LSB distance to the same file on the host.", ""]

@@ -144,6 +144,11 @@ LSB_RULES: tuple[LsbRule, ...] = (
             "same int8 file on aarch64 (NEON kernels, emulated Cortex-A72) vs x86 (AVX kernels): "
             "requantization rounding may differ by one step (devices/rpi/parity.py MAX_LSB)"),
     LsbRule("rpi-litert", "litert", "int16x8", 1, True, "as for int8: per-CPU integer kernels"),
+    LsbRule("rpi-litert-ref", "litert-ref", "int8", 0, True,
+            "the same int8 file on TFLite's reference kernels (portable integer C++, no XNNPACK) on aarch64 and "
+            "on x86: integer math has no rounding freedom. Measured bit-exact on watch-gru and kws-gru, where the "
+            "default kernels were 1 and 8 LSB apart across the two CPUs"),
+    LsbRule("rpi-litert-ref", "litert-ref", "int16x8", 0, True, "as for int8: reference kernels, integer math"),
     LsbRule("tflm", "litert", "int16x8", 2, True,
             "same 16x8 flatbuffer, different integer kernels (as for int8)"),
 )

@@ -23,6 +23,7 @@ COMMON = [
     # LiteRT and TFLite Micro, whole sequences and streaming
     "float32-litert", "float16-litert", "dynamic-range-litert", "int8-litert",
     "float32-litert-stream", "int8-litert-stream",
+    "int8-litert-ref", "int8-litert-ref-stream",  # LiteRT's reference kernels (no XNNPACK)
     "int8-tflm", "float32-tflm-stream", "int8-tflm-stream",
     # generated C on the host, its numpy integer twin, and on Cortex-M cores under QEMU
     "float32-c", "float32-c-stream", "int8-c", "int8-c-stream", "int8-c-reference",
@@ -32,10 +33,11 @@ COMMON = [
     "int8-rpi-onnxruntime-qdq", "float32-rpi-onnxruntime-decomposed-stream", "int8-rpi-onnxruntime-decomposed-stream",
     "float32-rpi-litert", "float16-rpi-litert", "dynamic-range-rpi-litert", "int8-rpi-litert",
     "float32-rpi-litert-stream", "int8-rpi-litert-stream",
+    "int8-rpi-litert-ref", "int8-rpi-litert-ref-stream",  # bit-exact with the host's reference kernels
 ]
 PLAN = {
     # GRU: unrolled int8/16x8 TFLite graphs (16x8 converts); the float WHILE-loop graph does not run on TFLM
-    "gru": COMMON + ["int16x8-litert", "int16x8-rpi-litert"],
+    "gru": COMMON + ["int16x8-litert", "int16x8-rpi-litert", "int16x8-litert-ref", "int16x8-rpi-litert-ref"],
     # LSTM: fused op (no 16x8 conversion); its float sequence graph runs on TFLM too
     "lstm": COMMON + ["float32-tflm"],
 }
@@ -131,6 +133,11 @@ def test_lsb_rule_with_a_share_of_rows_allowed_over():
     assert verdict(20, 1, 72) == ["20 LSB from x (> 16 LSB allowed; 1 of 72 rows)"]  # too few rows for a share
     exact = {"lsb": 1, "rows_over": 1, "rows": 128, "max_lsb": 0, "rows_allowed_over": 0, "worst_lsb": 0}
     assert judge("int8", {"top1_agreement": 1.0, "lsb": {"c": exact}}) == ["1 LSB from c (not bit-exact; 1 of 128 rows)"]
+    identical = {"max_abs_diff": 0.0, "rows_differing": 0, "rows": 8}
+    assert judge("int8", {"top1_agreement": 1.0, "exact": {"h": identical}}) == []
+    differing = {"max_abs_diff": 0.25, "rows_differing": 2, "rows": 8}
+    assert judge("int8", {"top1_agreement": 1.0, "exact": {"h": differing}}) == [
+        "differs from h by up to 0.25 (not bit-identical; 2 of 8 rows)"]
 
 
 def test_trace_reproduces_the_stream_cells_lsb_distance(parity_matrix, fixture_artifacts):
@@ -147,3 +154,27 @@ def test_trace_reproduces_the_stream_cells_lsb_distance(parity_matrix, fixture_a
     assert set(same["final_lsb"]) == {0} and set(same["worst_row_per_step"]) == {0}
     ref = trace(folder, "tflm-int8-step", "tflite-int8-step:ref")  # LiteRT's reference kernels
     assert ref["rows"] == lsb["rows"] and max(ref["final_lsb"]) <= 16
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_integer_cells_are_measured_against_their_twin(parity_matrix, arch):
+    """The LSB rules are really applied (a cell without its twin would pass vacuously): C against its
+    numpy twin and Cortex-M against host C bit-exact, the Pi's reference kernels against the host's
+    bit-exact, TFLite Micro against LiteRT in LSBs."""
+    matrix = parity_matrix(arch)
+    twins = {f"{arch}-int8-c": f"{arch}-int8-c-reference", f"{arch}-int8-cortex-m4": f"{arch}-int8-c",
+             f"{arch}-int8-rpi-litert-ref": f"{arch}-int8-litert-ref",
+             f"{arch}-int8-rpi-litert-ref-stream": f"{arch}-int8-litert-ref-stream",
+             f"{arch}-int8-tflm": f"{arch}-int8-litert"}
+    for cell, twin in twins.items():
+        r = matrix.result(cell)
+        if r.status == SKIP:
+            continue
+        lsb = r.metrics.get("lsb", {}).get(twin)
+        if lsb is None:  # float outputs (the GRU's int8 step graph): compared for identity instead
+            lsb = r.metrics.get("exact", {}).get(twin)
+            assert lsb is not None and lsb["rows"] > 0 and lsb["rows_differing"] == 0, (cell, r.metrics)
+            continue
+        assert lsb["rows"] > 0, (cell, lsb)
+        if "tflm" not in cell:
+            assert lsb["max_lsb"] == 0 and lsb["lsb"] == 0, (cell, lsb)

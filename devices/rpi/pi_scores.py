@@ -6,7 +6,9 @@ INPUTS.npz holds ``x_raw`` [N, T, C] (raw features). For each manifest entry NAM
 loaded with ``runtime.load`` (sha256-verified) and run as a user would: whole-sequence entries give
 ``NAME`` = scores [N, K]; step entries are streamed frame by frame through one stepper in two
 halves (so a state that is not reset between sequences would show) and give [N, T, K]. An entry
-that fails to load or run is recorded as ``error:NAME`` (its one-line message) instead.
+that fails to load or run is recorded as ``error:NAME`` (its one-line message) instead. ``NAME:ref``
+runs a .tflite entry on LiteRT's reference kernels (``reference_kernels=True``) instead of its
+optimized ones.
 Needs numpy and the ``runtime`` package only (plus the backend libraries).
 """
 
@@ -19,8 +21,9 @@ import numpy as np
 
 def scores_of(folder: str, name: str, x_raw: np.ndarray) -> np.ndarray:
     import runtime
-    model = runtime.load(folder, artifact=name)
-    entry = model.manifest.by_name(name)
+    base, ref = (name[:-4], True) if name.endswith(":ref") else (name, False)
+    model = runtime.load(folder, artifact=base, **({"backend": "litert", "reference_kernels": True} if ref else {}))
+    entry = model.manifest.by_name(base)
     if entry.get("kind") == "step":
         stepper = model.stream()
         half = max(1, len(x_raw) // 2)

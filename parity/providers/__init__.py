@@ -23,6 +23,7 @@ REGISTRY: tuple[str, ...] = (
     "parity.providers.onnx_reference",  # onnx.reference.ReferenceEvaluator: an independent float runtime
     "parity.providers.onnxruntime",
     "parity.providers.litert",
+    "parity.providers.litert_ref",  # LiteRT on TFLite's reference kernels (integer files)
     "parity.providers.tflm",
     "parity.providers.c",  # the generated C, built for this host
     "parity.providers.c_reference",  # export/c/reference.py, the numpy twin of the int8 C

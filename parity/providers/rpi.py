@@ -4,7 +4,9 @@ Uses devices/rpi/parity.py: ``PiScores`` copies the folder's ONNX/TFLite files a
 package into the emulated Pi and scores them there with ``runtime.load``, all entries in ONE
 emulated process (the first cell asks for every entry; later cells read the cache). Cells run on
 the golden rows. Their ids say the device: ``gru-int8-rpi-litert``. Integer outputs must stay
-within the LSB rule against the same file on this host (runtime/tolerances.py).
+within the LSB rule against the same file on this host (runtime/tolerances.py). Integer .tflite
+files run a second time on LiteRT's reference kernels (``rpi-litert-ref``, entry ``NAME:ref`` in
+devices/rpi/pi_scores.py), which must match the host's reference kernels bit for bit.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ def cells(ctx) -> list:
     if not entries:
         return []
     skip = _missing()
-    names = [e["name"] for e in entries]
+    from parity.providers.litert_ref import PRECISIONS
+    runs = [(e, e["name"], f"rpi-{e['runtime']}") for e in entries]
+    runs += [(e, e["name"] + ":ref", "rpi-litert-ref") for e in entries
+             if e.get("runtime") == "litert" and e.get("precision") in PRECISIONS]
+    names = [name for _, name, _ in runs]
     session: dict = {}
 
     def pi():
@@ -48,23 +54,24 @@ def cells(ctx) -> list:
         return session["pi"]
 
     out = []
-    for e in entries:
+    for e, name, label in runs:
         mode = STREAM if e.get("kind") == "step" else WHOLE
 
-        def run(x_raw: np.ndarray, e=e, mode=mode) -> Outputs:
+        def run(x_raw: np.ndarray, name=name, mode=mode) -> Outputs:
             got = pi().scores(names, x_raw)  # every entry in one emulated run, cached per input
-            err = got.get("error:" + e["name"])
+            err = got.get("error:" + name)
             if err is not None:
                 raise RuntimeError(f"on the emulated Pi: {err}")
-            y = np.asarray(got[e["name"]], np.float32)
+            y = np.asarray(got[name], np.float32)
             if ctx.heldout.head == "frames":  # every step is an output: [N, T, K] both ways
                 y = y.reshape(len(y), -1, ctx.heldout.reference.shape[-1])
                 return Outputs(scores=y, stream=y) if mode == STREAM else Outputs(scores=y)
             return Outputs(scores=y[:, -1], stream=y) if mode == STREAM else Outputs(scores=y)
 
-        label = f"rpi-{e['runtime']}"
+        kernels = " (reference kernels)" if name.endswith(":ref") else ""
         out.append(Cell(cell_id(ctx.arch, e.get("precision", "?"), label, variant_of(e)), ctx.arch, label,
                         e.get("precision", "?"), mode, NAME, artifact=e["name"], file=e.get("file"),
-                        what=f"{e.get('file')} on {e['runtime']} inside an emulated Raspberry Pi 4 (aarch64, qemu-user)",
+                        what=f"{e.get('file')} on {e['runtime']}{kernels} inside an emulated Raspberry Pi 4 "
+                             f"(aarch64, qemu-user)",
                         output_scale=output_scale(e), inputs="sample", skip=skip, run=run))
     return out

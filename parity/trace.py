@@ -28,11 +28,9 @@ def trace(folder, a: str, b: str, sample_rows: int | None = None) -> dict:
     from runtime.manifest import Manifest
     from runtime.metrics import lsb_per_row
 
-    def split(name: str) -> tuple[str, dict]:
-        base, ref = (name[:-4], True) if name.endswith(":ref") else (name, False)
-        return base, ({"backend": "litert", "reference_kernels": True} if ref else {})
+    from runtime.backends.litert import artifact_and_options
 
-    (a_name, a_opts), (b_name, b_opts) = split(a), split(b)
+    (a_name, a_opts), (b_name, b_opts) = artifact_and_options(a), artifact_and_options(b)
     man = Manifest.read(folder)
     scale = output_scale(man.by_name(a_name)) or output_scale(man.by_name(b_name))
     if not scale:

@@ -21,8 +21,9 @@ import numpy as np
 
 def scores_of(folder: str, name: str, x_raw: np.ndarray) -> np.ndarray:
     import runtime
-    base, ref = (name[:-4], True) if name.endswith(":ref") else (name, False)
-    model = runtime.load(folder, artifact=base, **({"backend": "litert", "reference_kernels": True} if ref else {}))
+    from runtime.backends.litert import artifact_and_options
+    base, options = artifact_and_options(name)
+    model = runtime.load(folder, artifact=base, **options)
     entry = model.manifest.by_name(base)
     if entry.get("kind") == "step":
         stepper = model.stream()

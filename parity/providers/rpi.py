@@ -17,6 +17,8 @@ import numpy as np
 
 from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
 from parity.providers._runtime import output_scale, variant_of
+from parity.providers.litert_ref import PRECISIONS as REF_PRECISIONS
+from runtime.backends.litert import REFERENCE_SUFFIX
 
 NAME = "rpi"
 RUNTIMES = ("onnxruntime", "litert")
@@ -39,10 +41,9 @@ def cells(ctx) -> list:
     if not entries:
         return []
     skip = _missing()
-    from parity.providers.litert_ref import PRECISIONS
     runs = [(e, e["name"], f"rpi-{e['runtime']}") for e in entries]
-    runs += [(e, e["name"] + ":ref", "rpi-litert-ref") for e in entries
-             if e.get("runtime") == "litert" and e.get("precision") in PRECISIONS]
+    runs += [(e, e["name"] + REFERENCE_SUFFIX, "rpi-litert-ref") for e in entries
+             if e.get("runtime") == "litert" and e.get("precision") in REF_PRECISIONS]
     names = [name for _, name, _ in runs]
     session: dict = {}
 
@@ -68,7 +69,7 @@ def cells(ctx) -> list:
                 return Outputs(scores=y, stream=y) if mode == STREAM else Outputs(scores=y)
             return Outputs(scores=y[:, -1], stream=y) if mode == STREAM else Outputs(scores=y)
 
-        kernels = " (reference kernels)" if name.endswith(":ref") else ""
+        kernels = " (reference kernels)" if name.endswith(REFERENCE_SUFFIX) else ""
         out.append(Cell(cell_id(ctx.arch, e.get("precision", "?"), label, variant_of(e)), ctx.arch, label,
                         e.get("precision", "?"), mode, NAME, artifact=e["name"], file=e.get("file"),
                         what=f"{e.get('file')} on {e['runtime']}{kernels} inside an emulated Raspberry Pi 4 "

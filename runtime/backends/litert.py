@@ -40,6 +40,17 @@ def _interpreter_class():
                             LiteRTBackend.install)
 
 
+REFERENCE_SUFFIX = ":ref"
+
+
+def artifact_and_options(name: str) -> tuple[str, dict]:
+    """``"tflite-int8:ref"`` -> (``"tflite-int8"``, LiteRT on its reference kernels); a plain name ->
+    (name, no options). How the parity tools name an artifact run on reference kernels."""
+    if name.endswith(REFERENCE_SUFFIX):
+        return name[:-len(REFERENCE_SUFFIX)], {"backend": "litert", "reference_kernels": True}
+    return name, {}
+
+
 def _reference_resolver(source: str):
     """``OpResolverType.BUILTIN_REF`` of the interpreter package in use."""
     if source == "ai_edge_litert":

@@ -106,6 +106,21 @@ def test_cuda_code_path_selects_device():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA GPU"):
             pick_device("cuda")
+    else:
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_cuda_float32_is_ieee_not_tf32():
+    # cuDNN's default TF32 moved GRU scores by 1.3e-2 between whole and streamed runs on an H200
+    # (python -m training.cuda_smoke); pick_device("cuda") switches it off through this function.
+    from training.trainer import full_fp32_on_cuda
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        full_fp32_on_cuda()
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):

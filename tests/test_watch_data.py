@@ -40,6 +40,21 @@ def test_val_in_train_adds_exactly_the_validation_windows():
     assert all(w.tobytes() in train_rows for w in base.X_val)
 
 
+def test_train_overlap_windows_only_the_training_split_more_densely(recordings):
+    base, dense = load_watch(val_in_train=True), load_watch(val_in_train=True, train_overlap=0.75)
+    np.testing.assert_array_equal(dense.X_val, base.X_val)  # evaluation splits keep `overlap`
+    np.testing.assert_array_equal(dense.X_test, base.X_test)
+    recs, _, subj, _, _ = recordings
+    trained = set(SUBJECTS) - set(TEST_SUBJECTS)  # the validation subject is trained on too
+    assert len(dense.X_train) == sum(len(window(np.asarray(r), 100, 25)) for r, s in zip(recs, subj) if s in trained)
+    assert dense.info["train_hop"] == 25 and dense.info["hop"] == 50
+    # the 50%-overlap training windows are a subset of the denser ones
+    dense_rows = {w.tobytes() for w in dense.X_train}
+    assert all(w.tobytes() in dense_rows for w in base.X_train)
+    with pytest.raises(UserError, match="train_overlap = 1.0"):
+        load_watch(train_overlap=1.0)
+
+
 def test_dev_folds_never_touch_the_test_subjects():
     dev = tuple(s for s in SUBJECTS if s not in TEST_SUBJECTS)
     fs = folds(4, dev)
@@ -138,3 +153,9 @@ def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
     mixed = sum(accs[s] * sizes[s] for s in accs) / sum(sizes.values())
     assert mixed == pytest.approx(metrics["test_acc"], abs=1e-9)
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_cv_fold_option_names_the_valid_folds(capsys):
+    from training.cv import main
+    assert main(["--dev", "--fold", "4"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --fold 4: choose 0 to 3"

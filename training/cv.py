@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=None, help="default 5 (4 with --dev)")
     p.add_argument("--dev", action="store_true", help="fold over the subjects outside the default test split only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config option")
+    p.add_argument("--fold", type=int, action="append", default=None,
+                   help="run only this fold (0-based; repeat for several), e.g. to spread folds over processes")
     p.add_argument("--runs", default=None, help="folder for the fold runs (default runs/cv or runs/dev)")
     p.add_argument("--out", default=None, help="JSON report (default docs/benchmarks/watch-cv-<arch>.json)")
     a = p.parse_args(argv)
@@ -57,7 +59,13 @@ def main(argv=None) -> int:
     try:
         overrides = parse_sets(a.set)
         base = load_config("watch", arch=a.arch, **overrides)
-        for i, (test, val) in enumerate(folds(a.folds, subjects)):
+        chosen = folds(a.folds, subjects)
+        bad = [i for i in (a.fold or []) if not 0 <= i < len(chosen)]
+        if bad:
+            raise UserError(f"--fold {bad[0]}: choose 0 to {len(chosen) - 1}")
+        for i, (test, val) in enumerate(chosen):
+            if a.fold and i not in a.fold:
+                continue
             cfg = load_config("watch", arch=a.arch, out=f"{a.runs or 'runs/' + tag}/watch-{a.arch}-fold{i}", **overrides,
                               data={**base.data, "test_subjects": list(test), "val_subjects": list(val)})
             m = train(cfg, resume=False, progress=False)

@@ -53,13 +53,27 @@ def init_distributed(device_kind: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def full_fp32_on_cuda() -> None:
+    """Make cuDNN RNNs and CUDA matmuls compute in IEEE float32, not TF32.
+
+    PyTorch lets cuDNN use TF32 (a 10-bit mantissa) by default on Ampere and later GPUs. For these
+    models that moved the scores by up to 1.3e-2 between the whole-sequence and the streaming run on
+    an H200 (``python -m training.cuda_smoke``), where float32 gives 1e-6: the exported float32 models
+    are verified against the checkpoint's float32 outputs, so the GPU must compute those too. The
+    models are small, so the cost in training speed is small (docs/training.md, CUDA)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def pick_device(requested: str, dist: Dist | None = None) -> torch.device:
-    """``auto`` takes CUDA when present; ``cuda`` without a GPU is a clear error."""
+    """``auto`` takes CUDA when present; ``cuda`` without a GPU is a clear error. On CUDA, float32
+    stays IEEE float32 (``full_fp32_on_cuda``)."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
             raise UserError("device 'cuda' requested but no CUDA GPU is visible: use --device cpu")
+        full_fp32_on_cuda()
         return torch.device("cuda", dist.local_rank if dist else 0)
     if requested != "cpu":
         raise UserError(f"unknown device {requested!r}: use auto, cpu or cuda")

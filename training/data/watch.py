@@ -60,7 +60,8 @@ def decimate(rec: np.ndarray, factor: int) -> np.ndarray:
     return rec[:n].reshape(-1, factor, rec.shape[1]).mean(1) if factor > 1 else rec
 
 
-def check_split_options(window_s: float, overlap: float, decimation: int, test_subjects, val_subjects) -> None:
+def check_split_options(window_s: float, overlap: float, decimation: int, test_subjects, val_subjects,
+                        train_overlap: float | None = None) -> None:
     """One clear error for windowing or split options that cannot work (a pure check)."""
     if decimation < 1:
         raise UserError(f"decimation = {decimation}: choose 1 (50 Hz) or more")
@@ -68,6 +69,9 @@ def check_split_options(window_s: float, overlap: float, decimation: int, test_s
         raise UserError(f"window_s = {window_s} holds fewer than 2 samples at {SAMPLE_RATE_HZ / decimation:g} Hz: choose e.g. 2.0")
     if not 0 <= overlap < 1:
         raise UserError(f"overlap = {overlap}: choose a fraction at least 0 and below 1 (e.g. 0.5)")
+    if train_overlap is not None and not 0 <= train_overlap < 1:
+        raise UserError(f"train_overlap = {train_overlap}: choose a fraction at least 0 and below 1 (e.g. 0.9), "
+                        f"or leave it out to window training data like the rest")
     check_subjects(test_subjects, val_subjects)
 
 
@@ -85,25 +89,32 @@ def check_subjects(test_subjects, val_subjects) -> None:
 
 
 def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
-               test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS, val_in_train: bool = False) -> SequenceData:
+               test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS, val_in_train: bool = False,
+               train_overlap: float | None = None) -> SequenceData:
     """Windows of every recording, split by subject. ``val_in_train`` also trains on the validation
     subjects (with ``keep = "last"``, when the epoch budget was chosen beforehand, e.g. by
-    ``python -m training.cv --dev``); their windows then still feed the validation curve."""
-    check_split_options(window_s, overlap, decimation, test_subjects, val_subjects)
+    ``python -m training.cv --dev``); their windows then still feed the validation curve.
+    ``train_overlap`` windows the training split more densely than validation and test (e.g. 0.9:
+    a window every 0.2 s), so training sees more of each recording's offsets; the evaluation splits
+    keep ``overlap``."""
+    check_split_options(window_s, overlap, decimation, test_subjects, val_subjects, train_overlap)
     recs, labels, subjects, class_names, channels = read_recordings()
     rate = SAMPLE_RATE_HZ / decimation
     recs = [decimate(np.asarray(r, dtype=np.float32), decimation) for r in recs]
     length = int(round(window_s * rate))
     hop = max(1, int(round(length * (1 - overlap))))
+    train_hop = hop if train_overlap is None else max(1, int(round(length * (1 - train_overlap))))
     parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
     for rec, label, subject in zip(recs, labels, subjects):
         split = "test" if subject in test_subjects else "val" if subject in val_subjects else "train"
-        w = window(np.asarray(rec, dtype=np.float32), length, hop)
+        rec = np.asarray(rec, dtype=np.float32)
+        w = window(rec, length, train_hop if split == "train" else hop)
         parts[split][0].append(w)
         parts[split][1].append(np.full(len(w), int(label)))
         if split == "val" and val_in_train:
-            parts["train"][0].append(w)
-            parts["train"][1].append(np.full(len(w), int(label)))
+            wt = window(rec, length, train_hop)
+            parts["train"][0].append(wt)
+            parts["train"][1].append(np.full(len(wt), int(label)))
     arrays = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in parts.items()}
     return SequenceData(
         name="watch", class_names=class_names,
@@ -111,7 +122,7 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
         X_val=arrays["val"][0], y_val=arrays["val"][1],
         X_test=arrays["test"][0], y_test=arrays["test"][1],
         info={"source": "seglearn watch_dataset.npy (real smartwatch IMU)", "channels": channels,
-              "sample_rate_hz": rate, "window": length, "hop": hop,
+              "sample_rate_hz": rate, "window": length, "hop": hop, "train_hop": train_hop,
               "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects)),
               "val_in_train": bool(val_in_train)},
     )

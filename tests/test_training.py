@@ -240,3 +240,19 @@ def test_data_options_are_checked_against_their_defaults():
 def test_hidden_sizes_read_as_toml_lists_too():
     assert load_config("fixture", hidden="[8, 8]").hidden == (8, 8)
     assert load_config("fixture", hidden="16x16").hidden == (16, 16)
+
+
+def test_cuda_smoke_script_runs_its_steps_on_cpu(tmp_path):
+    # The GPU check (python -m training.cuda_smoke, run on an H200, docs/training.md) with --device cpu:
+    # the same steps, so the script itself cannot rot between GPU sessions.
+    r = subprocess.run([sys.executable, "-m", "training.cuda_smoke", "--device", "cpu", "--epochs", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["failures"] == []
+    for arch in ("gru", "lstm"):
+        assert summary[f"train-{arch}"]["epochs"] == 1 and summary[f"train-{arch}"]["device"] == "cpu"
+        assert summary[f"check-{arch}"]["stream_vs_whole"] <= 1e-5
+    assert summary["resume"]["killed_exit"] == -9 and summary["resume"]["resume_line"].startswith("resuming")
+    assert summary["resume"]["max_weight_diff_vs_straight_run"] == 0.0  # CPU training is deterministic
+    assert summary["ddp"]["world_size"] == 1

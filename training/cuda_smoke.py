@@ -14,8 +14,9 @@ What it checks, printing one line per check and writing ``summary.json`` into ``
 5. resuming on the GPU: a fixture run of 6 epochs is SIGKILLed after epoch 3 and resumed; the resumed
    run must say so, and its weights are compared with a 6-epoch run in one go (reported: cuDNN's
    kernels need not be deterministic, so the figure is shown, not required to be 0);
-6. torch.distributed on the GPU: ``torchrun --nproc_per_node 1`` (NCCL backend) trains the fixture
-   and writes a checkpoint that loads like a single-process one.
+6. ``torchrun --nproc_per_node 1`` launches training on the GPU and writes a checkpoint that loads
+   like a plain run's. One process forms no process group: NCCL between ranks needs two GPUs (it
+   refuses two ranks on one), so several-GPU DDP is not exercised on a one-GPU machine.
 
 It exits non-zero if a check fails. It needs the watch dataset (the seglearn wheel's data file) and
 torch with CUDA; nothing of the export stack. ``--device cpu`` runs the same steps on the CPU (a dry
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 import subprocess
 import sys
@@ -60,22 +60,21 @@ def stream_vs_whole_and_cpu(run: Path, device: str) -> dict:
     import torch
     from training.checkpoint import load_model
     from training.data.watch import load_watch
-    from training.trainer import normalize
-    from training.trainer import pick_device
+    from training.trainer import normalize, pick_device
     device = pick_device(device)  # as training and evaluation do (IEEE float32 on CUDA)
     model, meta = load_model(run)
     data = load_watch(**(meta["config"].get("data") or {}))
     x = normalize(data.X_test, np.asarray(meta["input_mean"], np.float32), np.asarray(meta["input_std"], np.float32))
     x = torch.from_numpy(x)
     with torch.no_grad():
-        gpu = model.to(device).eval()
-        whole_gpu = gpu(x.to(device)).cpu()
-        stream_gpu = gpu.stream(x[:64].to(device))[:, -1].cpu()
-        cpu = gpu.cpu()
+        on_device = model.to(device).eval()
+        whole_dev = on_device(x.to(device)).cpu()
+        stream_dev = on_device.stream(x[:64].to(device))[:, -1].cpu()
+        cpu = on_device.cpu()
         whole_cpu = cpu(x)
-    return {"stream_vs_whole_gpu": float((stream_gpu - whole_gpu[:64]).abs().max()),
-            "gpu_vs_cpu_scores": float((whole_gpu - whole_cpu).abs().max()),
-            "gpu_vs_cpu_same_label": float((whole_gpu.argmax(1) == whole_cpu.argmax(1)).float().mean())}
+    return {"stream_vs_whole": float((stream_dev - whole_dev[:64]).abs().max()),
+            "device_vs_cpu_scores": float((whole_dev - whole_cpu).abs().max()),
+            "device_vs_cpu_same_label": float((whole_dev.argmax(1) == whole_cpu.argmax(1)).float().mean())}
 
 
 # Runs training.train in a child that SIGKILLs itself right after its k-th atomic rename (each
@@ -94,7 +93,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def resume_on_gpu(out: Path, device: str) -> dict:
+def resume_after_kill(out: Path, device: str) -> dict:
     """Fixture task, 6 epochs: killed after epoch 3 and resumed, against 6 epochs in one go."""
     import torch
     from safetensors.torch import load_file
@@ -113,8 +112,8 @@ def resume_on_gpu(out: Path, device: str) -> dict:
             "max_weight_diff_vs_straight_run": diff, "cudnn_deterministic": bool(torch.backends.cudnn.deterministic)}
 
 
-def ddp_on_gpu(out: Path, device: str) -> dict:
-    """torchrun, one process per GPU (NCCL): the checkpoint loads like a single-process one."""
+def torchrun_one_process(out: Path, device: str) -> dict:
+    """torchrun with one process on ``device``: the checkpoint loads like a plain run's."""
     from training.checkpoint import load_model
     run = out / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", "training.train",
@@ -146,7 +145,7 @@ def main(argv=None) -> int:
     steps = [(f"train-{arch}", lambda arch=arch: train_watch(arch, out, a.epochs, a.device)) for arch in ("gru", "lstm")]
     steps += [(f"check-{arch}", lambda arch=arch: stream_vs_whole_and_cpu(out / f"watch-{arch}", a.device))
               for arch in ("gru", "lstm")]
-    steps += [("resume", lambda: resume_on_gpu(out, a.device)), ("ddp", lambda: ddp_on_gpu(out, a.device))]
+    steps += [("resume", lambda: resume_after_kill(out, a.device)), ("ddp", lambda: torchrun_one_process(out, a.device))]
     for name, fn in steps:
         t = time.perf_counter()
         try:
@@ -158,8 +157,8 @@ def main(argv=None) -> int:
         print(f"{name}: {json.dumps(summary[name])}", flush=True)
     for arch in ("gru", "lstm"):
         c = summary.get(f"check-{arch}", {})
-        if "stream_vs_whole_gpu" in c and c["stream_vs_whole_gpu"] > 1e-5:
-            failures.append(f"check-{arch}: stream vs whole {c['stream_vs_whole_gpu']:.2e} > 1e-5")
+        if "stream_vs_whole" in c and c["stream_vs_whole"] > 1e-5:
+            failures.append(f"check-{arch}: stream vs whole {c['stream_vs_whole']:.2e} > 1e-5")
     r = summary.get("resume", {})
     if "resume_line" in r and not r["resume_line"].startswith("resuming"):
         failures.append(f"resume: the run after the kill did not resume ({r['resume_line']!r})")

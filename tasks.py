@@ -142,6 +142,17 @@ def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/tra
         raise Exit(code=rc)
 
 
+@task(help={"out": "folder for the runs and summary.json", "device": "cuda (default) or cpu (a dry run)",
+            "epochs": "override the recipe's epochs"})
+@user_errors
+def cuda_smoke(c, out="runs/cuda-smoke", device="cuda", epochs=None):
+    """GPU check: train both watch models on CUDA, stream == whole, CPU reload, kill+resume, torchrun."""
+    from training.cuda_smoke import main
+    rc = main(["--out", out, "--device", device] + (["--epochs", str(epochs)] if epochs else []))
+    if rc:
+        raise Exit(code=rc)
+
+
 @task(help={"target": "cortex-m4 | cortex-m7 | cortex-m55 | cortex-m3 (see devices/targets.py)",
             "artifacts": "artifact folder with a c-<precision> entry (default artifacts/watch-gru)",
             "checkpoint": "or a run folder: generate and calibrate the C from it",

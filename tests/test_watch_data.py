@@ -137,7 +137,9 @@ def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):
     assert (lstm.epochs, lstm.lr, lstm.data) == (100, 3e-3, {"val_in_train": True, "window_s": 3.0})
     assert (gru.epochs, gru.lr, gru.data) == (60, 1e-3, {"val_in_train": True})
     assert load_config("watch", str(cfg), arch="lstm", epochs=7).epochs == 7  # the command line wins
-    assert load_config("watch", arch="lstm").epochs == 100 and load_config("watch", arch="gru").epochs == 60
+    shipped_lstm, shipped_gru = load_config("watch", arch="lstm"), load_config("watch", arch="gru")
+    assert (shipped_lstm.epochs, shipped_lstm.data) == (50, {"val_in_train": True, "train_overlap": 0.75})
+    assert (shipped_gru.epochs, shipped_gru.data) == (60, {"val_in_train": True})
 
 
 def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):

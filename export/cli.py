@@ -53,7 +53,6 @@ def main(argv=None) -> int:
     args = parse(argv)
     try:
         from export.pipeline import ARCHS_SUPPORTED, export_artifacts, inspect_checkpoint
-        from export.summary import problems, table
         if args.arch is not None and args.arch not in ARCHS_SUPPORTED:
             raise UserError(f"unsupported architecture {args.arch!r}: export supports {', '.join(ARCHS_SUPPORTED)}")
         if args.seq_len is not None and (not args.keras or args.seq_len < 1):

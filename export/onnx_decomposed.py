@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from export.onnx_float import _export, state_description, state_names
+from export.onnx_float import _export, export_step, state_names
 
 
 class UnrolledModel(nn.Module):
@@ -161,14 +161,7 @@ class DecomposedStep(nn.Module):
 
 def export_decomposed_step(model, path) -> dict:
     """Write the decomposed step graph (same io as export.onnx_float.export_step)."""
-    spec = model.spec
-    names = state_names(spec)
-    frame = torch.zeros(2, spec.input_size)
-    states = tuple(torch.zeros(2, h) for _, _, h in names)
-    ins = ["frame"] + [n[0] for n in names]
-    outs = ["scores"] + [n[1] for n in names]
-    _export(DecomposedStep(model).eval(), (frame, *states), path, ins, outs, {n: {0: "batch"} for n in ins + outs})
-    return {"kind": "step", "state": state_description(spec)}
+    return export_step(model, path, graph=DecomposedStep(model).eval())
 
 
 @torch.no_grad()

@@ -152,12 +152,15 @@ def export_onnx(model, meta: dict, data, out_dir, progress: bool = True, *, only
         if key == "stream_vs_own_sequence_max_abs" and rec["status"] == "ok":
             rec["status"], rec["error"] = judge(rec["metrics"], rec["precision"])
 
-    def float_step(rec):
+    def step_graph(rec, write, check_key):
+        """A float32 step graph written by ``write(model, path)``, streamed and checked against a sequence graph."""
         path = out_dir / rec["file"]
-        info = onnx_float.export_step(model, path)
-        rec["state"] = info["state"]
-        _finish(rec, path, reference, stream_state=info["state"])
-        stream_vs_onnx_sequence(rec, path, "stream_vs_own_sequence_max_abs")
+        rec["state"] = write(model, path)["state"]
+        _finish(rec, path, reference, stream_state=rec["state"])
+        stream_vs_onnx_sequence(rec, path, check_key)
+
+    def float_step(rec):
+        step_graph(rec, onnx_float.export_step, "stream_vs_own_sequence_max_abs")
 
     def needs(file):
         src = out_dir / file
@@ -177,11 +180,7 @@ def export_onnx(model, meta: dict, data, out_dir, progress: bool = True, *, only
         rec["calibration"] = {"windows": int(len(calib)), **calib_info}
 
     def step_decomposed(rec):
-        path = out_dir / rec["file"]
-        info = onnx_decomposed.export_decomposed_step(model, path)
-        rec["state"] = info["state"]
-        _finish(rec, path, reference, stream_state=info["state"])
-        stream_vs_onnx_sequence(rec, path, "vs_onnx_sequence_max_abs")
+        step_graph(rec, onnx_decomposed.export_decomposed_step, "vs_onnx_sequence_max_abs")
 
     def step_decomposed_int8(rec):
         path = out_dir / rec["file"]

@@ -92,8 +92,11 @@ def export_sequence(model, path, example_len: int | None = None) -> dict:
     return {"kind": "sequence", "state": None}
 
 
-def export_step(model, path) -> dict:
-    """Streaming step graph with explicit state inputs/outputs; returns the manifest ``state``."""
+def export_step(model, path, graph: nn.Module | None = None) -> dict:
+    """Streaming step graph with explicit state inputs/outputs; returns the manifest ``state``.
+
+    ``graph`` is the module to trace (default ``StepGraph(model)``; export.onnx_decomposed passes
+    its gate-by-gate variant, which keeps the same inputs and outputs)."""
     spec = model.spec
     names = state_names(spec)
     frame = torch.zeros(2, spec.input_size)
@@ -101,5 +104,5 @@ def export_step(model, path) -> dict:
     ins = ["frame"] + [n[0] for n in names]
     outs = ["scores"] + [n[1] for n in names]
     axes = {n: {0: "batch"} for n in ins + outs}
-    _export(StepGraph(model), (frame, *states), path, ins, outs, axes)
+    _export(graph if graph is not None else StepGraph(model), (frame, *states), path, ins, outs, axes)
     return {"kind": "step", "state": state_description(spec)}

@@ -45,18 +45,12 @@ def inspect_checkpoint(path) -> dict:
     Refuses what export cannot represent (bidirectional or other unknown options, reverse-direction
     weights, an architecture other than LSTM/GRU) with one line each.
     """
-    from safetensors import safe_open
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: train one with `invoke train` or pass --checkpoint")
+    from training.checkpoint import read_checkpoint
+    path, header, names = read_checkpoint(path, tensors=False)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header, names = f.metadata() or {}, list(f.keys())
         spec = json.loads(header.get("spec", "null"))
-    except Exception as e:
-        raise UserError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}): retrain or restore it") from None
+    except ValueError as e:
+        raise UserError(f"checkpoint {path} has a damaged header ({type(e).__name__}): retrain or restore it") from None
     if not isinstance(spec, dict):
         raise UserError(f"{path} is not an rnn-edge checkpoint (no model spec in its header): export needs one from `invoke train`")
     if spec.get("bidirectional") or any("_reverse" in n for n in names):

@@ -57,33 +57,29 @@ def header(matrix) -> list[str]:
 
 def forecast_rows(matrix) -> list[list[str]]:
     """A forecast (regression) matrix: error metrics instead of top-1 / accuracy."""
-    out = []
-    for r in matrix.results:
-        m = r.metrics
-        sw = m.get("stream_vs_whole")
-        note = "; ".join(r.failures) if r.status != PASS else ""
-        out.append([r.id, r.cell.runtime, r.cell.precision, r.cell.mode, str(r.n_inputs or ""),
-                    _g(m.get("max_abs_err")), _g(m.get("mae")), _g(m.get("rmse")), _g(m.get("rel_err")),
-                    _g(m.get("stream_rel_err")), _g(m.get("target_mse"), "{:.4f}"), _g(m.get("reference_target_mse"), "{:.4f}"),
-                    _mse_up(m), _lsb(m), _g(sw and sw["max_abs_diff"]), STATUS[r.status], note])
-    return out
+    return [_row(r, [_g(r.metrics.get("rel_err")), _g(r.metrics.get("stream_rel_err")),
+                     _g(r.metrics.get("target_mse"), "{:.4f}"), _g(r.metrics.get("reference_target_mse"), "{:.4f}"),
+                     _mse_up(r.metrics)]) for r in matrix.results]
+
+
+def _row(r, middle: list[str]) -> list[str]:
+    """A cell's row: what ran and the error sizes, then the head's own columns (``middle``), then
+    quantization step, stream-vs-whole, status and why."""
+    m = r.metrics
+    sw = m.get("stream_vs_whole")
+    note = "; ".join(r.failures) if r.status != PASS else ""
+    return [r.id, r.cell.runtime, r.cell.precision, r.cell.mode, str(r.n_inputs or ""),
+            _g(m.get("max_abs_err")), _g(m.get("mae")), _g(m.get("rmse")), *middle,
+            _lsb(m), _g(sw and sw["max_abs_diff"]), STATUS[r.status], note]
 
 
 def rows(matrix) -> list[list[str]]:
     """One row per cell: the columns of the terminal and Markdown tables."""
     if _is_forecast(matrix):
         return forecast_rows(matrix)
-    out = []
-    for r in matrix.results:
-        m = r.metrics
-        sw = m.get("stream_vs_whole")
-        note = "; ".join(r.failures) if r.status != PASS else ""
-        out.append([r.id, r.cell.runtime, r.cell.precision, r.cell.mode, str(r.n_inputs or ""),
-                    _g(m.get("max_abs_err")), _g(m.get("mae")), _g(m.get("rmse")), _g(m.get("rel_l2")),
-                    _g(m.get("cosine_min"), "{:.6f}"), _g(m.get("top1_agreement"), "{:.2%}"),
-                    _g(m.get("accuracy"), "{:.2%}"), _drop(m),
-                    _lsb(m), _g(sw and sw["max_abs_diff"]), STATUS[r.status], note])
-    return out
+    return [_row(r, [_g(r.metrics.get("rel_l2")), _g(r.metrics.get("cosine_min"), "{:.6f}"),
+                     _g(r.metrics.get("top1_agreement"), "{:.2%}"), _g(r.metrics.get("accuracy"), "{:.2%}"),
+                     _drop(r.metrics)]) for r in matrix.results]
 
 
 HEADER = ["cell", "runtime", "precision", "mode", "n", "max|err|", "MAE", "RMSE", "relL2", "cos min",

@@ -54,3 +54,32 @@ def fixture_artifacts(tmp_path_factory, fixture_run):
             cache[arch] = out
         return cache[arch]
     return get
+
+
+@pytest.fixture(scope="session")
+def config_run(tmp_path_factory):
+    """``config_run(name)`` -> (run folder, metrics) of a GRU trained on ``configs/<name>.toml``, once."""
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            from training.config import load_config
+            from training.trainer import train
+            out = tmp_path_factory.mktemp(f"{name}-run")
+            cache[name] = out, train(load_config(name, arch="gru", out=str(out)), resume=False, progress=False)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def config_artifacts(tmp_path_factory, config_run):
+    """``config_artifacts(name)`` -> (artifact folder, manifest) exported from ``config_run(name)``, once."""
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            from export.pipeline import export_artifacts
+            out = tmp_path_factory.mktemp(f"{name}-artifacts") / "artifacts"
+            cache[name] = out, export_artifacts(config_run(name)[0] / "model.safetensors", out, progress=False)
+        return cache[name]
+    return get

@@ -84,20 +84,13 @@ def test_judge_fails_a_regression_cell_perturbed_beyond_tolerance():
 
 # -- train, export, parity on the fixture -----------------------------------------------------------
 @pytest.fixture(scope="module")
-def forecast_run(tmp_path_factory):
-    from training.config import load_config
-    from training.trainer import train
-    out = tmp_path_factory.mktemp("forecast-run")
-    metrics = train(load_config("fixture-forecast", arch="gru", out=str(out)), resume=False, progress=False)
-    return out, metrics
+def forecast_run(config_run):
+    return config_run("fixture-forecast")
 
 
 @pytest.fixture(scope="module")
-def forecast_artifacts(forecast_run, tmp_path_factory):
-    from export.pipeline import export_artifacts
-    out = tmp_path_factory.mktemp("forecast-artifacts") / "artifacts"
-    manifest = export_artifacts(forecast_run[0] / "model.safetensors", out, progress=False)
-    return out, manifest
+def forecast_artifacts(config_artifacts):
+    return config_artifacts("fixture-forecast")
 
 
 @pytest.fixture(scope="module")

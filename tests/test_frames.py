@@ -77,20 +77,13 @@ def test_judge_counts_every_frame_not_only_the_last():
 
 # -- train, export, parity on the fixture -----------------------------------------------------------
 @pytest.fixture(scope="module")
-def frames_run(tmp_path_factory):
-    from training.config import load_config
-    from training.trainer import train
-    out = tmp_path_factory.mktemp("frames-run")
-    metrics = train(load_config("fixture-frames", arch="gru", out=str(out)), resume=False, progress=False)
-    return out, metrics
+def frames_run(config_run):
+    return config_run("fixture-frames")
 
 
 @pytest.fixture(scope="module")
-def frames_artifacts(frames_run, tmp_path_factory):
-    from export.pipeline import export_artifacts
-    out = tmp_path_factory.mktemp("frames-artifacts") / "artifacts"
-    manifest = export_artifacts(frames_run[0] / "model.safetensors", out, progress=False)
-    return out, manifest
+def frames_artifacts(config_artifacts):
+    return config_artifacts("fixture-frames")
 
 
 @pytest.fixture(scope="module")

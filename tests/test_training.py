@@ -123,6 +123,27 @@ def test_cuda_float32_is_ieee_not_tf32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
+def test_averaged_copy_flattened_for_cudnn_scores_like_the_model():
+    # AveragedModel deep-copies the model; on a GPU the copy's RNN weights leave cuDNN's single buffer
+    # (a warning and a copy on every call) until SequenceModel.flatten_parameters() puts them back, as
+    # the trainer does. On the CPU the call is a no-op and this checks that it changes no score; where
+    # a GPU exists it also checks that cuDNN no longer warns.
+    import warnings
+    from training.models import ModelSpec, SequenceModel
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for arch in ("gru", "lstm"):
+        torch.manual_seed(0)
+        model = SequenceModel(ModelSpec(arch, 6, (16, 16), 7)).to(device).eval()
+        averaged = torch.optim.swa_utils.AveragedModel(model)
+        averaged.module.flatten_parameters()
+        x = torch.randn(4, 20, 6, device=device)
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            got, want = averaged.module(x), model(x)
+        assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+        assert torch.equal(got, want)
+
+
 def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     out = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -253,6 +274,7 @@ def test_cuda_smoke_script_runs_its_steps_on_cpu(tmp_path):
     for arch in ("gru", "lstm"):
         assert summary[f"train-{arch}"]["epochs"] == 1 and summary[f"train-{arch}"]["device"] == "cpu"
         assert summary[f"check-{arch}"]["stream_vs_whole"] <= 1e-5
+        assert summary[f"train-{arch}"]["cudnn_weight_copy_warnings"] == 0
     assert summary["resume"]["killed_exit"] == -9 and summary["resume"]["resume_line"].startswith("resuming")
     assert summary["resume"]["max_weight_diff_vs_straight_run"] == 0.0  # CPU training is deterministic
     assert summary["ddp"]["world_size"] == 1

@@ -31,8 +31,10 @@ def save_model(path, model: SequenceModel, meta: dict) -> None:
         save_file(tensors, str(tmp), metadata=header)
 
 
-def load_model(path) -> tuple[SequenceModel, dict]:
-    """Rebuild the model from a ``model.safetensors`` (or a run folder holding one)."""
+def read_checkpoint(path, tensors: bool = True) -> tuple[Path, dict, dict | list]:
+    """``(file, header, weights)`` of a ``model.safetensors`` (or a run folder holding one): the
+    tensors by name, or with ``tensors=False`` only their names. One ``UserError`` line when the
+    file is missing, truncated or not safetensors at all; the header is not checked here."""
     from safetensors import safe_open
     path = Path(path)
     if path.is_dir():
@@ -42,9 +44,15 @@ def load_model(path) -> tuple[SequenceModel, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else list(f.keys())
     except Exception as e:  # safetensors raises its own error types for truncation/garbage
         raise UserError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}): retrain or restore it") from None
+    return path, header, weights
+
+
+def load_model(path) -> tuple[SequenceModel, dict]:
+    """Rebuild the model from a ``model.safetensors`` (or a run folder holding one)."""
+    path, header, tensors = read_checkpoint(path)
     if header.get("format") != FORMAT:
         raise UserError(f"{path} is not an rnn-edge checkpoint (format {header.get('format')!r})")
     try:  # a damaged header can still be valid safetensors: its spec/meta JSON must parse too

@@ -6,7 +6,8 @@ What it checks, printing one line per check and writing ``summary.json`` into ``
 
 1. the GPU, torch, CUDA and cuDNN versions that torch sees;
 2. ``watch`` training of the GRU and the LSTM with ``--device cuda`` (cuDNN RNNs) and the default
-   recipe (or ``--epochs``): test accuracy, seconds, training sequences per second;
+   recipe (or ``--epochs``): test accuracy, seconds, training sequences per second, and how often
+   cuDNN warned that the RNN weights sit outside its buffer (must be 0);
 3. streaming (one frame at a time, state carried) equals the whole-sequence run on the GPU within
    1e-5, for both checkpoints;
 4. each GPU-trained checkpoint loads on the CPU and scores the test split like it does on the GPU
@@ -31,8 +32,15 @@ from pathlib import Path
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
+
+
+# cuDNN's warning when an RNN's weights are not in its single buffer (it then copies them on every
+# call): AveragedModel's deep copy caused it until SequenceModel.flatten_parameters() was called on it.
+CUDNN_COPY_WARNING = "not part of single contiguous chunk of memory"
+CUDNN_COPY_KEY = "cudnn_weight_copy_warnings"
 
 
 def versions() -> dict:
@@ -49,10 +57,12 @@ def train_watch(arch: str, out: Path, epochs: int | None, device: str) -> dict:
     if epochs:
         overrides["epochs"] = epochs
     cfg = load_config("watch", **overrides)
-    m = train(cfg, resume=False, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = train(cfg, resume=False, progress=False)
     return {"test_acc": round(m["test_acc"], 4), "epochs": m["epochs_run"], "train_seconds": round(m["train_seconds"], 1),
             "sequences_per_s": round(m["train_examples"] * m["epochs_run"] / max(m["train_seconds"], 1e-9), 1),
-            "device": m["device"]}
+            "device": m["device"], CUDNN_COPY_KEY: sum(CUDNN_COPY_WARNING in str(w.message) for w in caught)}
 
 
 def stream_vs_whole_and_cpu(run: Path, device: str) -> dict:
@@ -159,6 +169,8 @@ def main(argv=None) -> int:
         c = summary.get(f"check-{arch}", {})
         if "stream_vs_whole" in c and c["stream_vs_whole"] > 1e-5:
             failures.append(f"check-{arch}: stream vs whole {c['stream_vs_whole']:.2e} > 1e-5")
+        if summary.get(f"train-{arch}", {}).get(CUDNN_COPY_KEY):
+            failures.append(f"train-{arch}: cuDNN warned that the RNN weights are copied on every call")
     r = summary.get("resume", {})
     if "resume_line" in r and not r["resume_line"].startswith("resuming"):
         failures.append(f"resume: the run after the kill did not resume ({r['resume_line']!r})")

@@ -97,6 +97,13 @@ class SequenceModel(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head = nn.Linear(n_in, spec.num_classes)
 
+    def flatten_parameters(self) -> None:
+        """Put each layer's weights back into one cuDNN buffer (a no-op off CUDA). Needed after a
+        ``copy.deepcopy`` of a model on the GPU (``AveragedModel`` makes one): the copy's weights are
+        separate tensors, and cuDNN would warn and copy them on every call."""
+        for layer in self.layers:
+            layer.flatten_parameters()
+
     # -- whole sequence ----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``

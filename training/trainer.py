@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,15 +108,6 @@ def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tens
     return torch.eye(3) + s * k + (1 - c) * k @ k  # Rodrigues' formula
 
 
-def time_warp(x: torch.Tensor, speed: float) -> torch.Tensor:
-    """Resample ``[batch, time, ch]`` at ``speed`` x the original tempo (linear, wrapping in time)."""
-    t = x.shape[1]
-    pos = torch.arange(t, dtype=torch.float32) * speed
-    lo = pos.floor().long()
-    frac = (pos - lo)[None, :, None]
-    return x[:, lo % t] * (1 - frac) + x[:, (lo + 1) % t] * frac
-
-
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
                   max_deg: float = 25.0, mirror: float = 0.0) -> torch.Tensor:
@@ -128,7 +118,7 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
            and gyroscope (3-5) triplets: a watch worn slightly differently. Done in raw units.
            With probability ``mirror``, the window is first mirrored to the other wrist (see
            ``MIRROR_SIGNS``).
-           (A random tempo change, ``time_warp``, was tried and lowered held-out accuracy.)
+           (A random tempo change, 0.8-1.25x, was tried and lowered held-out accuracy: docs/training.md.)
     """
     if mode == "none":
         return x
@@ -258,6 +248,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if swa_start < cfg.epochs:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(swa_start, cfg.swa_lr / cfg.lr))
         averaged = torch.optim.swa_utils.AveragedModel(model)
+        averaged.module.flatten_parameters()  # the deep copy left its weights outside cuDNN's buffer
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         averaged = None

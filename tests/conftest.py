@@ -83,3 +83,30 @@ def config_artifacts(tmp_path_factory, config_run):
             cache[name] = out, export_artifacts(config_run(name)[0] / "model.safetensors", out, progress=False)
         return cache[name]
     return get
+
+
+@pytest.fixture(scope="session")
+def fixture_c_export(tmp_path_factory, fixture_run):
+    """``fixture_c_export(arch)`` -> dict(model, meta, records, out, qm, quant, data, test_windows): the
+    C export of the fixture model (both precisions) with the int8 model's quantization, once per
+    session; ``test_windows(n)``: the first n test windows in the model's input space."""
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            import numpy as np
+            from export.c import export_c, prepare
+            from training.checkpoint import load_model
+            from training.data import load_task
+            data = load_task("fixture")
+            model, meta = load_model(fixture_run(arch))
+            out = tmp_path_factory.mktemp(f"c-{arch}")
+            records = export_c(model, meta, data, out)
+            rec8 = next(r for r in records if r["name"] == "c-int8")
+            _, quant, qm = prepare(model, meta, quant=rec8["quant"])
+            mean, std = np.array(meta["input_mean"], np.float32), np.array(meta["input_std"], np.float32)
+            cache[arch] = dict(model=model, meta=meta, records=records, out=out, qm=qm, quant=quant, data=data,
+                               test_windows=lambda n: ((data.X_test[:n] - mean) / std).astype(np.float32))
+        return cache[arch]
+    return get
+

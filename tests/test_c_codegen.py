@@ -21,28 +21,16 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (
 
 
 @pytest.fixture(scope="module")
-def fixture_data():
-    from training.data import load_task
-    return load_task("fixture")
+def fixture_data(fixture_c_export):
+    return fixture_c_export("gru")["data"]
 
 
 @pytest.fixture(scope="module")
-def c_export(fixture_run, fixture_data, tmp_path_factory):
-    """``c_export(arch)`` -> dict(model, meta, records, out, qm, quant, x (normalized test windows))."""
-    from training.checkpoint import load_model
-    cache = {}
-
+def c_export(fixture_c_export):
+    """``c_export(arch)`` -> the session's C export (tests/conftest.py) with x: 48 normalized test windows."""
     def get(arch):
-        if arch not in cache:
-            model, meta = load_model(fixture_run(arch))
-            out = tmp_path_factory.mktemp(f"c-{arch}")
-            records = export_c(model, meta, fixture_data, out)
-            rec8 = next(r for r in records if r["name"] == "c-int8")
-            _, quant, qm = prepare(model, meta, quant=rec8["quant"])
-            mean, std = np.array(meta["input_mean"], np.float32), np.array(meta["input_std"], np.float32)
-            x = ((fixture_data.X_test[:48] - mean) / std).astype(np.float32)
-            cache[arch] = dict(model=model, meta=meta, records=records, out=out, qm=qm, quant=quant, x=x)
-        return cache[arch]
+        e = fixture_c_export(arch)
+        return {**e, "x": e["test_windows"](48)}
     return get
 
 

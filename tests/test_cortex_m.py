@@ -13,7 +13,6 @@ from devices.cortex_m import firmware as F
 from devices.cortex_m import report as RP
 from devices.targets import TARGETS, get_target
 from export.c import build as HB
-from export.c import export_c, prepare
 from export.c import reference as R
 from runtime.errors import MissingDependency, UserError
 
@@ -24,25 +23,13 @@ pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
 
 
 @pytest.fixture(scope="module")
-def c_lib(fixture_run, tmp_path_factory):
-    """``c_lib(arch)`` -> dict(records, out, qm, quant, x (int8 test windows), xf (normalized), model)."""
-    from training.checkpoint import load_model
-    from training.data import load_task
-    data = load_task("fixture")
-    cache = {}
-
+def c_lib(fixture_c_export):
+    """``c_lib(arch)`` -> the session's C export (tests/conftest.py) with xf: 6 normalized test windows,
+    x: the same quantized to int8."""
     def get(arch):
-        if arch not in cache:
-            model, meta = load_model(fixture_run(arch))
-            out = tmp_path_factory.mktemp(f"cm-{arch}")
-            records = export_c(model, meta, data, out)
-            rec = next(r for r in records if r["name"] == "c-int8")
-            _, quant, qm = prepare(model, meta, quant=rec["quant"])
-            mean, std = np.array(meta["input_mean"], np.float32), np.array(meta["input_std"], np.float32)
-            xf = ((data.X_test[:6] - mean) / std).astype(np.float32)
-            cache[arch] = dict(records=records, out=out, qm=qm, quant=quant, xf=xf, model=model,
-                               x=R.quantize_input(xf, quant["input"]["scale"]), meta=meta)
-        return cache[arch]
+        e = fixture_c_export(arch)
+        xf = e["test_windows"](6)
+        return {**e, "xf": xf, "x": R.quantize_input(xf, e["quant"]["input"]["scale"])}
     return get
 
 

@@ -291,6 +291,19 @@ def test_cli_damaged_bare_file_exits_2(folder, tmp_path):
         assert_cli_error(p, "corrupted" if backend != "c" else str(bad))
 
 
+def first_crashing_flip(data: bytes, name: str, code: str, seeds: int, tmp_path):
+    """The first seeded one-bit flip of ``data`` (saved as ``name``) that kills ``python -c code FILE``
+    with a signal (an unprotected load), or None."""
+    for seed in range(seeds):
+        path = tmp_path / "flips" / str(seed) / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(damage(data, "bit-flip", b"", seed=seed))
+        p = subprocess.run([PY, "-c", code, str(path)], capture_output=True, timeout=120, env=env(), cwd=ROOT)
+        if p.returncode < 0:
+            return path
+    return None
+
+
 def test_tflm_segfaulting_file_is_isolated(folder, tmp_path):
     """Found by this suite: this one-bit flip segfaults TFLite Micro inside Interpreter.from_bytes.
 
@@ -299,18 +312,9 @@ def test_tflm_segfaulting_file_is_isolated(folder, tmp_path):
     if not _installed("tflm"):
         pytest.skip("tflm not installed")
     data = (folder / entry_of(folder, "tflm-int8")["file"]).read_bytes()
-    crashing = None
-    for seed in range(60):  # the first seeded flip that kills a bare interpreter (seed 6 when found)
-        blob = damage(data, "bit-flip", b"", seed=seed)
-        path = tmp_path / str(seed) / "model.tflite"
-        path.parent.mkdir()
-        path.write_bytes(blob)
-        code = ("import sys; from pathlib import Path; from runtime.backends.tflm import TFLMBackend; "
-                "TFLMBackend(Path(sys.argv[1]), arena_size=1 << 20)")  # an unprotected runtime.load(..., arena_size=1 MiB)
-        p = subprocess.run([PY, "-c", code, str(path)], capture_output=True, timeout=120, env=env(), cwd=ROOT)
-        if p.returncode < 0:
-            crashing = path
-            break
+    code = ("import sys; from pathlib import Path; from runtime.backends.tflm import TFLMBackend; "
+            "TFLMBackend(Path(sys.argv[1]), arena_size=1 << 20)")  # an unprotected runtime.load(..., arena_size=1 MiB)
+    crashing = first_crashing_flip(data, "model.tflite", code, 60, tmp_path)  # seed 6 when found
     if crashing is None:
         pytest.skip("no seeded bit flip crashed this TFLite Micro build (the isolation is then untested here)")
     # The crash reads garbage memory, so it is not certain to repeat in the probe: either way the
@@ -328,15 +332,7 @@ def test_c_library_segfaulting_on_load_is_isolated(folder, tmp_path):
     data = src.read_bytes()
     code = ("import sys, numpy as np; from pathlib import Path; from runtime.backends.c import CBackend; "
             "b = CBackend(Path(sys.argv[1])); b.run([np.zeros((1, 2, b.channels), b.x_dtype)])")
-    crashing = None
-    for seed in range(45):  # the first seeded flip that kills an unprotected process
-        path = tmp_path / "flips" / str(seed) / src.name
-        path.parent.mkdir(parents=True)
-        path.write_bytes(damage(data, "bit-flip", b"", seed=seed))
-        p = subprocess.run([PY, "-c", code, str(path)], capture_output=True, timeout=120, env=env(), cwd=ROOT)
-        if p.returncode < 0:
-            crashing = path
-            break
+    crashing = first_crashing_flip(data, src.name, code, 45, tmp_path)
     if crashing is None:
         pytest.skip("no seeded bit flip crashed this build of the library (the isolation is then untested here)")
     with pytest.raises(UserError, match="crashed c while loading|could not be loaded") as e:

@@ -75,12 +75,17 @@ def test_mirror_options_are_checked():
         load_config("watch", mirror=1.5)
     with pytest.raises(UserError, match="needs augment"):
         load_config("watch", augment="basic", mirror=0.5)
+    with pytest.raises(UserError, match="reverse = 2.0 is a probability"):
+        load_config("watch", reverse=2.0)
+    for option in ("reverse", "roll_deg"):
+        with pytest.raises(UserError, match=f"{option} = 0.5 changes IMU windows and needs augment"):
+            load_config("watch", augment="basic", mirror=0.0, **{option: 0.5})
 
 
 @pytest.mark.parametrize("option,value,expect", [
     ("epochs", 0, "epochs = 0 is out of range"), ("batch_size", 0, "batch_size"), ("lr", 0.0, "learning rate"),
     ("grad_clip", 0.0, "gradient-norm"), ("dropout", 1.0, "below 1"), ("threads", 0, "threads"),
-    ("rotate_deg", -5.0, "0 to 180"), ("patience", 0, "patience"), ("max_minutes", 0.0, "minutes"),
+    ("rotate_deg", -5.0, "0 to 180"), ("roll_deg", 200.0, "0 to 180"), ("patience", 0, "patience"), ("max_minutes", 0.0, "minutes"),
 ])
 def test_training_options_out_of_range_are_one_clear_error(option, value, expect):
     with pytest.raises(UserError, match=expect):
@@ -127,6 +132,33 @@ def test_mirror_to_other_wrist_obeys_the_kinematics():
     assert residual(mirrored[:, :3], mirrored[:, 3:]) < 1e-3
     polar = mirrored[:, 3:] * np.array([-1.0, -1.0, -1.0])  # (-wx, wy, wz): the naive sign choice
     assert residual(mirrored[:, :3], polar) > 0.1
+
+
+def test_played_backwards_and_rolled_windows_obey_the_kinematics():
+    """A window played backwards (gyroscope negated) and one rolled about the forearm axis are
+    physically possible recordings too (da/dt = -w x a); reversing without negating the gyroscope
+    is not, so this test would catch the wrong sign."""
+    import torch
+
+    from training.trainer import play_backwards, rotations_about_x
+    omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
+    acc, dt = _rotating_watch(omega, a0)
+    raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None])
+
+    def residual(a, w):
+        da = (a[2:] - a[:-2]) / (2 * dt)
+        return np.abs(da + np.cross(w[1:-1], a[1:-1])).max()
+
+    back = play_backwards(raw)[0].numpy()
+    assert np.array_equal(play_backwards(play_backwards(raw)).numpy(), raw.numpy())
+    assert residual(back[:, :3], back[:, 3:]) < 1e-3
+    assert residual(back[:, :3], -back[:, 3:]) > 0.1  # time reversed, gyroscope kept: impossible
+    rot = rotations_about_x(5, 30.0, torch.Generator().manual_seed(0)).double()
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(5, 3, 3), atol=1e-6)
+    assert torch.all(rot[:, 0, 0] == 1) and torch.all(rot[:, 1:, 1:].diagonal(dim1=1, dim2=2) >= np.cos(np.pi / 6) - 1e-6)
+    for r in rot:
+        rolled = torch.cat([raw[0, :, :3] @ r.T, raw[0, :, 3:] @ r.T], 1).numpy()
+        assert residual(rolled[:, :3], rolled[:, 3:]) < 1e-3
 
 
 def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):

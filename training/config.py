@@ -27,6 +27,8 @@ class TrainConfig:
     augment: str = "basic"  # none | basic (time shift, gain, noise) | imu (basic + rotations)
     rotate_deg: float = 25.0  # largest random rotation of the IMU augmentation
     mirror: float = 0.0  # imu augmentation: probability of mirroring a window to the other wrist
+    reverse: float = 0.0  # imu augmentation: probability of playing a window backwards (gyroscope negated)
+    roll_deg: float = 0.0  # imu augmentation: largest extra roll about the forearm (watch x) axis
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
     swa: float = 0.0  # stochastic weight averaging over this fraction of the epochs at the end (0: off)
@@ -131,6 +133,12 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"mirror = {cfg.mirror} is a probability: choose a value from 0 to 1")
     if cfg.mirror > 0 and cfg.augment != "imu":
         raise UserError(f"mirror = {cfg.mirror} mirrors IMU windows and needs augment = \"imu\" (got {cfg.augment!r})")
+    if not 0.0 <= cfg.reverse <= 1.0:
+        raise UserError(f"reverse = {cfg.reverse} is a probability: choose a value from 0 to 1")
+    for name in ("reverse", "roll_deg"):
+        if getattr(cfg, name) > 0 and cfg.augment != "imu":
+            raise UserError(f"{name} = {getattr(cfg, name)} changes IMU windows and needs augment = \"imu\" "
+                            f"(got {cfg.augment!r})")
     if cfg.keep not in ("best", "last"):
         raise UserError(f"unknown keep mode {cfg.keep!r}: choose best (validation) or last (final epoch)")
     if cfg.swa > 0 and cfg.keep != "last":
@@ -145,6 +153,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("grad_clip", cfg.grad_clip > 0, "a positive gradient-norm limit"),
             ("patience", cfg.patience >= 1, "1 or more epochs"),
             ("rotate_deg", 0 <= cfg.rotate_deg <= 180, "0 to 180 degrees"),
+            ("roll_deg", 0 <= cfg.roll_deg <= 180, "0 to 180 degrees"),
             ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
             ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),

@@ -97,6 +97,25 @@ def mirror_to_other_wrist(raw: torch.Tensor) -> torch.Tensor:
     return raw * signs
 
 
+def play_backwards(raw: torch.Tensor) -> torch.Tensor:
+    """IMU windows ``[batch, time, 6+]`` in raw units as the same movement played backwards would
+    record them: time reversed, the gyroscope negated (a motion R(T - t) turns at -w(T - t)); the
+    accelerometer keeps its sign (gravity and the second derivative of position are unchanged)."""
+    signs = torch.ones(raw.shape[-1], dtype=raw.dtype, device=raw.device)
+    signs[3:6] = -1.0
+    return raw.flip(1) * signs
+
+
+def rotations_about_x(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` rotation matrices about the watch's x axis (along the forearm), each by at most ``max_deg``."""
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * max_deg * torch.pi / 180
+    s, c = angle.sin(), angle.cos()
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    return rot
+
+
 def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
     """``n`` random 3-D rotation matrices, each by at most ``max_deg`` about a random axis."""
     axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
@@ -110,14 +129,16 @@ def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tens
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
-                  max_deg: float = 25.0, mirror: float = 0.0) -> torch.Tensor:
+                  max_deg: float = 25.0, mirror: float = 0.0, reverse: float = 0.0,
+                  roll_deg: float = 0.0) -> torch.Tensor:
     """Training-time augmentation on normalized windows ``[batch, time, channels]``.
 
     basic: random circular time shift, per-channel gain, additive noise.
     imu:   basic + the same random rotation (up to ``max_deg``) of the accelerometer (channels 0-2)
            and gyroscope (3-5) triplets: a watch worn slightly differently. Done in raw units.
            With probability ``mirror``, the window is first mirrored to the other wrist (see
-           ``MIRROR_SIGNS``).
+           ``MIRROR_SIGNS``); with probability ``reverse``, played backwards (``play_backwards``);
+           ``roll_deg`` adds a roll about the forearm of up to that angle.
            (A random tempo change, 0.8-1.25x, was tried and lowered held-out accuracy: docs/training.md.)
     """
     if mode == "none":
@@ -128,7 +149,12 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
         if mirror > 0:
             flip = torch.rand(b, 1, 1, generator=gen) < mirror
             raw = torch.where(flip, mirror_to_other_wrist(raw), raw)
+        if reverse > 0:
+            back = torch.rand(b, 1, 1, generator=gen) < reverse
+            raw = torch.where(back, play_backwards(raw), raw)
         rot = random_rotations(b, max_deg, gen)
+        if roll_deg > 0:
+            rot = rot @ rotations_about_x(b, roll_deg, gen)
         raw = torch.cat([raw[..., 0:3] @ rot.transpose(1, 2), raw[..., 3:6] @ rot.transpose(1, 2), raw[..., 6:]], -1)
         x = (raw - mean) / std
     shift = int(torch.randint(0, t, (1,), generator=gen))
@@ -311,7 +337,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
-            xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror)
+            xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror, cfg.reverse,
+                               cfg.roll_deg)
             xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(Ytr[idx]).to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)

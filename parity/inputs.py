@@ -27,7 +27,7 @@ class HeldOut:
     golden_scores: np.ndarray  # [G, K] scores stored in golden.npz at export time
     golden_stream: np.ndarray | None  # [G, T, K] per-step scores stored in golden.npz
     reference_stream: np.ndarray  # [S, T, K] live PyTorch per-step scores on the sample rows
-    sample_rows: int  # the first sample_rows rows (golden + some test rows) feed the slow cells
+    sample_rows: int  # the first sample_rows rows (golden + test rows spread over the split) feed the slow cells
     sources: dict  # {"golden": G, "test": N - G, "sample": S, "test_note": why no test split, if none}
     head: str = "classify"  # "forecast": cells are judged by regression metrics (runtime/tolerances.py)
 
@@ -37,8 +37,8 @@ class HeldOut:
         return slice(self.golden_rows, None) if len(self.y) > self.golden_rows else slice(0, self.golden_rows)
 
     def rows(self, which: str) -> slice:
-        """``golden``: golden.npz rows; ``sample``: golden + the first test rows (streaming and emulated
-        devices, which are slow per row); ``all``: every row."""
+        """``golden``: golden.npz rows; ``sample``: golden + test rows spread evenly over the split
+        (``spread_first``; for streaming and emulated devices, which are slow per row); ``all``: every row."""
         if which == "golden":
             return slice(0, self.golden_rows)
         if which == "sample":
@@ -76,6 +76,20 @@ def _test_split(meta: dict, max_test: int | None) -> tuple[np.ndarray | None, np
 SAMPLE_TEST_ROWS = 120  # test rows added to the golden rows for the slow cells (streaming, emulators)
 
 
+def spread_first(n: int, k: int) -> np.ndarray:
+    """A permutation of ``range(n)`` whose first ``min(k, n)`` entries are evenly spaced over the
+    rows (in order), followed by the rest in order.
+
+    The test split lists each recording's overlapping windows one after another, so its first rows
+    cover a few recordings only (on ``watch``, the first 120 test windows hold 3 of the 7 classes).
+    Putting an evenly spaced selection first makes the sample that the slow cells see (streaming,
+    emulated devices) stand for the whole split; the full-split cells see every row either way."""
+    k = max(0, min(int(k), n))
+    first = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)) if k else np.zeros(0, np.int64)
+    rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
+    return np.concatenate([first, rest])
+
+
 def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | None = None,
                  sample_test_rows: int = SAMPLE_TEST_ROWS) -> tuple[HeldOut, object]:
     """(held-out inputs with the live reference, the PyTorch model) for an artifact folder."""
@@ -101,6 +115,9 @@ def load_heldout(manifest: Manifest, test_split: bool = True, max_test: int | No
     if Xt is not None and Xt.shape[1:] != xg.shape[1:]:
         note = f"test split windows {Xt.shape[1:]} differ from golden {xg.shape[1:]}: golden only"
         Xt = yt = None
+    if Xt is not None:  # the sample's test rows spread over the whole split
+        order = spread_first(len(Xt), sample_test_rows)
+        Xt, yt = Xt[order], yt[order]
     x_raw = xg if Xt is None else np.concatenate([xg, Xt.astype(np.float32)])
     y = yg if yt is None else np.concatenate([yg, yt])
 

@@ -178,3 +178,25 @@ def test_integer_cells_are_measured_against_their_twin(parity_matrix, arch):
         assert lsb["rows"] > 0, (cell, lsb)
         if "tflm" not in cell:
             assert lsb["max_lsb"] == 0 and lsb["lsb"] == 0, (cell, lsb)
+
+
+def test_sample_rows_spread_over_the_whole_test_split(parity_matrix):
+    """The slow cells (streaming, emulated devices) see golden + SAMPLE_TEST_ROWS test rows: they
+    must be spread over the split, not its first windows (on watch the first 120 held 3 of 7 classes)."""
+    from parity.inputs import spread_first
+    from training.data import load_task
+    for n, k in ((10, 4), (7, 7), (3, 10), (5, 0), (1000, 120)):
+        order = spread_first(n, k)
+        assert sorted(order.tolist()) == list(range(n))
+        first = order[:min(k, n)]
+        assert np.all(np.diff(first) > 0) and (k == 0 or n == 0 or (first[0] == 0 and first[-1] == n - 1))
+        if 1 < k < n:
+            assert np.diff(first).max() - np.diff(first).min() <= 1  # evenly spaced
+    held = parity_matrix("gru").heldout
+    test = load_task("fixture").X_test
+    g, s = held.golden_rows, held.sample_rows
+    sample = held.x_raw[g:s]
+    assert len(test) > s - g > 0
+    assert np.array_equal(sample, test[spread_first(len(test), s - g)[:s - g]].astype(np.float32))
+    assert np.array_equal(np.sort(held.x_raw[g:].reshape(len(test), -1), 0),
+                          np.sort(test.reshape(len(test), -1).astype(np.float32), 0))  # every test row, once

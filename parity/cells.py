@@ -41,7 +41,7 @@ class Cell:
     file: str | None = None  # artifact file, relative to the folder
     what: str = ""  # one line for the report: which library / device runs what
     output_scale: float | None = None  # LSB of integer outputs (for LSB comparisons), if integer
-    inputs: str = "all"  # "all" (golden + test split), "sample" (golden + first test rows: streaming,
+    inputs: str = "all"  # "all" (golden + test split), "sample" (golden + test rows spread over the split: streaming,
     # emulated devices) or "golden" (the golden file itself)
     skip: str | None = None  # reason the cell cannot run here (runtime not installed, ...)
     run: Callable[[np.ndarray], Outputs] | None = dataclasses.field(default=None, repr=False)

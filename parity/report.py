@@ -227,7 +227,7 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
           "must match it (`=`: bit-exact; for float outputs of an integer graph, `=` or the largest",
           "difference). `stream-whole`: largest difference between streaming frame by frame and the",
           "whole-sequence run of the same runtime and precision. Streaming and emulated-device",
-          "cells run a sample (the golden rows + the first test rows, `n`); their accuracy drop is shown in",
+          "cells run a sample (the golden rows + test rows spread evenly over the split, `n`); their accuracy drop is shown in",
           "parentheses and not judged (one flip on ~100 rows is ~1 point): they are judged on top-1",
           "agreement, error metrics and their LSB distance to the same file on the host.", ""]
     if any(_is_forecast(mx) for mx in matrices):

@@ -1,6 +1,6 @@
 """``python -m parity.trace ARTIFACT_DIR A B``: where two integer step artifacts part, in output LSBs.
 
-Streams the parity suite's sample rows (golden + first test rows, as the stream cells do) frame by
+Streams the parity suite's sample rows (golden + test rows spread over the split, as the stream cells do) frame by
 frame through artifacts ``A`` and ``B`` of the same folder (e.g. ``tflm-int8-step`` and
 ``tflite-int8-step``), then prints how many rows end within each LSB distance and, for the row that
 ends furthest apart, the distance after every step: a rounding difference compounding through the

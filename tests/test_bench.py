@@ -74,3 +74,18 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 def test_sweep_sizes_checked(tmp_path, capsys, flag):
     assert main([flag, "8,x", "--only", "scaling", "--out", str(tmp_path), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_calibration_benchmark_converts_once_per_sample_size(fixture_run, capsys):
+    """`python -m bench.calibration`: a real int8 conversion per size, LiteRT and TFLite Micro rows,
+    and the exporter's default sample size left as it was."""
+    import export.tflite_export as te
+    from bench.calibration import main as calibration_main
+    default = te.REP_WINDOWS
+    assert calibration_main([str(fixture_run("gru")), "--windows", "4", "32"]) == 0
+    assert te.REP_WINDOWS == default
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("4", "tflite-int8"), ("4", "tflm-int8"), ("32", "tflite-int8"), ("32", "tflm-int8")]
+    assert all(math.isfinite(float(r[4])) and float(r[4]) >= 0 for r in rows)  # largest score error
+    assert calibration_main([str(fixture_run("gru")), "--windows", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --windows")

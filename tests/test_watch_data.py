@@ -171,7 +171,8 @@ def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):
     assert load_config("watch", str(cfg), arch="lstm", epochs=7).epochs == 7  # the command line wins
     shipped_lstm, shipped_gru = load_config("watch", arch="lstm"), load_config("watch", arch="gru")
     assert (shipped_lstm.epochs, shipped_lstm.data) == (50, {"val_in_train": True, "train_overlap": 0.75})
-    assert (shipped_gru.epochs, shipped_gru.data) == (60, {"val_in_train": True})
+    assert (shipped_gru.epochs, shipped_gru.data, shipped_gru.roll_deg) == (60, {"val_in_train": True}, 30)
+    assert shipped_lstm.roll_deg == 0
 
 
 def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):

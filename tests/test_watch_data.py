@@ -92,6 +92,20 @@ def test_training_options_out_of_range_are_one_clear_error(option, value, expect
         load_config("watch", **{option: value})
 
 
+def test_time_shift_none_keeps_every_frame_in_place():
+    """The default augmentation rotates a window circularly in time; ``time_shift="none"`` keeps each
+    frame where it was (only gain and noise change it), and an unknown mode is one clear error."""
+    import torch
+    from training.trainer import augment_batch
+    x = torch.zeros(4, 50, 3)
+    x[:, 10] = 100.0  # one spike per window, far above the noise
+    peaks = {mode: augment_batch(x, torch.Generator().manual_seed(3), "basic", time_shift=mode)[0].abs().sum(1).argmax()
+             for mode in ("circular", "none")}
+    assert peaks["none"] == 10 and peaks["circular"] != 10
+    with pytest.raises(UserError, match="choose circular or none"):
+        load_config("watch", time_shift="sometimes")
+
+
 @pytest.mark.parametrize("options,expect", [
     ({"overlap": 1.0}, "below 1"), ({"window_s": 0.01}, "fewer than 2 samples"), ({"decimation": 0}, "decimation"),
     ({"test_subjects": ()}, "one or more of the subjects"), ({"test_subjects": (11,)}, "one or more of the subjects"),

@@ -29,6 +29,7 @@ class TrainConfig:
     mirror: float = 0.0  # imu augmentation: probability of mirroring a window to the other wrist
     reverse: float = 0.0  # imu augmentation: probability of playing a window backwards (gyroscope negated)
     roll_deg: float = 0.0  # imu augmentation: largest extra roll about the forearm (watch x) axis
+    time_shift: str = "circular"  # basic/imu augmentation: circular | none (no random circular time shift)
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
     swa: float = 0.0  # stochastic weight averaging over this fraction of the epochs at the end (0: off)
@@ -133,6 +134,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"mirror = {cfg.mirror} is a probability: choose a value from 0 to 1")
     if cfg.mirror > 0 and cfg.augment != "imu":
         raise UserError(f"mirror = {cfg.mirror} mirrors IMU windows and needs augment = \"imu\" (got {cfg.augment!r})")
+    if cfg.time_shift not in ("circular", "none"):
+        raise UserError(f"unknown time_shift {cfg.time_shift!r}: choose circular or none")
     if not 0.0 <= cfg.reverse <= 1.0:
         raise UserError(f"reverse = {cfg.reverse} is a probability: choose a value from 0 to 1")
     for name in ("reverse", "roll_deg"):

@@ -130,10 +130,11 @@ def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tens
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
                   max_deg: float = 25.0, mirror: float = 0.0, reverse: float = 0.0,
-                  roll_deg: float = 0.0) -> torch.Tensor:
+                  roll_deg: float = 0.0, time_shift: str = "circular") -> torch.Tensor:
     """Training-time augmentation on normalized windows ``[batch, time, channels]``.
 
-    basic: random circular time shift, per-channel gain, additive noise.
+    basic: random circular time shift (``time_shift="none"`` leaves it out), per-channel gain,
+           additive noise.
     imu:   basic + the same random rotation (up to ``max_deg``) of the accelerometer (channels 0-2)
            and gyroscope (3-5) triplets: a watch worn slightly differently. Done in raw units.
            With probability ``mirror``, the window is first mirrored to the other wrist (see
@@ -157,8 +158,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
             rot = rot @ rotations_about_x(b, roll_deg, gen)
         raw = torch.cat([raw[..., 0:3] @ rot.transpose(1, 2), raw[..., 3:6] @ rot.transpose(1, 2), raw[..., 6:]], -1)
         x = (raw - mean) / std
-    shift = int(torch.randint(0, t, (1,), generator=gen))
-    x = torch.roll(x, shift, dims=1)
+    if time_shift == "circular":
+        shift = int(torch.randint(0, t, (1,), generator=gen))
+        x = torch.roll(x, shift, dims=1)
     gain = 1 + 0.1 * torch.randn(b, 1, c, generator=gen)
     return x * gain + 0.05 * torch.randn(x.shape, generator=gen)
 
@@ -338,7 +340,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
             xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror, cfg.reverse,
-                               cfg.roll_deg)
+                               cfg.roll_deg, cfg.time_shift)
             xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(Ytr[idx]).to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)

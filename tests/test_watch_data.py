@@ -208,3 +208,30 @@ def test_cv_fold_option_names_the_valid_folds(capsys):
     from training.cv import main
     assert main(["--dev", "--fold", "4"]) == 2
     assert capsys.readouterr().err.strip() == "error: --fold 4: choose 0 to 3"
+
+
+def test_mixup_draws_and_mixes_windows_and_labels():
+    """Beta(a, a) draws from the seeded generator have the distribution's mean and spread (a = 0.4:
+    mean 1/2, variance 1 / (4 (2a + 1)) = 0.1389), and each mixed window is the same convex
+    combination of two windows of the batch as its soft target is of their one-hot labels."""
+    import torch
+    from training.trainer import beta_draws, mix_windows
+    lam = beta_draws(20000, 0.4, torch.Generator().manual_seed(0))
+    assert ((lam >= 0) & (lam <= 1)).all()
+    assert abs(lam.mean().item() - 0.5) < 0.01 and abs(lam.var().item() - 1 / (4 * 1.8)) < 0.01
+    assert torch.equal(beta_draws(50, 0.4, torch.Generator().manual_seed(5)),
+                       beta_draws(50, 0.4, torch.Generator().manual_seed(5)))
+    x = torch.randn(6, 4, 2, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    xm, ym = mix_windows(x, y, 3, 0.4, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)  # the same draws, in mix_windows' order: weights, then partners
+    lam, j = beta_draws(6, 0.4, g), torch.randperm(6, generator=g)
+    assert torch.allclose(xm, lam[:, None, None] * x + (1 - lam[:, None, None]) * x[j])
+    onehot = torch.eye(3)[y]
+    assert torch.allclose(ym, lam[:, None] * onehot + (1 - lam[:, None]) * onehot[j])
+    assert torch.allclose(ym.sum(1), torch.ones(6)) and not torch.equal(xm, x)
+
+
+def test_mixup_option_is_checked():
+    with pytest.raises(UserError, match="mixup = -1.0 is out of range"):
+        load_config("watch", mixup=-1.0)

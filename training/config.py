@@ -32,6 +32,7 @@ class TrainConfig:
     time_shift: str = "circular"  # basic/imu augmentation: circular | none (no random circular time shift)
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # classification: mix training windows and their labels with weights ~ Beta(mixup, mixup)
     swa: float = 0.0  # stochastic weight averaging over this fraction of the epochs at the end (0: off)
     swa_lr: float = 1e-3  # the constant learning rate of the averaging epochs
     seed: int = 0
@@ -159,6 +160,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("roll_deg", 0 <= cfg.roll_deg <= 180, "0 to 180 degrees"),
             ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
+            ("mixup", 0 <= cfg.mixup <= 10, "the Beta distribution's parameter, 0 (off) to 10"),
             ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),
             ("swa_lr", cfg.swa_lr > 0, "a positive learning rate"),
             ("threads", cfg.threads >= 1, "1 or more"),

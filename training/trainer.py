@@ -165,6 +165,33 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
     return x * gain + 0.05 * torch.randn(x.shape, generator=gen)
 
 
+def beta_draws(n: int, a: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` draws from Beta(a, a) using only ``gen``'s uniforms (Johnk's algorithm: with U, V uniform,
+    X = U^(1/a) and Y = V^(1/a), X / (X + Y) given X + Y <= 1 is Beta(a, a)), so that the draws are
+    seeded and resumable like the rest of the augmentation."""
+    out = torch.empty(n)
+    todo = torch.arange(n)
+    while len(todo):
+        u, v = torch.rand(len(todo), generator=gen), torch.rand(len(todo), generator=gen)
+        x, y = u ** (1 / a), v ** (1 / a)
+        ok = (x + y <= 1) & (x + y > 0)
+        out[todo[ok]] = x[ok] / (x[ok] + y[ok])
+        todo = todo[~ok]
+    return out
+
+
+def mix_windows(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al., 2018): window i becomes lam_i x_i + (1 - lam_i) x_j with j a random other
+    window of the batch and lam_i ~ Beta(alpha, alpha); its target the same mix of the two one-hot
+    labels. Returns the mixed windows ``[B, T, C]`` and soft targets ``[B, K]``."""
+    lam = beta_draws(len(x), alpha, gen)
+    j = torch.randperm(len(x), generator=gen)
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
+    return (lam[:, None, None] * x + (1 - lam[:, None, None]) * x[j],
+            lam[:, None] * onehot + (1 - lam[:, None]) * onehot[j])
+
+
 @torch.no_grad()
 def evaluate(model: SequenceModel, X: np.ndarray, y: np.ndarray, device, batch: int = 512, ignore_frames: int = 0):
     """Mean loss, accuracy and predictions on a normalized split.
@@ -261,6 +288,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if is_frames and cfg.augment != "none":
         raise UserError(f"augment = {cfg.augment!r} shifts windows in time and the frame labels would not follow: "
                         f"use augment = \"none\" for task {cfg.task}")
+    if cfg.mixup > 0 and (is_forecast or is_frames):
+        raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
+                        f"not the {data.head} head of {cfg.task}: use mixup = 0")
     if is_forecast:  # targets in the model's (normalized) space; float32 [N, horizon * C]
         if cfg.augment != "none":
             raise UserError(f"augment = {cfg.augment!r} changes the inputs but not the future frames a forecast "
@@ -341,7 +371,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             xb = torch.from_numpy(Xtr[idx])
             xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror, cfg.reverse,
                                cfg.roll_deg, cfg.time_shift)
-            xb, yb = xb.to(device, non_blocking=True), torch.from_numpy(Ytr[idx]).to(device)
+            yb = torch.from_numpy(Ytr[idx])
+            if cfg.mixup > 0:  # (classification only: checked below the data loading)
+                xb, yb = mix_windows(xb, yb, data.num_classes, cfg.mixup, gen)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
             else:

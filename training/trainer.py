@@ -182,9 +182,9 @@ def beta_draws(n: int, a: float, gen: torch.Generator) -> torch.Tensor:
 
 def mix_windows(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float,
                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup (Zhang et al., 2018): window i becomes lam_i x_i + (1 - lam_i) x_j with j a random other
-    window of the batch and lam_i ~ Beta(alpha, alpha); its target the same mix of the two one-hot
-    labels. Returns the mixed windows ``[B, T, C]`` and soft targets ``[B, K]``."""
+    """Mixup (Zhang et al., 2018): window i becomes lam_i x_i + (1 - lam_i) x_j, with j = perm(i) for a
+    random permutation of the batch (j = i leaves the window as it was) and lam_i ~ Beta(alpha, alpha);
+    its target the same mix of the two one-hot labels. Returns the mixed windows ``[B, T, C]`` and soft targets ``[B, K]``."""
     lam = beta_draws(len(x), alpha, gen)
     j = torch.randperm(len(x), generator=gen)
     onehot = F.one_hot(y, num_classes).to(x.dtype)
@@ -372,7 +372,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror, cfg.reverse,
                                cfg.roll_deg, cfg.time_shift)
             yb = torch.from_numpy(Ytr[idx])
-            if cfg.mixup > 0:  # (classification only: checked below the data loading)
+            if cfg.mixup > 0:  # classification heads only: refused above for forecast and frames
                 xb, yb = mix_windows(xb, yb, data.num_classes, cfg.mixup, gen)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device)
             if is_forecast:

@@ -77,15 +77,15 @@ def test_mirror_options_are_checked():
         load_config("watch", augment="basic", mirror=0.5)
     with pytest.raises(UserError, match="reverse = 2.0 is a probability"):
         load_config("watch", reverse=2.0)
-    for option in ("reverse", "roll_deg"):
+    for option in ("reverse", "roll_deg", "tempo"):
         with pytest.raises(UserError, match=f"{option} = 0.5 changes IMU windows and needs augment"):
-            load_config("watch", augment="basic", mirror=0.0, **{option: 0.5})
+            load_config("watch", arch="lstm", augment="basic", mirror=0.0, **{option: 0.5})
 
 
 @pytest.mark.parametrize("option,value,expect", [
     ("epochs", 0, "epochs = 0 is out of range"), ("batch_size", 0, "batch_size"), ("lr", 0.0, "learning rate"),
     ("grad_clip", 0.0, "gradient-norm"), ("dropout", 1.0, "below 1"), ("threads", 0, "threads"),
-    ("rotate_deg", -5.0, "0 to 180"), ("roll_deg", 200.0, "0 to 180"), ("patience", 0, "patience"), ("max_minutes", 0.0, "minutes"),
+    ("rotate_deg", -5.0, "0 to 180"), ("roll_deg", 200.0, "0 to 180"), ("tempo", 1.5, "0.5x to 2x"), ("patience", 0, "patience"), ("max_minutes", 0.0, "minutes"),
 ])
 def test_training_options_out_of_range_are_one_clear_error(option, value, expect):
     with pytest.raises(UserError, match=expect):
@@ -173,6 +173,37 @@ def test_played_backwards_and_rolled_windows_obey_the_kinematics():
     for r in rot:
         rolled = torch.cat([raw[0, :, :3] @ r.T, raw[0, :, 3:] @ r.T], 1).numpy()
         assert residual(rolled[:, :3], rolled[:, 3:]) < 1e-3
+
+
+def test_a_change_of_tempo_obeys_the_kinematics():
+    """A window played s times as fast, its gyroscope multiplied by s, is a physically possible
+    recording (da/dt = -w x a), slower or faster (the faster one checked where it has not wrapped
+    round); resampling without scaling the gyroscope is not, so this test catches a missing factor."""
+    import torch
+
+    from training.trainer import augment_batch, change_tempo
+    omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
+    acc, dt = _rotating_watch(omega, a0)
+    raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None]).repeat(3, 1, 1)
+
+    def residual(a, w):
+        da = (a[2:] - a[:-2]) / (2 * dt)
+        return np.abs(da + np.cross(w[1:-1], a[1:-1])).max()
+
+    speeds = torch.tensor([1.0, 0.8, 1.25], dtype=torch.float64)
+    out = change_tempo(raw, speeds).numpy()
+    assert np.array_equal(out[0], raw[0].numpy())  # speed 1: unchanged
+    middle = slice(30, 170)  # 1.25x reads samples 12.4 to 187.6 there: no wrap
+    for i, s in ((1, 0.8), (2, 1.25)):
+        a, w = out[i, middle, :3], out[i, middle, 3:]
+        assert np.allclose(w, omega * s)
+        assert residual(a, w) < 1e-3
+        assert residual(a, w / s) > 0.1  # resampled, gyroscope not scaled: impossible
+    x = torch.randn(4, 100, 6)
+    mean, std = torch.zeros(6), torch.ones(6)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(augment_batch(x, gen(), "imu", mean, std), augment_batch(x, gen(), "imu", mean, std, tempo=0.0))
+    assert not torch.equal(augment_batch(x, gen(), "imu", mean, std), augment_batch(x, gen(), "imu", mean, std, tempo=0.2))
 
 
 def test_arch_tables_override_the_file_for_that_arch_only(tmp_path):

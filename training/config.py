@@ -29,6 +29,7 @@ class TrainConfig:
     mirror: float = 0.0  # imu augmentation: probability of mirroring a window to the other wrist
     reverse: float = 0.0  # imu augmentation: probability of playing a window backwards (gyroscope negated)
     roll_deg: float = 0.0  # imu augmentation: largest extra roll about the forearm (watch x) axis
+    tempo: float = 0.0  # imu augmentation: play each window up to (1 + tempo)x faster or slower (gyroscope scaled)
     time_shift: str = "circular"  # basic/imu augmentation: circular | none (no random circular time shift)
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
@@ -139,7 +140,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
         raise UserError(f"unknown time_shift {cfg.time_shift!r}: choose circular or none")
     if not 0.0 <= cfg.reverse <= 1.0:
         raise UserError(f"reverse = {cfg.reverse} is a probability: choose a value from 0 to 1")
-    for name in ("reverse", "roll_deg"):
+    for name in ("reverse", "roll_deg", "tempo"):
         if getattr(cfg, name) > 0 and cfg.augment != "imu":
             raise UserError(f"{name} = {getattr(cfg, name)} changes IMU windows and needs augment = \"imu\" "
                             f"(got {cfg.augment!r})")
@@ -158,6 +159,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("patience", cfg.patience >= 1, "1 or more epochs"),
             ("rotate_deg", 0 <= cfg.rotate_deg <= 180, "0 to 180 degrees"),
             ("roll_deg", 0 <= cfg.roll_deg <= 180, "0 to 180 degrees"),
+            ("tempo", 0 <= cfg.tempo <= 1, "0 (off) to 1 (speeds from 0.5x to 2x)"),
             ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
             ("mixup", 0 <= cfg.mixup <= 10, "the Beta distribution's parameter, 0 (off) to 10"),

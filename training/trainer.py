@@ -106,6 +106,25 @@ def play_backwards(raw: torch.Tensor) -> torch.Tensor:
     return raw.flip(1) * signs
 
 
+def change_tempo(raw: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+    """IMU windows ``[batch, time, 6+]`` in raw units as the same movement done ``speed`` times as fast
+    (one speed per window) would record them: a motion R(s t) turns at s w(s t), so the window is
+    resampled about its centre and the gyroscope multiplied by s. The accelerometer is resampled but
+    not rescaled: exact for its gravity term, which dominates these slow arm movements (the motion
+    term, ~0.25 g for a wrist 0.6 m from the shoulder at 2 rad/s, would scale by s^2). A faster
+    window needs more than the window holds: it wraps round, as the circular time shift does.
+    Linear interpolation between samples."""
+    b, t, _ = raw.shape
+    centre = (t - 1) / 2
+    pos = centre + speed[:, None].to(raw.dtype) * (torch.arange(t, dtype=raw.dtype) - centre)  # [b, t]
+    lo = pos.floor()
+    frac = (pos - lo)[..., None]
+    lo = lo.long() % t
+    rows = torch.arange(b)[:, None]
+    out = raw[rows, lo] * (1 - frac) + raw[rows, (lo + 1) % t] * frac
+    return torch.cat([out[..., :3], out[..., 3:6] * speed[:, None, None].to(raw.dtype), out[..., 6:]], -1)
+
+
 def rotations_about_x(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
     """``n`` rotation matrices about the watch's x axis (along the forearm), each by at most ``max_deg``."""
     angle = (torch.rand(n, generator=gen) * 2 - 1) * max_deg * torch.pi / 180
@@ -130,7 +149,7 @@ def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tens
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
                   max_deg: float = 25.0, mirror: float = 0.0, reverse: float = 0.0,
-                  roll_deg: float = 0.0, time_shift: str = "circular") -> torch.Tensor:
+                  roll_deg: float = 0.0, time_shift: str = "circular", tempo: float = 0.0) -> torch.Tensor:
     """Training-time augmentation on normalized windows ``[batch, time, channels]``.
 
     basic: random circular time shift (``time_shift="none"`` leaves it out), per-channel gain,
@@ -139,8 +158,8 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
            and gyroscope (3-5) triplets: a watch worn slightly differently. Done in raw units.
            With probability ``mirror``, the window is first mirrored to the other wrist (see
            ``MIRROR_SIGNS``); with probability ``reverse``, played backwards (``play_backwards``);
-           ``roll_deg`` adds a roll about the forearm of up to that angle.
-           (A random tempo change, 0.8-1.25x, was tried and lowered held-out accuracy: docs/training.md.)
+           ``roll_deg`` adds a roll about the forearm of up to that angle; ``tempo`` > 0 plays each
+           window at a speed drawn log-uniformly from [1 / (1 + tempo), 1 + tempo] (``change_tempo``).
     """
     if mode == "none":
         return x
@@ -153,6 +172,8 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, mode: str = "basic",
         if reverse > 0:
             back = torch.rand(b, 1, 1, generator=gen) < reverse
             raw = torch.where(back, play_backwards(raw), raw)
+        if tempo > 0:
+            raw = change_tempo(raw, torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log1p(tempo)))
         rot = random_rotations(b, max_deg, gen)
         if roll_deg > 0:
             rot = rot @ rotations_about_x(b, roll_deg, gen)
@@ -370,7 +391,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
             xb = augment_batch(xb, gen, cfg.augment, mean_t, std_t, cfg.rotate_deg, cfg.mirror, cfg.reverse,
-                               cfg.roll_deg, cfg.time_shift)
+                               cfg.roll_deg, cfg.time_shift, cfg.tempo)
             yb = torch.from_numpy(Ytr[idx])
             if cfg.mixup > 0:  # classification heads only: refused above for forecast and frames
                 xb, yb = mix_windows(xb, yb, data.num_classes, cfg.mixup, gen)

@@ -2,6 +2,12 @@
 
     python -m training.cv --arch gru [--folds 5]
     python -m training.cv --arch lstm --dev [--set keep=last --set data.val_in_train=true ...]
+    python -m training.cv --arch lstm --dev --set seed=1 --set tempo=0.2 \
+        --jsonl docs/benchmarks/watch-dev-reverse-roll.jsonl --recipe "default + tempo=0.2"
+
+With ``--jsonl`` each fold's result is appended to that file as one JSON line, labelled with
+``--recipe`` and the seed, so that ``python -m training.compare`` can pair a candidate recipe with
+its baseline seed by seed (the rule by which a recipe is adopted, docs/training.md).
 
 ``--dev`` folds over the eight subjects outside the default test split (2 and 7 are never
 touched), so a training recipe can be chosen on it without looking at the test subjects.
@@ -15,7 +21,10 @@ test accuracy with the mean and spread.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +45,38 @@ def folds(k: int = 5, subjects: tuple[int, ...] = SUBJECTS) -> list[tuple[tuple[
     return out
 
 
+def box() -> str:
+    """The machine a fold ran on, as the fold rows name it (CPU, cores, a pinned oneDNN instruction set)."""
+    from bench.machine import describe
+    d = describe()
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{d['cpu']}, {d['cpu_count']} cores" + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append one JSON line to ``path`` with a single O_APPEND write, then fsync.
+
+    Folds usually run two at a time into the same file: rewriting it under a temporary name and
+    renaming would drop a row that the other process appended in between, while an appended line
+    lands whole after everything already there and never touches the earlier lines.
+    """
+    path = Path(path)
+    line = json.dumps(row) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}; choose a writable --jsonl file") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line  # the file's last line had no newline: do not glue this row onto it
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.cv", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,6 +88,8 @@ def main(argv=None) -> int:
                    help="run only this fold (0-based; repeat for several), e.g. to spread folds over processes")
     p.add_argument("--runs", default=None, help="folder for the fold runs (default runs/cv or runs/dev)")
     p.add_argument("--out", default=None, help="JSON report (default docs/benchmarks/watch-cv-<arch>.json)")
+    p.add_argument("--jsonl", default=None, help="also append one JSON line per fold to this file (with --recipe)")
+    p.add_argument("--recipe", default=None, help="the name the --jsonl rows carry, e.g. 'default + tempo=0.2'")
     a = p.parse_args(argv)
     from training.config import load_config
     from training.data.watch import TEST_SUBJECTS
@@ -57,6 +100,8 @@ def main(argv=None) -> int:
     tag = "dev" if a.dev else "cv"
     rows = []
     try:
+        if (a.jsonl is None) != (a.recipe is None):
+            raise UserError("--jsonl and --recipe go together: name the recipe the fold rows are filed under")
         overrides = parse_sets(a.set)
         base = load_config("watch", arch=a.arch, **overrides)
         chosen = folds(a.folds, subjects)
@@ -73,6 +118,8 @@ def main(argv=None) -> int:
                          "epochs": m["epochs_run"], "train_seconds": round(m["train_seconds"], 1)})
             print(f"fold {i}: test subjects {test} -> test accuracy {m['test_acc']:.3f} "
                   f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)", flush=True)
+            if a.jsonl:
+                append_row(a.jsonl, {"arch": a.arch, "recipe": a.recipe, "seed": base.seed, **rows[-1], "box": box()})
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,96 @@
+"""The recipe-adoption rule (training/compare.py) and the fold rows training.cv files for it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import UserError
+from training.compare import main, paired_difference, read_rows, seed_scores
+
+DEV_ROWS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "watch-dev-reverse-roll.jsonl"
+
+
+def rows(recipe, accs_by_seed, arch="lstm"):
+    return [{"arch": arch, "recipe": recipe, "seed": s, "fold": f, "test_acc": a}
+            for s, accs in accs_by_seed.items() for f, a in enumerate(accs)]
+
+
+def test_seed_scores_average_the_folds_and_drop_an_unfinished_seed():
+    r = rows("base", {0: [0.90, 0.92, 0.94, 0.88], 1: [0.91, 0.93, 0.95, 0.89], 2: [0.5, 0.5]})
+    r += rows("base", {0: [0.0] * 4}, arch="gru")  # another architecture is not mixed in
+    scores = seed_scores(r, "lstm", "base")
+    assert sorted(scores) == [0, 1]
+    assert scores[0] == pytest.approx(0.91) and scores[1] == pytest.approx(0.92)
+
+
+def test_paired_difference_is_the_mean_over_seeds_with_its_standard_error():
+    base = {0: 0.90, 1: 0.92, 2: 0.91, 3: 0.93}
+    cand = {0: 0.92, 1: 0.93, 2: 0.93, 3: 0.94, 4: 0.99}  # seed 4 has no baseline: not paired
+    p = paired_difference(base, cand)
+    assert p.seeds == (0, 1, 2, 3)
+    assert p.differences == pytest.approx((2.0, 1.0, 2.0, 1.0))
+    assert p.mean == pytest.approx(1.5)
+    assert p.standard_error == pytest.approx(math.sqrt(1 / 3) / 2)  # sample sd sqrt(1/3), four seeds
+    assert p.adopt and p.verdict.startswith("adopt: mean +1.50 > 2 x standard error 0.29")
+
+
+def test_a_gain_that_the_seeds_disagree_on_is_not_adopted():
+    """+1.5 on average, but one seed says -2: the mean is within two standard errors."""
+    base = {0: 0.90, 1: 0.90, 2: 0.90, 3: 0.90}
+    p = paired_difference(base, {0: 0.93, 1: 0.93, 2: 0.88, 3: 0.92})
+    assert p.mean == pytest.approx(1.5) and not p.adopt
+    assert p.verdict.startswith("do not adopt")
+    assert paired_difference(base, {0: 0.95}).verdict.startswith("undecided: one seed in common")
+    assert not paired_difference(base, {0: 0.95}).adopt
+    with pytest.raises(UserError, match="share no seed"):
+        paired_difference(base, {7: 0.95})
+
+
+def test_compare_reads_the_documented_dev_rows(capsys):
+    """docs/training.md: tempo on the LSTM, seeds 0-3, mean paired difference +0.0 +- 0.5: not adopted."""
+    assert main([str(DEV_ROWS), "--arch", "lstm", "--baseline", "default (train_overlap 0.75, 50 epochs)",
+                 "--candidate", "default + tempo=0.2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["0", "91.24%", "92.38%", "+1.15"]
+    assert out[-1].endswith("over 4 seeds: do not adopt: mean +0.01 <= 2 x standard error 0.47")
+
+
+def test_compare_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text(json.dumps(rows("a", {0: [0.9]})[0]) + "\n{not json\n")
+    assert main([str(bad), "--baseline", "a", "--candidate", "b", "--arch", "lstm"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bad}:2: not a JSON object (Expecting property name enclosed in double quotes); each line must be one fold row"
+    bad.write_text(json.dumps(rows("a", {0: [0.9]})[0]) + "\n")
+    assert main([str(bad), "--baseline", "a", "--candidate", "b", "--arch", "lstm"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no lstm rows of recipe 'b' in {bad}; it has: 'a'"
+    assert main([str(tmp_path / "none.jsonl"), "--baseline", "a", "--candidate", "b"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    bad.write_text('{"arch": "gru"}\n')
+    with pytest.raises(UserError, match=r"rows.jsonl:1: a fold row needs arch, recipe, seed, fold and test_acc"):
+        read_rows(bad)
+
+
+def test_cv_files_fold_rows_that_compare_pairs(tmp_path, capsys):
+    """Two one-epoch recipes on dev fold 0, seed 0: each run appends its row after the file's earlier
+    lines; compare pairs them on their one common seed and will not decide on it."""
+    from training.cv import main as cv
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"arch": "gru", "recipe": "earlier", "seed": 0, "fold": 0, "test_acc": 0.5}')  # no newline
+    tiny = ["--arch", "lstm", "--dev", "--fold", "0", "--set", "hidden=8", "--set", "swa=0", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "cv.json"), "--jsonl", str(jsonl)]
+    assert cv(tiny + ["--set", "epochs=1", "--recipe", "one epoch"]) == 0
+    assert cv(tiny + ["--set", "epochs=2", "--recipe", "two epochs"]) == 0
+    got = read_rows(jsonl)
+    assert [r["recipe"] for r in got] == ["earlier", "one epoch", "two epochs"]
+    assert got[1]["arch"] == "lstm" and got[1]["seed"] == 0 and got[1]["fold"] == 0 and got[1]["test_subjects"] == [1, 3]
+    assert got[2]["test_acc"] == json.loads(Path(tmp_path / "cv.json").read_text())["folds"][0]["test_acc"]
+    assert "cores" in got[1]["box"]
+    capsys.readouterr()
+    assert main([str(jsonl), "--arch", "lstm", "--baseline", "one epoch", "--candidate", "two epochs"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("over 1 seed: undecided: one seed in common, the rule needs at least two")
+    assert cv(tiny[:-2] + ["--jsonl", str(jsonl)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --jsonl and --recipe go together: name the recipe the fold rows are filed under"

@@ -1,0 +1,129 @@
+"""Compare two training recipes on the dev folds, seed by seed: the rule by which a recipe is adopted.
+
+    python -m training.compare docs/benchmarks/watch-dev-reverse-roll.jsonl --arch lstm \\
+        --baseline "default (train_overlap 0.75, 50 epochs)" --candidate "default + tempo=0.2"
+
+Reads the fold rows that ``python -m training.cv --dev --jsonl FILE --recipe NAME`` appends (one
+JSON object per fold: arch, recipe, seed, fold, test_acc, ...). For every seed that both recipes ran
+on all folds, the seed's score is the mean of its fold accuracies; the candidate minus the baseline,
+seed by seed, gives paired differences. A single seed moves a 4-fold mean by about a point on watch
+(docs/training.md), so one seed decides nothing: the candidate is adopted only when the mean paired
+difference exceeds ``k`` standard errors (sd / sqrt(n), k = 2 by default), which needs at least two
+seeds and a difference that is larger than the seeds' disagreement about it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import UserError
+
+
+def seed_scores(rows: list[dict], arch: str, recipe: str) -> dict[int, float]:
+    """{seed: mean fold test accuracy} for the seeds on which ``recipe`` ran every fold it ran at all."""
+    folds: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r.get("arch") == arch and r.get("recipe") == recipe:
+            folds.setdefault(int(r["seed"]), {})[int(r["fold"])] = float(r["test_acc"])
+    wanted = set().union(*(f.keys() for f in folds.values())) if folds else set()
+    return {s: sum(f.values()) / len(f) for s, f in sorted(folds.items()) if set(f) == wanted}
+
+
+@dataclass(frozen=True)
+class Paired:
+    seeds: tuple[int, ...]
+    differences: tuple[float, ...]  # candidate - baseline per seed, in accuracy points (0..100)
+    mean: float
+    standard_error: float  # sample sd / sqrt(n); nan with one seed
+    k: float
+
+    @property
+    def adopt(self) -> bool:
+        """True when the mean difference is positive and exceeds k standard errors."""
+        return len(self.differences) >= 2 and self.mean > self.k * self.standard_error
+
+    @property
+    def verdict(self) -> str:
+        if len(self.differences) < 2:
+            return "undecided: one seed in common, the rule needs at least two"
+        rel = ">" if self.adopt else "<="
+        return (f"{'adopt' if self.adopt else 'do not adopt'}: mean {self.mean:+.2f} {rel} "
+                f"{self.k:g} x standard error {self.standard_error:.2f}")
+
+
+def paired_difference(baseline: dict[int, float], candidate: dict[int, float], k: float = 2.0) -> Paired:
+    """Pair the two recipes' seed scores (fractions 0..1) on their common seeds; points in the result."""
+    seeds = tuple(sorted(set(baseline) & set(candidate)))
+    if not seeds:
+        raise UserError("the two recipes share no seed with all folds run; run the baseline with the candidate's seeds "
+                        "(python -m training.cv --dev --set seed=S --jsonl FILE --recipe NAME)")
+    d = tuple(100 * (candidate[s] - baseline[s]) for s in seeds)
+    mean = sum(d) / len(d)
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else math.nan
+    return Paired(seeds, d, mean, se, k)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per non-empty line; a bad line is one clear error."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}; give the .jsonl file that training.cv --jsonl wrote") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not a JSON object ({e.msg}); each line must be one fold row") from None
+        if not isinstance(row, dict) or not {"arch", "recipe", "seed", "fold", "test_acc"} <= row.keys():
+            raise UserError(f"{path}:{n}: a fold row needs arch, recipe, seed, fold and test_acc")
+        rows.append(row)
+    return rows
+
+
+def _scores(rows, arch, recipe, path) -> dict[int, float]:
+    scores = seed_scores(rows, arch, recipe)
+    if not scores:
+        known = sorted({r["recipe"] for r in rows if r["arch"] == arch})
+        raise UserError(f"no {arch} rows of recipe {recipe!r} in {path}; it has: " + "; ".join(map(repr, known)))
+    return scores
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("jsonl", help="fold rows written by python -m training.cv --jsonl")
+    p.add_argument("--arch", default="gru", choices=["gru", "lstm"])
+    p.add_argument("--baseline", required=True, help="recipe name of the baseline rows")
+    p.add_argument("--candidate", required=True, help="recipe name of the candidate rows")
+    p.add_argument("--k", type=float, default=2.0, help="standard errors the mean difference must exceed (default 2)")
+    a = p.parse_args(argv)
+    try:
+        rows = read_rows(a.jsonl)
+        base = _scores(rows, a.arch, a.baseline, a.jsonl)
+        cand = _scores(rows, a.arch, a.candidate, a.jsonl)
+        result = paired_difference(base, cand, a.k)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{'seed':>4}  {'baseline':>8}  {'candidate':>9}  {'difference':>10}")
+    for s, d in zip(result.seeds, result.differences):
+        print(f"{s:>4}  {100 * base[s]:>7.2f}%  {100 * cand[s]:>8.2f}%  {d:>+10.2f}")
+    unpaired = sorted((set(base) ^ set(cand)))
+    if unpaired:
+        print(f"seeds run by one recipe only (not paired): {unpaired}")
+    n = len(result.seeds)
+    print(f"{a.arch}: {a.candidate!r} against {a.baseline!r} over {n} seed{'' if n == 1 else 's'}: {result.verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,6 +142,43 @@ def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/tra
         raise Exit(code=rc)
 
 
+@task(help={
+    "arch": "gru (default) | lstm",
+    "dev": "fold over the eight non-test subjects only (how recipes are chosen)",
+    "fold": "run only these folds, comma-separated (e.g. 0,1), to spread them over processes",
+    "set_": "override a config option, KEY=VALUE (repeatable), e.g. --set seed=1 --set tempo=0.2",
+    "jsonl": "append one JSON line per fold to this file (with --recipe), for invoke compare",
+    "recipe": "the name the --jsonl rows carry",
+    "out": "JSON report (default docs/benchmarks/watch-<cv|dev>-<arch>.json)",
+}, iterable=["set_"])
+@user_errors
+def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, out=None):
+    """Subject-wise cross-validation on watch: each fold holds out two subjects; mean and spread."""
+    from training.cv import main
+    argv = ["--arch", arch] + (["--dev"] if dev else [])
+    for k in str(fold).split(",") if fold is not None else []:
+        argv += ["--fold", str(_whole("fold", k))]
+    for kv in set_ or []:
+        argv += ["--set", kv]
+    for flag, value in (("--jsonl", jsonl), ("--recipe", recipe), ("--out", out)):
+        if value is not None:
+            argv += [flag, value]
+    rc = main(argv)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"jsonl": "fold rows written by invoke cv --jsonl", "arch": "gru (default) | lstm",
+            "baseline": "recipe name of the baseline rows", "candidate": "recipe name of the candidate rows"})
+@user_errors
+def compare(c, jsonl, baseline, candidate, arch="gru"):
+    """Pair two recipes' dev folds seed by seed: adopt only if the mean gain exceeds 2 standard errors."""
+    from training.compare import main
+    rc = main([jsonl, "--arch", arch, "--baseline", baseline, "--candidate", candidate])
+    if rc:
+        raise Exit(code=rc)
+
+
 @task(help={"out": "folder for the runs and summary.json", "device": "cuda (default) or cpu (a dry run)",
             "epochs": "override the recipe's epochs"})
 @user_errors

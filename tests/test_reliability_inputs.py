@@ -344,6 +344,9 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     (["kws-stream", "--out", "/proc/rnn-edge/x.wav"], "cannot write /proc/rnn-edge/x.wav"),
     (["parity", "--arch", "rnn"], "unknown architecture(s) rnn"),
     (["export", "--seq-len", "0"], "--seq-len 0: it sets a Keras model's open window length"),
+    (["cv", "--dev", "--fold", "x"], "--fold 'x' is not a whole number"),
+    (["cv", "--dev", "--fold", "9"], "--fold 9: choose 0 to 3"),
+    (["compare", "missing.jsonl", "--baseline", "a", "--candidate", "b"], "cannot read missing.jsonl"),
 ])
 def test_invoke_task_arguments_are_one_clear_error(argv, expect):
     """Bad arguments to the invoke tasks themselves (not only to the modules behind them)."""

@@ -13,7 +13,8 @@ TOOLS = (("gcc", ["gcc", "--version"]), ("arm-none-eabi-gcc", ["arm-none-eabi-gc
          ("qemu-system-arm", ["qemu-system-arm", "--version"]))
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what platform reports)."""
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
@@ -53,7 +54,7 @@ def _version(pkg: str) -> str | None:
 def describe() -> dict:
     """A dict describing this machine (taken at the start of a run; load average is sampled again at the end)."""
     return {
-        "platform": platform.platform(), "python": platform.python_version(), "cpu": _cpu_model(),
+        "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "memory_gb": _mem_total_gb(), "load_avg_start": round(os.getloadavg()[0], 2),
         "threads": 1, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "packages": {p: _version(p) for p in PACKAGES},

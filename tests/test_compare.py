@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import UserError
-from training.compare import main, paired_difference, read_rows, seed_scores
+from training.compare import fold_sets, main, paired_difference, paired_scores, read_rows, seed_scores
 
 DEV_ROWS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "watch-dev-reverse-roll.jsonl"
 
@@ -22,9 +22,18 @@ def rows(recipe, accs_by_seed, arch="lstm"):
 def test_seed_scores_average_the_folds_and_drop_an_unfinished_seed():
     r = rows("base", {0: [0.90, 0.92, 0.94, 0.88], 1: [0.91, 0.93, 0.95, 0.89], 2: [0.5, 0.5]})
     r += rows("base", {0: [0.0] * 4}, arch="gru")  # another architecture is not mixed in
-    scores = seed_scores(r, "lstm", "base")
+    scores = seed_scores(fold_sets(r, "lstm", "base"), {0, 1, 2, 3})
     assert sorted(scores) == [0, 1]
     assert scores[0] == pytest.approx(0.91) and scores[1] == pytest.approx(0.92)
+
+
+def test_recipes_are_compared_on_the_same_folds_only():
+    """A candidate run on fold 0 alone is not set against the baseline's four-fold means."""
+    r = rows("base", {0: [0.90, 0.92, 0.94, 0.88], 1: [0.91, 0.93, 0.95, 0.89]}) + rows("one fold", {0: [0.99], 1: [0.99]})
+    base, cand = paired_scores(r, "lstm", "base", "one fold", "rows.jsonl")
+    assert sorted(base) == [0, 1] and cand == {}
+    with pytest.raises(UserError, match="share no seed with the same folds run"):
+        paired_difference(base, cand)
 
 
 def test_paired_difference_is_the_mean_over_seeds_with_its_standard_error():

@@ -24,14 +24,19 @@ from pathlib import Path
 from runtime.errors import UserError
 
 
-def seed_scores(rows: list[dict], arch: str, recipe: str) -> dict[int, float]:
-    """{seed: mean fold test accuracy} for the seeds on which ``recipe`` ran every fold it ran at all."""
-    folds: dict[int, dict[int, float]] = {}
+def fold_sets(rows: list[dict], arch: str, recipe: str) -> dict[int, dict[int, float]]:
+    """{seed: {fold: test accuracy}} of one recipe's rows."""
+    out: dict[int, dict[int, float]] = {}
     for r in rows:
         if r.get("arch") == arch and r.get("recipe") == recipe:
-            folds.setdefault(int(r["seed"]), {})[int(r["fold"])] = float(r["test_acc"])
-    wanted = set().union(*(f.keys() for f in folds.values())) if folds else set()
-    return {s: sum(f.values()) / len(f) for s, f in sorted(folds.items()) if set(f) == wanted}
+            out.setdefault(int(r["seed"]), {})[int(r["fold"])] = float(r["test_acc"])
+    return out
+
+
+def seed_scores(by_seed: dict[int, dict[int, float]], folds: set[int]) -> dict[int, float]:
+    """{seed: mean test accuracy over ``folds``} for the seeds that ran exactly those folds, so that two
+    recipes are only ever compared on the same folds."""
+    return {s: sum(f.values()) / len(f) for s, f in sorted(by_seed.items()) if set(f) == folds}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def paired_difference(baseline: dict[int, float], candidate: dict[int, float], k
     """Pair the two recipes' seed scores (fractions 0..1) on their common seeds; points in the result."""
     seeds = tuple(sorted(set(baseline) & set(candidate)))
     if not seeds:
-        raise UserError("the two recipes share no seed with all folds run; run the baseline with the candidate's seeds "
+        raise UserError("the two recipes share no seed with the same folds run; run the missing seeds or folds "
                         "(python -m training.cv --dev --set seed=S --jsonl FILE --recipe NAME)")
     d = tuple(100 * (candidate[s] - baseline[s]) for s in seeds)
     mean = sum(d) / len(d)
@@ -89,12 +94,15 @@ def read_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def _scores(rows, arch, recipe, path) -> dict[int, float]:
-    scores = seed_scores(rows, arch, recipe)
-    if not scores:
-        known = sorted({r["recipe"] for r in rows if r["arch"] == arch})
-        raise UserError(f"no {arch} rows of recipe {recipe!r} in {path}; it has: " + "; ".join(map(repr, known)))
-    return scores
+def paired_scores(rows, arch, baseline, candidate, path) -> tuple[dict[int, float], dict[int, float]]:
+    """Both recipes' seed scores over the folds either of them ran (a seed that missed one is left out)."""
+    base, cand = fold_sets(rows, arch, baseline), fold_sets(rows, arch, candidate)
+    for recipe, by_seed in ((baseline, base), (candidate, cand)):
+        if not by_seed:
+            known = sorted({r["recipe"] for r in rows if r["arch"] == arch})
+            raise UserError(f"no {arch} rows of recipe {recipe!r} in {path}; it has: " + "; ".join(map(repr, known)))
+    folds = set().union(*(f.keys() for f in [*base.values(), *cand.values()]))
+    return seed_scores(base, folds), seed_scores(cand, folds)
 
 
 def main(argv=None) -> int:
@@ -108,8 +116,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         rows = read_rows(a.jsonl)
-        base = _scores(rows, a.arch, a.baseline, a.jsonl)
-        cand = _scores(rows, a.arch, a.candidate, a.jsonl)
+        base, cand = paired_scores(rows, a.arch, a.baseline, a.candidate, a.jsonl)
         result = paired_difference(base, cand, a.k)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -117,7 +124,7 @@ def main(argv=None) -> int:
     print(f"{'seed':>4}  {'baseline':>8}  {'candidate':>9}  {'difference':>10}")
     for s, d in zip(result.seeds, result.differences):
         print(f"{s:>4}  {100 * base[s]:>7.2f}%  {100 * cand[s]:>8.2f}%  {d:>+10.2f}")
-    unpaired = sorted((set(base) ^ set(cand)))
+    unpaired = sorted(set(base) ^ set(cand))
     if unpaired:
         print(f"seeds run by one recipe only (not paired): {unpaired}")
     n = len(result.seeds)

@@ -47,10 +47,9 @@ def folds(k: int = 5, subjects: tuple[int, ...] = SUBJECTS) -> list[tuple[tuple[
 
 def box() -> str:
     """The machine a fold ran on, as the fold rows name it (CPU, cores, a pinned oneDNN instruction set)."""
-    from bench.machine import describe
-    d = describe()
+    from bench.machine import cpu_model
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return f"{d['cpu']}, {d['cpu_count']} cores" + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
+    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
 
 
 def append_row(path: str | Path, row: dict) -> None:

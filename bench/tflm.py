@@ -3,14 +3,16 @@
 Latency is CPU time per call (``time.process_time``, both run on the calling thread), with wall
 time beside it: on a shared, loaded box wall time includes preemption. Both come from one artifact folder (the same checkpoint, exported once): ``tflm-int8`` (TFLite's
 fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM, run by the ``tflite-micro`` wheel, the MCU interpreter
-built for x86) and ``c-int8`` (our generated C, compiled by gcc -O2). Same inputs (the golden
-sequences), timed interleaved, in alternating order, so machine noise hits both alike:
+built for x86, whose kernels are TFLM's portable reference kernels) and ``c-int8`` (our generated
+C, compiled by gcc -O2: on x86-64 its dot products use SSE2). Same inputs (the golden sequences),
+timed interleaved, in alternating order, so machine noise hits both alike:
 
 - ``runtime`` level: ``runtime.load(...).predict`` on one sequence for each (normalization,
-  quantization, the backend call, dequantization; our C backend calls ``<prefix>_step`` per frame
-  through ctypes, TFLM invokes once per sequence);
+  quantization, the backend call, dequantization; one ctypes call of ``<prefix>_run``, one TFLM
+  invoke);
 - ``kernel`` level: pre-quantized int8 in, raw scores out: one ctypes call of ``<prefix>_run`` vs
-  TFLM's ``reset`` + ``set_input`` + ``invoke`` + ``get_output``.
+  TFLM's ``reset`` + ``set_input`` + ``invoke`` + ``get_output``; and our C built with
+  ``<PREFIX>_PORTABLE`` (the plain C loop, no SIMD), scalar code against scalar code.
 
 RAM: TFLM's tensor arena (the export's measured minimum, manifest ``arena_bytes``; the
 interpreter's own objects and stack come on top) against our state + stack on Cortex-M4 (QEMU
@@ -22,6 +24,7 @@ manifest's test-split figures; agreement: the two on the golden sequences.
 from __future__ import annotations
 
 import ctypes
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,12 +56,19 @@ def _interleaved(fns: dict, rounds: int, warmup: int) -> dict:
 
 def _level(res: dict) -> dict:
     (cw, cc), (tw, tc) = res["c"], res["tflm"]
-    return {"c_ms": summary_ms(cw), "tflm_ms": summary_ms(tw), "c_cpu_ms": summary_ms(cc), "tflm_cpu_ms": summary_ms(tc),
-            "speedup_wall": float(np.median(tw) / np.median(cw)), "speedup": float(np.median(tc) / np.median(cc))}
+    out = {"c_ms": summary_ms(cw), "tflm_ms": summary_ms(tw), "c_cpu_ms": summary_ms(cc), "tflm_cpu_ms": summary_ms(tc),
+           "speedup_wall": float(np.median(tw) / np.median(cw)), "speedup": float(np.median(tc) / np.median(cc))}
+    if "c_portable" in res:
+        pw, pc = res["c_portable"]
+        out.update(c_portable_ms=summary_ms(pw), c_portable_cpu_ms=summary_ms(pc),
+                   speedup_portable_wall=float(np.median(tw) / np.median(pw)), speedup_portable=float(np.median(tc) / np.median(pc)))
+    return out
 
 
-def _kernel_calls(c_model, t_model, x_raw: np.ndarray):
-    """Zero-argument callables running the bare engines on pre-quantized int8 input."""
+def _kernel_calls(c_model, t_model, x_raw: np.ndarray, c_source: Path, work: Path):
+    """Zero-argument callables running the bare engines on pre-quantized int8 input: our C as the C
+    backend compiled it, our C built with ``<PREFIX>_PORTABLE``, and TFLM."""
+    from export.c.build import build_shared
     from runtime.quant import quantize
     cb = c_model.sequence_graph.backend
     tb = t_model.sequence_graph.backend
@@ -76,12 +86,23 @@ def _kernel_calls(c_model, t_model, x_raw: np.ndarray):
         run(state, xp, steps, sp)
         return scores
 
+    so = build_shared(c_source.parent, cb.prefix, work / f"lib{cb.prefix}_portable.so", "int8",
+                      defines=(f"{cb.prefix.upper()}_PORTABLE",))
+    plib = ctypes.CDLL(str(so.resolve()))
+    prun = getattr(plib, f"{cb.prefix}_run")
+    prun.argtypes, prun.restype = run.argtypes, None
+    pstate = ctypes.create_string_buffer(cb.state_bytes)
+
+    def portable_call():
+        prun(pstate, xp, steps, sp)
+        return scores
+
     def tflm_call():
         it.reset()
         it.set_input(xt, 0)
         it.invoke()
         return it.get_output(0)
-    return c_call, tflm_call
+    return c_call, portable_call, tflm_call
 
 
 def summary_ms(t: np.ndarray) -> dict:
@@ -118,8 +139,9 @@ def compare_tflm_host(folder, rounds: int = 200, warmup: int = 10, m4_row: dict 
         i[0] += 1
         return t_model.predict(seq())
     rt = _interleaved({"c": rt_c, "tflm": rt_t}, rounds, warmup)
-    c_call, t_call = _kernel_calls(c_model, t_model, xs[:1])
-    kn = _interleaved({"c": c_call, "tflm": t_call}, rounds, warmup)
+    with tempfile.TemporaryDirectory(prefix="rnn-edge-bench-tflm-") as work:
+        c_call, p_call, t_call = _kernel_calls(c_model, t_model, xs[:1], folder / c_entry["file"], Path(work))
+        kn = _interleaved({"c": c_call, "c_portable": p_call, "tflm": t_call}, rounds, warmup)
 
     sc = np.concatenate([c_model.predict(xs[j:j + 1]) for j in range(len(xs))])
     st = np.concatenate([t_model.predict(xs[j:j + 1]) for j in range(len(xs))])

@@ -84,6 +84,20 @@ def test_sanitizers_clean(arch, c_export, tmp_path):
             assert np.abs(HB.run_harness(exe, x, precision) - _torch(e["model"], e["x"][:8])).max() < 1e-4
 
 
+def test_simd_and_portable_kernels_compute_the_same_integers(arch, c_export, tmp_path):
+    """On this x86-64 host the dot products run on SSE2 (PMADDWD); with <PREFIX>_PORTABLE defined
+    the portable loop (the one a core without SIMD runs) must give the very same integers."""
+    e = c_export(arch)
+    lib, prefix, rec = _lib(e, "int8")
+    source = (lib / f"{prefix}.c").read_text()
+    assert "_mm_madd_epi16" in source and f"{prefix.upper()}_PORTABLE" in source
+    x = R.quantize_input(e["x"][:8], rec["quant"]["input"]["scale"])
+    want = R.int_run(e["qm"], x)
+    for defines in ((), (f"{prefix.upper()}_PORTABLE",)):
+        exe = HB.build_harness(lib, prefix, "int8", tmp_path / ("portable" if defines else "simd") / "h", defines=defines)
+        np.testing.assert_array_equal(HB.run_harness(exe, x, "int8").astype(np.int64), want)
+
+
 def test_per_layer_sizes_and_odd_widths(tmp_path):
     """Three layers of different, non-multiple-of-4 widths: padding and per-layer descriptors."""
     from training.models import ModelSpec, SequenceModel

@@ -54,6 +54,26 @@ def test_int8_on_cortex_m_is_bit_identical(arch, target, c_lib, tmp_path):
     np.testing.assert_array_equal(stream.scores[:, -1], run.scores[:2])
 
 
+def test_odd_widths_on_cortex_m4_keep_the_dsp_loads_aligned(tmp_path):
+    """An LSTM whose cell states have odd lengths (7, 13): the DSP kernel reads h and the weights two
+    words at a time (LDRD, which faults on an unaligned address), so the generated code must keep
+    them word-aligned; the scores stay bit-identical to the numpy reference."""
+    from export.c import export_c, prepare
+    from training.data.base import SequenceData
+    from training.models import ModelSpec, SequenceModel
+    torch.manual_seed(0)
+    model = SequenceModel(ModelSpec("lstm", 5, (7, 13, 6), 3)).eval()
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 12, 5)).astype(np.float32)
+    data = SequenceData("t", ["a", "b", "c"], X, rng.integers(0, 3, 40), X[:8], np.zeros(8), X[:8], np.zeros(8))
+    meta = {"task": "odd", "input_mean": [0.0] * 5, "input_std": [1.0] * 5}
+    rec = next(r for r in export_c(model, meta, data, tmp_path / "lib", precisions=("int8",)) if r["precision"] == "int8")
+    _, quant, qm = prepare(model, meta, quant=rec["quant"])
+    xq = R.quantize_input(X[:3], quant["input"]["scale"])
+    fw = F.build(tmp_path / "lib" / rec["c"]["dir"], rec["c"]["prefix"], "int8", get_target("cortex-m4"), tmp_path / "m4")
+    np.testing.assert_array_equal(F.run(fw, xq, count=False).scores.astype(np.int64), R.int_run(qm, xq))
+
+
 def test_float_on_cortex_m4_close_to_host(c_lib, tmp_path):
     e = c_lib("gru")
     lib, prefix = _lib(e, "float32")

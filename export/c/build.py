@@ -34,24 +34,28 @@ def run_checked(cmd: list[str], what: str, timeout: float = 120, cwd=None) -> su
     return p
 
 
-def build_shared(lib_dir, prefix: str, out_so, precision: str, opt: str = "-O2") -> Path:
-    """``lib_dir/<prefix>.c`` -> shared library for ctypes."""
+def build_shared(lib_dir, prefix: str, out_so, precision: str, opt: str = "-O2", defines: tuple[str, ...] = ()) -> Path:
+    """``lib_dir/<prefix>.c`` -> shared library for ctypes (``defines`` as in ``build_harness``)."""
     cc = find_tool("gcc", "gcc")
     out_so = Path(out_so)
     out_so.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [cc, *WARN, opt, "-fPIC", "-shared", str(Path(lib_dir) / f"{prefix}.c"), "-o", str(out_so)]
+    cmd = [cc, *WARN, opt, *(f"-D{d}" for d in defines), "-fPIC", "-shared", str(Path(lib_dir) / f"{prefix}.c"),
+           "-o", str(out_so)]
     run_checked(cmd + (["-lm"] if precision == "float32" else []), "host build of the C model")
     return out_so
 
 
-def build_harness(lib_dir, prefix: str, precision: str, exe, sanitize: bool = False, opt: str = "-O2") -> Path:
-    """The test harness (``harness.py``) linked with the model into a host executable."""
+def build_harness(lib_dir, prefix: str, precision: str, exe, sanitize: bool = False, opt: str = "-O2",
+                  defines: tuple[str, ...] = ()) -> Path:
+    """The test harness (``harness.py``) linked with the model into a host executable (``defines``:
+    preprocessor names to set, e.g. ``<PREFIX>_PORTABLE`` for the portable kernel)."""
     cc = find_tool("gcc", "gcc")
     exe = Path(exe)
     exe.parent.mkdir(parents=True, exist_ok=True)
     harness_c = exe.parent / f"harness_{prefix}.c"
     harness_c.write_text(HN.harness_source(prefix, precision))
-    cmd = [cc, *WARN, opt, "-I", str(lib_dir), str(Path(lib_dir) / f"{prefix}.c"), str(harness_c), "-o", str(exe)]
+    cmd = [cc, *WARN, opt, *(f"-D{d}" for d in defines), "-I", str(lib_dir), str(Path(lib_dir) / f"{prefix}.c"),
+           str(harness_c), "-o", str(exe)]
     cmd += SANITIZE if sanitize else []
     run_checked(cmd + ["-lm"], "host build of the C harness")
     return exe

@@ -24,8 +24,10 @@ def c_float(v: float) -> str:
     return text + "f"
 
 
-def array(ctype: str, name: str, values, comment: str = "", per_line: int = 16, static: bool = True) -> str:
-    """``static const <ctype> name[N] = {...};`` with ``per_line`` values a line and a comment above."""
+def array(ctype: str, name: str, values, comment: str = "", per_line: int = 16, static: bool = True,
+          attribute: str = "") -> str:
+    """``static const <ctype> name[N] = {...};`` with ``per_line`` values a line and a comment above
+    (``attribute``, e.g. an alignment macro, goes after the declarator)."""
     flat = np.asarray(values).reshape(-1)
     if ctype == "float":
         items = [c_float(v) for v in flat]
@@ -38,7 +40,7 @@ def array(ctype: str, name: str, values, comment: str = "", per_line: int = 16, 
         # INT32_MIN cannot be written as a literal; it never occurs (bounds are checked) but be safe
         items = [str(int(v)) if int(v) != -2 ** 31 else "(-2147483647 - 1)" for v in ints]
     lines = ["    " + ", ".join(items[i:i + per_line]) + "," for i in range(0, len(items), per_line)] or ["    0"]
-    head = (f"/* {comment} */\n" if comment else "") + f"{'static ' if static else ''}const {ctype} {name}[{max(1, len(items))}] = {{"
+    head = (f"/* {comment} */\n" if comment else "") + f"{'static ' if static else ''}const {ctype} {name}[{max(1, len(items))}]{' ' + attribute if attribute else ''} = {{"
     return head + "\n" + "\n".join(lines) + "\n};\n"
 
 

@@ -59,6 +59,12 @@ def test_float_c_matches_pytorch(arch, c_export, tmp_path):
 def test_int8_c_is_bit_exact_with_reference_and_streams(arch, c_export, tmp_path):
     e = c_export(arch)
     lib, prefix, rec = _lib(e, "int8")
+    # both requantization paths are exercised: rows with a left shift (layer 0's W_ih, as on the
+    # watch models) and matrices without one (the C then gets no ls table)
+    shifts = [L[k][:, 0] for L in e["qm"]["layers"] for k in ("wx_shift", "wh_shift")]
+    assert any(s.any() for s in shifts) and not all(s.any() for s in shifts)
+    source = (lib / f"{prefix}.c").read_text()
+    assert "L0_WX_LS" in source and "L0_WH_LS" not in source
     xq = R.quantize_input(e["x"], rec["quant"]["input"]["scale"])
     exe = HB.build_harness(lib, prefix, "int8", tmp_path / "h")
     got = HB.run_harness(exe, xq, "int8")

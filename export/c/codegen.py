@@ -119,30 +119,35 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     header = _header(p, P, "int8", arch, desc, state_fields, {"x": "int8_t", "scores": "int32_t",
                                                             "input_size": qm["input_size"], "classes": qm["num_classes"]}, defines)
 
-    def rows_params(mult, shift):
-        """Per row (padded to x4): mult, and the shifts stored as (ls, rs - 1) for requantize."""
+    def requant_tables(name: str, mult, shift, what: str) -> tuple[str, str]:
+        """Per row (padded to x4) the pair {mult, rs - 1} (one LDRD), and the left shifts ls only where a
+        row of the matrix has one (else the C gets a null pointer and skips them). -> (C text, ls name)."""
         rows = pad4(len(mult))
-        m = np.zeros(rows, np.int64)
-        m[:len(mult)] = mult
-        s = np.zeros((rows, 2), np.int64)
-        s[:len(mult)] = np.asarray(shift, np.int64) - [0, 1]
-        return m, s
+        rq = np.zeros((rows, 2), np.int64)
+        rq[:len(mult), 0] = mult
+        rq[:len(mult), 1] = np.asarray(shift, np.int64)[:, 1] - 1
+        text = array("int32_t", f"{name}_RQ", rq, f"{what}: {{mult, rs - 1}} per row for requantize", per_line=8,
+                     attribute=f"{P}_ALIGN4")
+        ls = np.zeros(rows, np.int64)
+        ls[:len(mult)] = np.asarray(shift, np.int64)[:, 0]
+        if not ls.any():
+            return text, "0"
+        return text + array("int8_t", f"{name}_LS", ls, "left shift ls per row (acc << ls before the multiply)"), f"{name}_LS"
 
     layout = ("int8, one scale per row; rows in groups of 4, each group stored column-block by column-block "
               "(4 rows x 4 bytes), bytes of a block in the order a c b d for SXTB16; zero padding to x4")
-    data = []
+    data, ls_names = [], []
     for i, L in enumerate(qm["layers"]):
         H = L["hidden"]
         wx, wh = group_rows4(L["wx"]), group_rows4(L["wh"])
         data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names} stacked as rows ---- */\n")
         data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}", attribute=f"{P}_ALIGN4"))
-        m, s = rows_params(L["wx_mult"], L["wx_shift"])
-        data.append(array("int32_t", f"L{i}_WX_MULT", m, "W_ih rows: requantize(acc, mult, ls, rs) = gate input part in Q3.12", per_line=8))
-        data.append(array("int8_t", f"L{i}_WX_SHIFT", s, "ls, rs - 1 per row"))
+        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], "W_ih rows (gate input part in Q3.12)")
+        data.append(text)
         data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout", attribute=f"{P}_ALIGN4"))
-        m, s = rows_params(L["wh_mult"], L["wh_shift"])
-        data.append(array("int32_t", f"L{i}_WH_MULT", m, "W_hh rows: recurrent part in Q3.12", per_line=8))
-        data.append(array("int8_t", f"L{i}_WH_SHIFT", s, "ls, rs - 1 per row"))
+        text, wh_ls = requant_tables(f"L{i}_WH", L["wh_mult"], L["wh_shift"], "W_hh rows (recurrent part in Q3.12)")
+        data.append(text)
+        ls_names.append((wx_ls, wh_ls))
         bias_doc = "b_ih + b_hh" if arch == "lstm" else "b_ir + b_hr, b_iz + b_hz, b_in"
         data.append(array("int32_t", f"L{i}_BIAS", L["bias"], f"{bias_doc}, Q3.12", per_line=8))
         if arch == "gru":
@@ -151,9 +156,8 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     data.append("/* ---- classification head: scores = W h_last + b, int32 with 16 fractional bits ---- */\n")
     data.append(array("int8_t", "HEAD_W", hw, f"[{qm['num_classes']}][{hidden[-1]}], same layout as the gate weights",
                       attribute=f"{P}_ALIGN4"))
-    m, s = rows_params(qm["head_mult"], qm["head_shift"])
-    data.append(array("int32_t", "HEAD_MULT", m, per_line=8))
-    data.append(array("int8_t", "HEAD_SHIFT", s))
+    text, head_ls = requant_tables("HEAD", qm["head_mult"], qm["head_shift"], "head rows (scores, 16 fractional bits)")
+    data.append(text)
     data.append(array("int32_t", "HEAD_BIAS", qm["head_bias"], per_line=8))
     data.append(array("int16_t", "SIGMOID_Q15", R.SIGMOID_TABLE, "sigmoid(v) in Q0.15 at v = -8, -8 + 1/16, ..., 8 (257 points)", per_line=12))
     data.append(array("int16_t", "TANH_Q15", R.TANH_TABLE, "tanh(v) in Q0.15 at the same points", per_line=12))
@@ -162,7 +166,7 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
     for i, L in enumerate(qm["layers"]):
         bhn = f"L{i}_BIAS_HN" if arch == "gru" else "0"
         descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {pad4(G * L['hidden'])}, {L['cell_frac']},\n"
-                     f"     L{i}_WX, L{i}_WX_MULT, L{i}_WX_SHIFT, L{i}_WH, L{i}_WH_MULT, L{i}_WH_SHIFT, L{i}_BIAS, {bhn}}},")
+                     f"     L{i}_WX, L{i}_WX_RQ, {ls_names[i][0]}, L{i}_WH, L{i}_WH_RQ, {ls_names[i][1]}, L{i}_BIAS, {bhn}}},")
     scratch = pad4(max(max(G * h for h in hidden), qm["num_classes"]))
 
     if arch == "lstm":
@@ -247,8 +251,8 @@ static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int
 /* One recurrent layer's constants. Lengths are padded to multiples of 4. */
 typedef struct {{
     int32_t hidden, in4, h4, rows4, cell_frac;
-    const int8_t *wx; const int32_t *wx_mult; const int8_t *wx_shift;
-    const int8_t *wh; const int32_t *wh_mult; const int8_t *wh_shift;
+    const int8_t *wx; const int32_t *wx_rq; const int8_t *wx_ls; /* weights, {{mult, rs - 1}} per row, ls or null */
+    const int8_t *wh; const int32_t *wh_rq; const int8_t *wh_ls;
     const int32_t *bias, *bias_hn;
 }} layer_q;
 
@@ -289,12 +293,13 @@ static const layer_q LAYERS[{nl}] = {{
 #endif
 }}
 
-/* acc * (mult / 2^32) * 2^ls / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
- * times the input scale) to the output format. mult in [2^30, 2^31), ls >= 0, rs >= 1; the table
- * holds shift = {{ls, rs - 1}}, so that rshift_round's ((v >> (rs - 1)) + 1) >> 1 needs no subtraction. */
-{P}_INLINE int32_t requantize(int32_t acc, int32_t mult, const int8_t *shift)
+/* (acc << ls) * (mult / 2^32) / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
+ * times the input scale) to the output format; mult in [2^30, 2^31), ls >= 0, rs >= 1. The caller
+ * applies ls (most matrices have none); rq = {{mult, rs - 1}}, so that rshift_round's
+ * ((v >> (rs - 1)) + 1) >> 1 needs no subtraction. */
+{P}_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
 {{
-    return ((smmulr(acc * (1 << shift[0]), mult) >> shift[1]) + 1) >> 1;
+    return ((smmulr(acc, rq[0]) >> rq[1]) + 1) >> 1;
 }}
 
 /* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
@@ -326,10 +331,12 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {{
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
 #if {P}_USE_DSP
-    /* per 4 columns, 20 instructions for 16 multiply-accumulates: 1 LDRD of two activation
-     * pairs (xa, xb), 2 LDRDs of the 4 rows' weight words, then per row SXTB16 -> (a, b) and
-     * SXTB16 ROR 8 -> (c, d), and two SMLADs */
-    for (k = n >> 2; k > 0; --k) {{
+    /* per 4 columns, 19 instructions for 16 multiply-accumulates (21 with the loop's count and
+     * branch): 1 LDRD of two activation pairs (xa, xb), 2 LDRDs of the 4 rows' weight words, then
+     * per row SXTB16 -> (a, b) and SXTB16 ROR 8 -> (c, d), and two SMLADs. (Two blocks per pass
+     * made gcc 12 spill: more instructions, not fewer.) */
+    k = n >> 2;                          /* n >= 4: every layer has at least one column block */
+    do {{
         uint32_t xa, xb, w0, w1, w2, w3;
         {P}_LDRD_PI(xa, xb, a);
         {P}_LDRD_PI(w0, w1, w);
@@ -338,7 +345,7 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
         s1 = __smlad(__sxtb16(w1), xa, s1); s1 = __smlad(sxtb16_ror8(w1), xb, s1);
         s2 = __smlad(__sxtb16(w2), xa, s2); s2 = __smlad(sxtb16_ror8(w2), xb, s2);
         s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);
-    }}
+    }} while (--k);
 #elif {P}_USE_SSE2
     /* per 4 columns: the group's 16 weight bytes sign-extended to two registers of int16 (rows 0-1,
      * rows 2-3), the 4 activations put in the weights' a c b d order and repeated; PMADDWD
@@ -370,16 +377,19 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 }}
 
 /* y[r] = requantize(W[r] . a) for r < rows (a multiple of 4): a matrix-vector product, 4 rows at a time */
-static void matvec_q(const int8_t *W, const int16_t *a, int32_t n, int32_t rows, const int32_t *mult,
-                     const int8_t *shift, int32_t *y)
+static void matvec_q(const int8_t *W, const int16_t *a, int32_t n, int32_t rows, const int32_t *rq,
+                     const int8_t *ls, int32_t *y)
 {{
     int32_t r, acc[4];
     for (r = 0; r < rows; r += 4) {{
         dot4(W + r * n, a, n, acc);
-        y[r] = requantize(acc[0], mult[r], shift + 2 * r);
-        y[r + 1] = requantize(acc[1], mult[r + 1], shift + 2 * r + 2);
-        y[r + 2] = requantize(acc[2], mult[r + 2], shift + 2 * r + 4);
-        y[r + 3] = requantize(acc[3], mult[r + 3], shift + 2 * r + 6);
+        if (ls) {{
+            acc[0] *= 1 << ls[r]; acc[1] *= 1 << ls[r + 1]; acc[2] *= 1 << ls[r + 2]; acc[3] *= 1 << ls[r + 3];
+        }}
+        y[r] = requantize(acc[0], rq + 2 * r);
+        y[r + 1] = requantize(acc[1], rq + 2 * r + 2);
+        y[r + 2] = requantize(acc[2], rq + 2 * r + 4);
+        y[r + 3] = requantize(acc[3], rq + 2 * r + 6);
     }}
 }}
 {cell}
@@ -411,8 +421,8 @@ static const int16_t *advance({p}_state *s, const int8_t *x)
         x16[j] = (int16_t)(j < {P}_INPUT_SIZE ? x[j] : 0);
     for (l = 0; l < {nl}; ++l) {{
         const layer_q *L = &LAYERS[l];
-        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_mult, L->wx_shift, gx);   /* gx = W_ih x   */
-        matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_mult, L->wh_shift, gh);  /* gh = W_hh h   */
+        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_rq, L->wx_ls, gx);   /* gx = W_ih x   */
+        matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_rq, L->wh_ls, gh);  /* gh = W_hh h   */
         {layer_call}
         in = h[l];                    /* this layer's new h is the next layer's input */
     }}
@@ -423,7 +433,7 @@ static const int16_t *advance({p}_state *s, const int8_t *x)
 static void head(const int16_t *h, int32_t *scores)
 {{
     int32_t y[{pad4(qm['num_classes'])}], j;
-    matvec_q(HEAD_W, h, {pad4(hidden[-1])}, {pad4(qm['num_classes'])}, HEAD_MULT, HEAD_SHIFT, y);
+    matvec_q(HEAD_W, h, {pad4(hidden[-1])}, {pad4(qm['num_classes'])}, HEAD_RQ, {head_ls}, y);
     for (j = 0; j < {P}_NUM_CLASSES; ++j)
         scores[j] = y[j] + HEAD_BIAS[j];
 }}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,27 +77,16 @@ def _host_calls(out: Path, rec: dict, xq: np.ndarray) -> dict:
 
 
 def host_latencies(calls: dict, repeats: int, warmup: int) -> dict:
-    """{point: {level: summary}} with every point and level timed round-robin: each round runs each
-    call once (in reversed order every other round), so that all points see the same machine load.
-    CPU time (process_time) is the fitted figure: on a loaded box a call longer than a scheduler slice
-    also waits in wall time, which is reported beside it."""
+    """{point: {level: summary}} with every point and level timed round-robin (``bench.timing.interleaved``),
+    so that all points see the same machine load. CPU time (process_time) is the fitted figure: on a
+    loaded box a call longer than a scheduler slice also waits in wall time, which is reported beside it."""
+    from bench.timing import interleaved
     from runtime.apps.bench import summary
-    order = [(p, level) for p, levels in calls.items() for level in levels]
-    for _ in range(warmup):
-        for p, level in order:
-            calls[p][level]()
-    wall = {k: [] for k in order}
-    cpu = {k: [] for k in order}
-    for r in range(repeats):
-        for p, level in (order if r % 2 == 0 else order[::-1]):
-            c0, t0 = time.process_time(), time.perf_counter()
-            calls[p][level]()
-            wall[(p, level)].append(time.perf_counter() - t0)
-            cpu[(p, level)].append(time.process_time() - c0)
+    res = interleaved({(p, level): fn for p, levels in calls.items() for level, fn in levels.items()}, repeats, warmup)
     out: dict = {}
-    for p, level in order:
-        row = summary(np.asarray(cpu[(p, level)]))
-        row["wall_median_ms"] = float(np.median(wall[(p, level)]) * 1e3)
+    for (p, level), (wall, cpu) in res.items():
+        row = summary(cpu)
+        row["wall_median_ms"] = float(np.median(wall) * 1e3)
         row["clock"] = "cpu (process_time)"
         out.setdefault(p, {})[level] = row
     return out

@@ -25,33 +25,12 @@ from __future__ import annotations
 
 import ctypes
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.timing import interleaved
 from runtime.errors import UserError
-
-
-def _interleaved(fns: dict, rounds: int, warmup: int) -> dict:
-    """Per named function: wall seconds and CPU seconds per call, called in turn (order flipped every round).
-
-    CPU time (``time.process_time``; both engines run on the calling thread) is what the engine
-    itself costs; wall time also holds whatever else the shared machine did meanwhile.
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for n in names:
-            fns[n]()
-    wall = {n: [] for n in names}
-    cpu = {n: [] for n in names}
-    for r in range(rounds):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            c0, t0 = time.process_time(), time.perf_counter()
-            fns[n]()
-            wall[n].append(time.perf_counter() - t0)
-            cpu[n].append(time.process_time() - c0)
-    return {n: (np.asarray(wall[n]), np.asarray(cpu[n])) for n in names}
 
 
 def _level(res: dict) -> dict:
@@ -138,10 +117,10 @@ def compare_tflm_host(folder, rounds: int = 200, warmup: int = 10, m4_row: dict 
     def rt_t():
         i[0] += 1
         return t_model.predict(seq())
-    rt = _interleaved({"c": rt_c, "tflm": rt_t}, rounds, warmup)
+    rt = interleaved({"c": rt_c, "tflm": rt_t}, rounds, warmup)
     with tempfile.TemporaryDirectory(prefix="rnn-edge-bench-tflm-") as work:
         c_call, p_call, t_call = _kernel_calls(c_model, t_model, xs[:1], folder / c_entry["file"], Path(work))
-        kn = _interleaved({"c": c_call, "c_portable": p_call, "tflm": t_call}, rounds, warmup)
+        kn = interleaved({"c": c_call, "c_portable": p_call, "tflm": t_call}, rounds, warmup)
 
     sc = np.concatenate([c_model.predict(xs[j:j + 1]) for j in range(len(xs))])
     st = np.concatenate([t_model.predict(xs[j:j + 1]) for j in range(len(xs))])

@@ -6,8 +6,9 @@ One generator, two precisions:
   ``reference.int_run``): int8 weights in flash, int16 activations, int32 accumulators, table
   sigmoid/tanh, no floating point and no libm at all. On cores with the DSP extension
   (``__ARM_FEATURE_DSP``: Cortex-M4/M7/M33/M55) the dot products use SXTB16 + SMLAD (two 16-bit
-  multiply-accumulates per instruction), on x86-64 hosts SSE2's PMADDWD (eight per instruction);
-  elsewhere (or with ``<PREFIX>_PORTABLE`` defined) a portable loop computes the same integers.
+  multiply-accumulates per instruction), on x86-64 hosts SSE2's PMADDWD (eight per instruction),
+  on aarch64 (Raspberry Pi 3/4/5) NEON's SMLAL (four per instruction); elsewhere (or with
+  ``<PREFIX>_PORTABLE`` defined) a portable loop computes the same integers.
 
 The generated code never allocates, never recurses, and keeps all state in a caller-owned struct.
 """
@@ -246,6 +247,13 @@ static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int
 #else
 #define {P}_USE_SSE2 0
 #endif
+/* On 64-bit Arm application cores (Raspberry Pi 3/4/5, aarch64) they use NEON's SMLAL. */
+#if !{P}_USE_DSP && !{P}_USE_SSE2 && defined(__ARM_NEON) && defined(__aarch64__) && !defined({P}_PORTABLE)
+#define {P}_USE_NEON 1
+#include <arm_neon.h>
+#else
+#define {P}_USE_NEON 0
+#endif
 
 {''.join(data)}
 /* One recurrent layer's constants. Lengths are padded to multiples of 4. */
@@ -364,6 +372,23 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
     _mm_storeu_si128((__m128i *)(void *)v, acc01);
     _mm_storeu_si128((__m128i *)(void *)(v + 4), acc23);
     s0 = v[0] + v[1]; s1 = v[2] + v[3]; s2 = v[4] + v[5]; s3 = v[6] + v[7];
+#elif {P}_USE_NEON
+    /* per 4 columns: the group's 16 weight bytes widened to int16 (rows 0-1 in one register, rows
+     * 2-3 in another), the 4 activations put in the weights' a c b d order by one table lookup;
+     * SMLAL multiplies 4 lanes and adds them to one row's 4 int32 partial sums, which are added
+     * together after the last block (integer sums: the same result in any order) */
+    const uint8x8_t acbd = vcreate_u8(0x0706030205040100ULL); /* bytes of halfwords 0, 2, 1, 3 */
+    int32x4_t r0 = vdupq_n_s32(0), r1 = r0, r2 = r0, r3 = r0;
+    for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{
+        const int8x16_t wb = vld1q_s8(w);
+        const int16x8_t w01 = vmovl_s8(vget_low_s8(wb)), w23 = vmovl_s8(vget_high_s8(wb));
+        const int16x4_t x = vreinterpret_s16_u8(vtbl1_u8(vreinterpret_u8_s16(vld1_s16(a)), acbd));
+        r0 = vmlal_s16(r0, vget_low_s16(w01), x);
+        r1 = vmlal_s16(r1, vget_high_s16(w01), x);
+        r2 = vmlal_s16(r2, vget_low_s16(w23), x);
+        r3 = vmlal_s16(r3, vget_high_s16(w23), x);
+    }}
+    s0 = vaddvq_s32(r0); s1 = vaddvq_s32(r1); s2 = vaddvq_s32(r2); s3 = vaddvq_s32(r3);
 #else
     /* portable: the same integers, undoing the a c b d byte order */
     for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{

@@ -283,13 +283,13 @@ def _rpi_cli(*argv) -> None:
 
 @task(help={"artifacts": "comma list of artifact folders (default artifacts/watch-gru)",
             "artifact": "only these artifacts (manifest names, repeatable)",
-            "runtimes": "runtimes the Pi gets (onnxruntime,litert)",
+            "runtimes": "runtimes the Pi gets (onnxruntime,litert,c)",
             "wheels": "include aarch64 wheels for a Pi without internet",
             "out": "output folder (default dist/rpi)", "name": "bundle name"}, iterable=["artifact"])
 @user_errors
-def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxruntime,litert", wheels=False,
+def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxruntime,litert,c", wheels=False,
            out="dist/rpi", name="rnn-edge-pi"):
-    """Build a Raspberry Pi bundle (folder + tarball): runtime/, artifacts, SHA256SUMS, pinned requirements."""
+    """Build a Raspberry Pi bundle (folder + tarball): runtime/, artifacts (C with its aarch64 library), SHA256SUMS, pins."""
     argv = ["bundle", *artifacts.split(","), "--out", out, "--name", name, "--runtimes", runtimes]
     for a in artifact or []:
         argv += ["--artifact", a]

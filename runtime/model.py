@@ -390,7 +390,7 @@ def _load_folder(folder: Path, backend, artifact, precision, threads, options) -
     if entry.get("format") not in cls.formats:
         raise UserError(f"backend {backend!r} cannot run {entry.get('format')!r} artifact {entry.get('name')!r}: "
                         f"it runs {', '.join(cls.formats)}")
-    cls.library()  # MissingDependency with the install command, before touching any file
+    cls.library_for(entry)  # MissingDependency with the install command, before touching any file
     kind = entry.get("kind", "sequence")
     other = man.companion(entry, "step" if kind == "sequence" else "sequence", backend, cls.formats)
     graphs: dict[str, Graph] = {}

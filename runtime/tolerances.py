@@ -127,6 +127,9 @@ LSB_RULES: tuple[LsbRule, ...] = (
             "the generated C and export/c/reference.py are the same integer-only math, operation for operation"),
     LsbRule("cortex-m*", "c", "int8", 0, True,
             "the same C source cross-compiled; integer math has no rounding freedom on any core"),
+    LsbRule("rpi-c", "c", "int8", 0, True,
+            "the same C source cross-compiled for aarch64 (NEON kernel, emulated Cortex-A72) vs built for x86 "
+            "(SSE2 kernel): integer math has no rounding freedom on either CPU"),
     LsbRule("tflm", "litert", "int8", 16, True,
             "same int8 flatbuffer, different integer kernels: TFLite Micro's and LiteRT's round some requantizations "
             "differently (watch-lstm: LiteRT's reference op resolver, BUILTIN_REF, gives bit-identical outputs to its "

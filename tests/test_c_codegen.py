@@ -180,6 +180,35 @@ def test_runtime_c_backend(arch, c_export, tmp_path, monkeypatch):
             assert np.abs(y - _torch(e["model"], e["x"][:5])).max() < 1e-4
 
 
+def test_runtime_c_backend_loads_a_prebuilt_library_only_after_its_sha256(c_export, tmp_path, monkeypatch):
+    """An entry with a library prebuilt for this machine (as a Pi bundle ships them) loads without
+    any compiler; a library whose sha256 differs from the entry's is refused in one clear line."""
+    import platform
+    from runtime.backends import backend_class
+    from runtime.manifest import sha256_of
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(tmp_path / "cache"))
+    e = c_export("gru")
+    lib, prefix, rec = _lib(e, "int8")
+    so = HB.build_shared(lib, prefix, lib / "prebuilt-test" / f"lib{prefix}.so", "int8")
+    entry = {**rec, "c": {**rec["c"], "prebuilt": {platform.machine(): {"file": f"prebuilt-test/lib{prefix}.so",
+                                                                       "sha256": sha256_of(so)}}}}
+    cls = backend_class("c")
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no compiler on this "device"
+    with pytest.raises(MissingDependency):
+        cls.library_for(rec)
+    cls.library_for(entry)
+    be = cls(e["out"] / rec["file"], entry=entry)
+    x = R.quantize_input(e["x"][:4], rec["quant"]["input"]["scale"])
+    np.testing.assert_array_equal(be.run([x])[0].astype(np.int64), R.int_run(e["qm"], x))
+    assert not (tmp_path / "cache").exists()  # nothing was compiled
+    data = so.read_bytes()
+    so.unlink()  # a new file: the loaded library's mapping keeps the old one (rewriting it in place would crash)
+    so.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(UserError, match="failed sha256 verification"):
+        cls(e["out"] / rec["file"], entry=entry)
+    shutil.rmtree(so.parent)
+
+
 def test_packaging_builds_with_make_and_cmake(c_export, tmp_path):
     e = c_export("gru")
     lib, prefix, _ = _lib(e, "int8")

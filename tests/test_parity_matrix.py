@@ -34,6 +34,7 @@ COMMON = [
     "float32-rpi-litert", "float16-rpi-litert", "dynamic-range-rpi-litert", "int8-rpi-litert",
     "float32-rpi-litert-stream", "int8-rpi-litert-stream",
     "int8-rpi-litert-ref", "int8-rpi-litert-ref-stream",  # bit-exact with the host's reference kernels
+    "float32-rpi-c", "float32-rpi-c-stream", "int8-rpi-c", "int8-rpi-c-stream",  # cross-built library, NEON
 ]
 PLAN = {
     # GRU: unrolled int8/16x8 TFLite graphs (16x8 converts); the float WHILE-loop graph does not run on TFLM

@@ -67,9 +67,11 @@ def _float_sequence_entry(folder) -> str:
 
 @pytest.fixture(scope="module")
 def small_bundle(fixture_artifacts, tmp_path_factory):
-    """A bundle with the GRU's float ONNX artifact (and its step companion): quick to check on the Pi."""
+    """A bundle with the GRU's float ONNX artifact and its int8 C (each with its step companion; the C
+    with its library cross-compiled for aarch64): quick to check on the Pi."""
     folder = fixture_artifacts("gru")
-    return make_bundle([folder], out_dir=tmp_path_factory.mktemp("bundle"), artifacts=[_float_sequence_entry(folder)])
+    return make_bundle([folder], out_dir=tmp_path_factory.mktemp("bundle"),
+                       artifacts=[_float_sequence_entry(folder), "c-int8"])
 
 
 def _deploy(sshd, bundle, **kw):
@@ -141,9 +143,14 @@ def test_bundle_contents_and_sums(fixture_artifacts, tmp_path):
     folder = fixture_artifacts("gru")
     b = make_bundle([folder], out_dir=tmp_path)
     man = json.loads((b.folder / "artifacts" / folder.name / "manifest.json").read_text())
-    assert man["artifacts"] and all(a["format"] in ("onnx", "tflite") for a in man["artifacts"])
+    assert man["artifacts"] and {a["format"] for a in man["artifacts"]} == {"onnx", "tflite", "c"}
     for a in man["artifacts"]:
         assert sha256_of(b.folder / "artifacts" / folder.name / a["file"]) == a["sha256"]
+    for a in (a for a in man["artifacts"] if a["format"] == "c"):  # source, header and aarch64 library
+        src = b.folder / "artifacts" / folder.name / a["file"]
+        lib = a["c"]["prebuilt"]["aarch64"]
+        assert (src.parent / a["c"]["header"]).is_file() and sha256_of(src.parent / lib["file"]) == lib["sha256"]
+        assert (src.parent / lib["file"]).read_bytes()[:4] == b"\x7fELF"
     assert (b.folder / "runtime" / "__init__.py").is_file() and not list(b.folder.rglob("__pycache__"))
     reqs = (b.folder / "requirements.txt").read_text().split()
     assert "numpy==" + pyproject_pins()["numpy"] in reqs
@@ -228,9 +235,12 @@ def test_deploy_end_to_end(sshd, small_bundle, first_deploy):
     assert r.previous is None and _active(sshd) == r.release
     (folder, res), = r.results.items()
     assert res["check"] and all(v["verdict"] == "ok" for v in res["check"]), res["check"]
-    assert all(v["metrics"]["max_abs_err"] <= 1e-4 for v in res["check"])  # float32 on aarch64 vs PyTorch x86
-    (bench,) = res["bench"].values()
-    assert bench["sequence"]["median_ms"] > 0 and bench["step"]["median_us"] > 0
+    checks = {v["artifact"]: v["metrics"] for v in res["check"]}
+    assert set(checks) == {"onnx-float32", "onnx-float32-step", "c-int8", "c-int8-step"}  # the C from its aarch64 library
+    assert all(checks[a]["max_abs_err"] <= 1e-4 for a in ("onnx-float32", "onnx-float32-step"))  # aarch64 vs PyTorch x86
+    assert len(res["bench"]) == 2 and "c-int8" in res["bench"]
+    for bench in res["bench"].values():
+        assert bench["sequence"]["median_ms"] > 0 and bench["step"]["median_us"] > 0
     saved = json.loads((r.results_dir / "results.json").read_text())
     assert saved["machine"] == "aarch64" and saved["bundle_sha256"] == small_bundle.sha256
     home = sshd.pi.host_path("/home/pi/rnn-edge")
@@ -293,16 +303,18 @@ def test_interrupted_deploy_leaves_the_old_version_working(sshd, small_bundle, f
 
 @needs_pi
 def test_aarch64_parity(fixture_artifacts, arch, pi_root):
-    """Every ONNX Runtime / LiteRT artifact on the emulated Pi 4 vs this x86 host, same inputs."""
+    """Every ONNX Runtime / LiteRT / C artifact on the emulated Pi 4 vs this x86 host, same inputs."""
     from devices.rpi.parity import aarch64_parity
     folder = fixture_artifacts(arch)
     man = json.loads((folder / "manifest.json").read_text())
     expected = {a["name"] for a in man["artifacts"]
-                if a.get("status", "ok") == "ok" and a.get("runtime") in ("onnxruntime", "litert")}
+                if a.get("status", "ok") == "ok" and a.get("runtime") in ("onnxruntime", "litert", "c")}
     rows = aarch64_parity(folder, pi=pi_root)
-    assert {r["artifact"] for r in rows} == expected and "onnxruntime" in {r["runtime"] for r in rows}
+    assert {r["artifact"] for r in rows} == expected and {"onnxruntime", "litert", "c"} <= {r["runtime"] for r in rows}
     for r in rows:
         assert r["error"] is None, r
+        if r["runtime"] == "c" and "lsb" in r:  # our int8 C: the same integers on NEON as on SSE2
+            assert r["lsb"] == 0 and r["max_abs_diff"] == 0, r
         if "lsb" in r:  # integer outputs: within 1 LSB of the output scale
             assert r["lsb"] <= 1, r
         else:  # float outputs: within the float32 tolerance

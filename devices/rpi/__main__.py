@@ -92,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="dist/rpi", help="output folder (default dist/rpi)")
     b.add_argument("--name", default="rnn-edge-pi", help="bundle name (default rnn-edge-pi)")
     b.add_argument("--artifact", action="append", help="ship only this manifest entry (repeatable)")
-    b.add_argument("--runtimes", default="onnxruntime,litert", help="Pi runtimes (default onnxruntime,litert)")
+    b.add_argument("--runtimes", default="onnxruntime,litert,c",
+                   help="Pi runtimes (default onnxruntime,litert,c; c = the generated C, cross-compiled here for aarch64)")
     b.add_argument("--wheels", action="store_true", help="include the aarch64 wheels, for a Pi without network")
     b.set_defaults(fn=_bundle)
     d = sub.add_parser("deploy", help="deploy a bundle over SSH (strict host keys), run check and bench")

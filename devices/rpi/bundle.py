@@ -29,14 +29,17 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from devices.rpi.cross import add_pi_libraries, cross_compiler_missing
 from devices.rpi.pins import PI_PYTHON, PI_SUITE, REPO_ROOT, pi_requirements, pip_platform_args
 from runtime import atomic
 from runtime.errors import UserError
 from runtime.manifest import Manifest, sha256_of, verify_file
 
 FORMAT = "rnn-edge-pi-bundle/1"
-#: Runtimes a Raspberry Pi runs from a bundle, and the artifact formats each of them opens.
-PI_RUNTIMES = {"onnxruntime": ("onnx",), "litert": ("tflite",)}
+#: Runtimes a Raspberry Pi runs from a bundle, and the artifact formats each of them opens. The C
+#: backend gets the generated C with its library built here for aarch64 (devices/rpi/cross.py).
+PI_RUNTIMES = {"onnxruntime": ("onnx",), "litert": ("tflite",), "c": ("c",)}
+DEFAULT_RUNTIMES = ("onnxruntime", "litert", "c")
 SUMS = "SHA256SUMS"
 
 
@@ -71,7 +74,7 @@ def select_entries(man: Manifest, names: list[str] | None, runtimes: tuple[str, 
             runtime = _runtime_for(entry, runtimes)
             if runtime is None:
                 raise UserError(f"artifact {name!r} ({entry.get('format')}, {entry.get('runtime')}) has no runtime on "
-                                f"the Pi: choose onnx or tflite artifacts ({', '.join(runtimes)})")
+                                f"the Pi: choose onnx, tflite or c artifacts ({', '.join(runtimes)})")
             if entry.get("status", "ok") != "ok":
                 raise UserError(f"artifact {name!r} has status {entry.get('status')!r}: it cannot be deployed; "
                                 f"re-export it or choose another")
@@ -82,6 +85,12 @@ def select_entries(man: Manifest, names: list[str] | None, runtimes: tuple[str, 
             if runtime and entry.get("status", "ok") == "ok":
                 picked.append((entry, runtime))
     return picked
+
+
+def c_companions(entry: dict) -> list[str]:
+    """Files a C entry's source needs beside it (its header), relative to the artifact folder."""
+    header = (entry.get("c") or {}).get("header") if entry.get("format") == "c" else None
+    return [str(Path(entry["file"]).parent / header)] if header else []
 
 
 def _copy_runtime_package(dest: Path) -> None:
@@ -107,12 +116,14 @@ def _add_artifacts(folder: Path, dest: Path, names: list[str] | None, runtimes: 
     shutil.copy2(golden, dest / golden.name)
     for entry, _ in picked:
         src = verify_file(man.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
-        target = dest / entry["file"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
+        for rel in [entry["file"]] + c_companions(entry):
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src.parent / Path(rel).name, target)
     chosen = {id(e) for e, _ in picked}
     data = dict(man.data)
-    data["artifacts"] = [a for a in man.artifacts if id(a) in chosen]
+    data["artifacts"] = [dict(a) for a in man.artifacts if id(a) in chosen]
+    add_pi_libraries(dest, data["artifacts"])  # C entries: their aarch64 library, sha256 in the entry
     atomic.write_json(dest / "manifest.json", data)
     return [{"name": e.get("name"), "file": e["file"], "runtime": r, "format": e.get("format"),
              "precision": e.get("precision"), "kind": e.get("kind", "sequence")} for e, r in picked]
@@ -158,17 +169,21 @@ def write_tarball(folder: Path, tarball: Path) -> str:
 
 
 def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi", artifacts: list[str] | None = None,
-                runtimes=("onnxruntime", "litert"), wheels: bool = False) -> Bundle:
+                runtimes=DEFAULT_RUNTIMES, wheels: bool = False) -> Bundle:
     """Build ``out_dir/<name>/`` and ``out_dir/<name>.tar.gz`` from artifact folders.
 
     ``artifacts`` names manifest entries to ship (default: every ``ok`` entry of a Pi runtime);
-    ``runtimes``: which of onnxruntime / litert the Pi gets; ``wheels``: also ship the aarch64
-    wheels (needs the network now, none on the Pi). The folder is replaced atomically.
+    ``runtimes``: which of onnxruntime / litert / c the Pi gets (c: the generated C, with its library
+    cross-compiled here for aarch64); ``wheels``: also ship the aarch64 wheels (needs the network now,
+    none on the Pi). The folder is replaced atomically.
     """
     runtimes = tuple(runtimes)
     bad = [r for r in runtimes if r not in PI_RUNTIMES]
     if bad or not runtimes:
         raise UserError(f"runtime(s) {', '.join(bad) or '(none)'} cannot run on the Pi: choose from {', '.join(PI_RUNTIMES)}")
+    if "c" in runtimes and (why := cross_compiler_missing()):
+        raise UserError(f"the C runtime's library for the Pi cannot be built: {why}; "
+                        f"or leave c out (--runtimes onnxruntime,litert)")
     folders = [Path(f) for f in ([artifact_folders] if isinstance(artifact_folders, (str, os.PathLike))
                                  else artifact_folders)]
     if not folders:

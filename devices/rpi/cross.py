@@ -7,14 +7,22 @@ A76 too). The generated source takes its NEON kernel there (``<PREFIX>_USE_NEON`
 ``<PREFIX>_PORTABLE`` keeps the portable loop; both must compute exactly the integers of
 ``export.c.reference.int_run``. Test executables are linked statically and run under
 ``qemu-aarch64-static`` with the same CPU as the emulated Pi (``devices/rpi/emulated_root.py``).
+
+``add_pi_libraries`` is how a C artifact travels to a Pi (bundle and emulated-Pi parity): its
+library is built here, put beside the source and recorded in the manifest entry with its sha256
+(``c.prebuilt``), so the Pi's C backend loads it after checking that sha256 and needs no compiler.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from devices.rpi.emulated_root import QEMU_CPU
 from export.c.build import Toolchain, build_shared
+from runtime.manifest import sha256_of
+
+PI_MACHINE = "aarch64"  # platform.machine() on Raspberry Pi OS 64-bit
 
 PI4 = Toolchain(
     name="aarch64 (Raspberry Pi)",
@@ -22,11 +30,39 @@ PI4 = Toolchain(
     package="gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
     cflags=(f"-mcpu={QEMU_CPU}",),
     exe_flags=("-static",),
+    lib_flags=("-s",),
     runner=("qemu-aarch64-static", "-cpu", QEMU_CPU),
     runner_package="qemu-user-static",
 )
 
 
+def cross_compiler_missing() -> str | None:
+    """Why Pi libraries cannot be built here, or None."""
+    if shutil.which(PI4.cc) is None:
+        return f"{PI4.cc} is not installed: run `sudo apt-get install {PI4.package}`"
+    return None
+
+
 def pi_library(lib_dir, prefix: str, out_so, precision: str) -> Path:
     """``lib_dir/<prefix>.c`` -> an aarch64 shared library for the Pi's C backend (``runtime/backends/c.py``)."""
     return build_shared(lib_dir, prefix, out_so, precision, toolchain=PI4)
+
+
+def add_pi_libraries(folder: Path, entries: list[dict]) -> list[Path]:
+    """For every C entry among ``entries`` whose source (and header) already lie in ``folder`` (an
+    artifact folder being staged for a Pi): build its aarch64 library next to the source, as
+    ``aarch64/lib<prefix>.so``, and record it in the entry (``c.prebuilt.aarch64``: file relative to
+    the source, sha256). Entries are updated in place; returns the libraries built."""
+    built: dict[Path, str] = {}
+    for entry in entries:
+        if entry.get("format") != "c":
+            continue
+        c = entry.get("c") or {}
+        source = Path(folder) / entry["file"]
+        rel = f"{PI_MACHINE}/lib{c['prefix']}.so"
+        so = source.parent / rel
+        if so not in built:
+            pi_library(source.parent, c["prefix"], so, entry.get("precision", "int8"))
+            built[so] = sha256_of(so)
+        entry["c"] = {**c, "prebuilt": {**(c.get("prebuilt") or {}), PI_MACHINE: {"file": rel, "sha256": built[so]}}}
+    return list(built)

@@ -2,10 +2,12 @@
 
 ONNX Runtime and LiteRT ship different kernels per CPU (NEON on the Pi, AVX on x86), so the same
 artifact file can give slightly different scores on each. ``aarch64_parity(folder)`` runs every
-ONNX / TFLite artifact of a folder on the emulated Pi 4 (devices/rpi/emulated_root.py, one
-emulated process for all of them) and on the host, on the same inputs, and judges each pair:
+ONNX / TFLite / C artifact of a folder on the emulated Pi 4 (devices/rpi/emulated_root.py, one
+emulated process for all of them; C libraries cross-compiled here, devices/rpi/cross.py) and on
+the host, on the same inputs, and judges each pair:
 
-- integer outputs (int8 with an output scale): at most ``MAX_LSB`` = 1 LSB apart;
+- integer outputs (int8 with an output scale): at most ``MAX_LSB`` = 1 LSB apart; the generated
+  C's integer outputs exactly equal (NEON on the Pi, SSE2 on x86: the same integer model);
 - float outputs: at most the float32 tolerance of runtime/tolerances.py apart (``max|a - b|``).
 
 ``PiScores`` is the building block for the parity suite: ``PiScores(folder).scores(names, x_raw)``
@@ -22,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from devices.rpi.bundle import PI_RUNTIMES
+from devices.rpi.bundle import PI_RUNTIMES, c_companions
+from devices.rpi.cross import add_pi_libraries, cross_compiler_missing
 from devices.rpi.emulated_root import EmulatedPi, cache_dir, emulated_pi
 from devices.rpi.pins import REPO_ROOT
+from runtime.atomic import write_json
 from runtime.errors import UserError
 from runtime.manifest import Manifest
 from runtime.tolerances import abs_limit, tolerance_for
@@ -35,8 +39,16 @@ PI_SCRIPT = Path(__file__).with_name("pi_scores.py")
 
 
 def pi_entries(man: Manifest, runtimes=tuple(PI_RUNTIMES)) -> list[dict]:
-    """Manifest entries the Pi runs: status ok, made for ONNX Runtime or LiteRT (not TFLite Micro's)."""
+    """Manifest entries the Pi runs: status ok, made for ONNX Runtime, LiteRT or the C backend (not
+    TFLite Micro's); C only where its aarch64 library can be built here."""
+    if cross_compiler_missing():
+        runtimes = tuple(r for r in runtimes if r != "c")
     return [a for a in man.artifacts if a.get("status", "ok") == "ok" and a.get("runtime") in runtimes]
+
+
+def max_lsb(entry: dict) -> int:
+    """How many LSBs an integer output may move between aarch64 and x86: none for the generated C."""
+    return 0 if entry.get("runtime") == "c" else MAX_LSB
 
 
 def output_scale(entry: dict) -> float | None:
@@ -72,13 +84,18 @@ class PiScores:
         shutil.copy2(PI_SCRIPT, home / PI_SCRIPT.name)
         dest = home / "artifacts"
         dest.mkdir()
-        files = {"manifest.json"} | {e["file"] for e in pi_entries(self.manifest)}
+        entries = pi_entries(self.manifest)
+        files = {e["file"] for e in entries} | {f for e in entries for f in c_companions(e)}
         golden = (self.manifest.data.get("golden") or {}).get("file")
         if golden:
             files.add(golden)
         for rel in sorted(files):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.folder / rel, dest / rel)
+        data = dict(self.manifest.data)
+        data["artifacts"] = [dict(a) for a in self.manifest.artifacts]
+        add_pi_libraries(dest, [a for a in data["artifacts"] if a in entries])  # as a bundle ships C
+        write_json(dest / "manifest.json", data)
         self._staged = True
 
     def scores(self, names: list[str], x_raw: np.ndarray, timeout: float = 600) -> dict[str, np.ndarray]:
@@ -133,7 +150,7 @@ def judge_pair(entry: dict, on_pi: np.ndarray, on_host: np.ndarray) -> dict:
            "top1_agreement": float(np.mean(on_pi.argmax(-1) == on_host.argmax(-1))) if on_pi.size else 1.0}
     if scale:
         lsb = int(np.round(diff / scale))
-        out.update(rule=f"<= {MAX_LSB} LSB of the output scale {scale:.4g}", lsb=lsb, passed=lsb <= MAX_LSB)
+        out.update(rule=f"<= {max_lsb(entry)} LSB of the output scale {scale:.4g}", lsb=lsb, passed=lsb <= max_lsb(entry))
     else:
         peak = float(np.max(np.abs(on_host))) if on_host.size else 0.0
         limit = abs_limit(tolerance_for("float32"), peak)
@@ -144,7 +161,7 @@ def judge_pair(entry: dict, on_pi: np.ndarray, on_host: np.ndarray) -> dict:
 
 def aarch64_parity(folder, names: list[str] | None = None, x_raw: np.ndarray | None = None,
                    pi: EmulatedPi | None = None, progress: bool = False) -> list[dict]:
-    """Each ONNX / TFLite artifact of ``folder`` on the emulated Pi vs this host; one dict per artifact.
+    """Each ONNX / TFLite / C artifact of ``folder`` on the emulated Pi vs this host; one dict per artifact.
 
     ``x_raw`` defaults to the folder's golden inputs. Dict keys: artifact, runtime, precision, kind,
     device, passed, rule, max_abs_diff, top1_agreement, lsb (integer outputs) or limit, error.
@@ -154,7 +171,7 @@ def aarch64_parity(folder, names: list[str] | None = None, x_raw: np.ndarray | N
     if names:
         unknown = set(names) - {e["name"] for e in entries}
         if unknown:
-            raise UserError(f"no ONNX/TFLite artifact named {', '.join(sorted(unknown))} in {folder}")
+            raise UserError(f"no ONNX/TFLite/C artifact named {', '.join(sorted(unknown))} in {folder}")
     if x_raw is None:
         with np.load(man.golden_path(), allow_pickle=False) as g:
             x_raw = g["x_raw"]

@@ -34,6 +34,7 @@ class Toolchain:
     package: str  # apt package(s) providing it
     cflags: tuple[str, ...] = ()  # e.g. the -mcpu of the target
     exe_flags: tuple[str, ...] = ()  # for executables only (e.g. -static, so an emulator needs no sysroot)
+    lib_flags: tuple[str, ...] = ()  # for shared libraries only (e.g. -s: no build paths in a shipped file)
     runner: tuple[str, ...] = ()  # command prefix that runs an executable (an emulator); empty: run it directly
     runner_package: str = ""
 
@@ -69,7 +70,7 @@ def build_shared(lib_dir, prefix: str, out_so, precision: str, opt: str = "-O2",
     out_so = Path(out_so)
     out_so.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_so.with_name(f".{out_so.name}.tmp")
-    cmd = [cc, *WARN, opt, *toolchain.cflags, *(f"-D{d}" for d in defines), "-fPIC", "-shared",
+    cmd = [cc, *WARN, opt, *toolchain.cflags, *toolchain.lib_flags, *(f"-D{d}" for d in defines), "-fPIC", "-shared",
            str(Path(lib_dir) / f"{prefix}.c"), "-o", str(tmp)]
     try:
         run_checked(cmd + (["-lm"] if precision == "float32" else []), f"{toolchain.name} build of the C model")

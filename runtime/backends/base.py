@@ -84,6 +84,11 @@ class Backend(abc.ABC):
         """Import and return the backing library, or raise ``MissingDependency``."""
 
     @classmethod
+    def library_for(cls, entry: dict | None):
+        """``library()`` as needed to run this manifest entry (a backend may need less for some)."""
+        return cls.library()
+
+    @classmethod
     def available(cls) -> bool:
         try:
             cls.library()

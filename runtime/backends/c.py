@@ -2,6 +2,10 @@
 
 The artifact is the generated ``<prefix>.c``; it is compiled once per sha256 into a shared
 library in a cache folder (``$RNN_EDGE_CACHE`` or the system temp dir), then loaded with ctypes.
+An entry may carry libraries built for other machines (``c.prebuilt``: ``{machine: {file, sha256}}``,
+file relative to the source, e.g. the aarch64 one a Raspberry Pi bundle ships,
+``devices/rpi/cross.py``): on such a machine that library is checked against its sha256 and
+loaded, and no compiler is needed.
 The recurrent state lives in C structs owned here, one per batch row: the graph keeps state between
 ``run`` calls like TFLite variable tensors (manifest ``state.mode = "variables"``), and
 ``reset_variables`` zeroes it. ``kind="sequence"`` feeds ``x [B, T, C]`` and returns the scores
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import shutil
 import struct
 import subprocess
@@ -24,6 +29,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, Quant, TensorSpec
 from runtime.errors import MissingDependency, UserError
+from runtime.manifest import verify_file
 
 
 def _cache_dir() -> Path:
@@ -51,6 +57,16 @@ def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
     return out_so
 
 
+def prebuilt_library(source: Path, entry: dict | None) -> Path | None:
+    """The entry's library prebuilt for this machine (``c.prebuilt[platform.machine()]``), checked
+    against its sha256; None when the entry has none for this machine."""
+    pre = (((entry or {}).get("c") or {}).get("prebuilt") or {}).get(platform.machine())
+    if not pre:
+        return None
+    return verify_file(Path(source).parent / pre.get("file", ""), pre.get("sha256"),
+                       f"C library prebuilt for {platform.machine()}")
+
+
 class CBackend(Backend):
     name = "c"
     formats = ("c",)
@@ -64,6 +80,13 @@ class CBackend(Backend):
             raise MissingDependency(cls.what, cls.install)
         return cc
 
+    @classmethod
+    def library_for(cls, entry: dict | None):
+        """No compiler is needed for an entry with a library prebuilt for this machine (ctypes does)."""
+        if (((entry or {}).get("c") or {}).get("prebuilt") or {}).get(platform.machine()):
+            return ctypes
+        return cls.library()
+
     def __init__(self, path: Path, *, entry: dict | None = None, threads: int = 1, **options):
         self.path = Path(path)
         self.kind = (entry or {}).get("kind", options.get("kind", "sequence"))
@@ -71,14 +94,14 @@ class CBackend(Backend):
             so = self.path
             prefix = self.path.stem[3:] if self.path.stem.startswith("lib") else self.path.stem
         else:
-            self.library()
             prefix = ((entry or {}).get("c") or {}).get("prefix") or self.path.stem
             if not self.path.is_file():
                 raise UserError(f"C model source {self.path} is missing: re-export the artifacts")
             import hashlib
             digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
-            so = _cache_dir() / f"lib{prefix}-{digest}.so"
+            so = prebuilt_library(self.path, entry) or _cache_dir() / f"lib{prefix}-{digest}.so"
             if not so.is_file():
+                self.library()
                 precision = (entry or {}).get("precision", "int8" if "int8" in prefix else "float32")
                 compile_shared(self.path, so, precision)
         try:

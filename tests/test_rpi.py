@@ -193,6 +193,21 @@ def test_bundle_errors_are_one_line(fixture_artifacts, tmp_path):
         make_bundle([folder], out_dir=tmp_path, runtimes=("tflm",))
 
 
+def test_bundle_without_the_aarch64_compiler_names_the_package(fixture_artifacts, tmp_path, monkeypatch):
+    """No cross compiler: the C cannot ship, one clear line (apt package, or leave c out); nothing is written.
+    Without c the bundle builds as before."""
+    import shutil as sh
+    from devices.rpi import cross
+    folder = fixture_artifacts("gru")
+    real = sh.which
+    monkeypatch.setattr(cross.shutil, "which", lambda name: None if name == cross.PI4.cc else real(name))
+    with pytest.raises(UserError, match="gcc-aarch64-linux-gnu.*--runtimes onnxruntime,litert"):
+        make_bundle([folder], out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "rnn-edge-pi").exists()
+    b = make_bundle([folder], out_dir=tmp_path / "out", runtimes=("onnxruntime", "litert"))
+    assert {e["format"] for e in b.info["artifacts"][folder.name]} == {"onnx", "tflite"}
+
+
 # --- strict host keys (real sshd) ---------------------------------------------------------------
 
 @needs_pi

@@ -263,10 +263,10 @@ def parity(c, arch="gru,lstm", artifacts=None, task="watch", out="docs/parity", 
 @task(help={"quick": "small and fast (~1 min): fewer repeats, small sweeps, Cortex-M4 only",
             "artifacts": "comma list of artifact folders (default artifacts/watch-gru,artifacts/watch-lstm)",
             "out": "report folder (default docs/benchmarks)",
-            "only": "comma list of parts: runtimes,mcu,tflm,scaling,training"})
+            "only": "comma list of parts: runtimes,mcu,pi,tflm,scaling,training"})
 @user_errors
 def bench(c, quick=False, artifacts="artifacts/watch-gru,artifacts/watch-lstm", out="docs/benchmarks", only=None):
-    """Benchmark: latency/memory/size/accuracy per runtime, Cortex-M instructions, TFLite Micro vs our C, scaling."""
+    """Benchmark: latency/memory/size/accuracy per runtime, Cortex-M and Pi instructions, TFLite Micro vs our C, scaling."""
     from bench.__main__ import main
     argv = ["--artifacts", artifacts, "--out", out] + (["--quick"] if quick else []) + (["--only", only] if only else [])
     rc = main(argv)

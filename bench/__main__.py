@@ -1,7 +1,7 @@
 """``python -m bench``: the whole benchmark in one run (what ``invoke bench`` calls).
 
     python -m bench [--quick] [--artifacts artifacts/watch-gru,artifacts/watch-lstm] [--out docs/benchmarks]
-                    [--only runtimes,mcu,tflm,scaling,training] [--no-progress]
+                    [--only runtimes,mcu,pi,tflm,scaling,training] [--no-progress]
 
 Writes OUT/bench.json, OUT/bench.md and PNG plots. A full run takes ~10-15 min on a 2-core box;
 ``--quick`` (fewer repeats, smaller sweeps, Cortex-M4 only, one training epoch) about 2-3 min.
@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from runtime.errors import UserError  # noqa: E402
 
-PARTS = ("runtimes", "mcu", "tflm", "scaling", "training")
+PARTS = ("runtimes", "mcu", "pi", "tflm", "scaling", "training")
 
 
 def parse(argv=None):
@@ -105,6 +105,11 @@ def run(a) -> int:
         bar.set_description("cortex-m")
         result["mcu"] = bench_mcu(folders, targets=("cortex-m4",) if quick else DEFAULT_TARGETS,
                                   precisions=("int8",) if quick else ("int8", "float32"), progress=note)
+        bar.update()
+    if "pi" in parts:
+        from bench.pi import bench_pi
+        bar.set_description("raspberry pi")
+        result["pi"] = bench_pi(folders, progress=note)
         bar.update()
     if "tflm" in parts:
         bar.set_description("tflm vs c")

@@ -74,6 +74,21 @@ def markdown(result: dict, plots: list[str]) -> str:
             L.append(f"| {r['model']} | {r['precision']} | {r['target']} | {i['per_inference']:,} | {i['macs_per_inference']:,} | "
                      f"{i['per_mac']:.2f} | {r['flash']['model_total']:,} B | {r['ram']['total']:,} B | {r['host_identical']} |")
         L.append("")
+    if result.get("pi"):
+        L += ["## Raspberry Pi 4 (aarch64 Cortex-A72 under qemu-aarch64, exact instruction counts)", "",
+              "The exported int8 C cross-compiled (-O2 -mcpu=cortex-a72) as generated (NEON SMLAL dot products) and with "
+              "`<PREFIX>_PORTABLE` (plain C loop); one whole-sequence inference counted by the TCG plugin. Counts, not "
+              "times: no Pi is reachable from here.", "",
+              "| model | NEON instructions | instr/MAC | portable instructions | instr/MAC | portable / NEON | bit-identical with host |",
+              "|---|---|---|---|---|---|---|"]
+        for r in result["pi"]:
+            if "error" in r:
+                L.append(f"| {r['folder']} | error: {r['error']} ||||||")
+                continue
+            n, p = r["neon"], r["portable"]
+            L.append(f"| {r['model']} | {n['instructions']:,} | {n['per_mac']:.2f} | {p['instructions']:,} | {p['per_mac']:.2f} | "
+                     f"{r['portable_over_neon']:.2f}x | {n['host_identical'] and p['host_identical']} |")
+        L.append("")
     t = result.get("tflm")
     if t:
         L += ["## TFLite Micro vs our int8 C (same int8 LSTM, on the host)", ""]

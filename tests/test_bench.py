@@ -22,7 +22,8 @@ def test_quick_bench_on_fixture(fixture_artifacts, tmp_path, capsys):
     assert rc == 0
     r = json.loads((out / "bench.json").read_text())
     md = (out / "bench.md").read_text()
-    for section in ("## Goals", "## Runtimes", "## Microcontrollers", "## TFLite Micro vs our int8 C", "## Scaling", "## Training"):
+    for section in ("## Goals", "## Runtimes", "## Microcontrollers", "## Raspberry Pi 4", "## TFLite Micro vs our int8 C",
+                    "## Scaling", "## Training"):
         assert section in md
     for png in ("runtimes_latency.png", "mcu_instructions_per_mac.png", "scaling_latency.png", "scaling_instructions.png", "tflm_vs_c.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -41,6 +42,10 @@ def test_quick_bench_on_fixture(fixture_artifacts, tmp_path, capsys):
     m4 = next(x for x in r["mcu"] if x["target"] == "cortex-m4")
     assert _finite_positive(m4["instructions"]["per_mac"]) and m4["host_identical"] is True
     assert _finite_positive(m4["flash"]["model_total"]) and _finite_positive(m4["ram"]["total"])
+
+    (pi,) = r["pi"]  # exact aarch64 counts: the NEON build runs fewer instructions than the portable one
+    assert pi["neon"]["host_identical"] and pi["portable"]["host_identical"], pi
+    assert 0 < pi["neon"]["instructions"] < pi["portable"]["instructions"] and pi["portable_over_neon"] > 1.2, pi
 
     t = r["tflm"]
     for level in ("runtime_level", "kernel_level"):

@@ -34,6 +34,16 @@ def check_budget(arch: str, input_size: int, hidden, classes: int, precision: st
     return est
 
 
+def macs_per_step(model: dict) -> int:
+    """Multiply-accumulates of the recurrent layers per frame (``model``: the manifest's model facts)."""
+    gates = 4 if model["arch"] == "lstm" else 3
+    macs, n_in = 0, model["input_size"]
+    for h in model["hidden_sizes"]:
+        macs += gates * h * (n_in + h)
+        n_in = h
+    return macs
+
+
 def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTarget, x: np.ndarray, work_dir,
             opt: str = "-O2", timeout: float = 120) -> dict:
     """Build + run one C library on one target; ``model`` = manifest ``model`` dict; ``x`` = frames for the device."""
@@ -53,10 +63,7 @@ def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTa
     sizes = F.object_sizes(fw.model_obj)
     stack = F.stack_bound(fw.stack_usage, prefix)
     G = 4 if model["arch"] == "lstm" else 3
-    macs_step, n_in = 0, model["input_size"]
-    for h in hidden:
-        macs_step += G * h * (n_in + h)
-        n_in = h
+    macs_step = macs_per_step(model)
     steps = int(x.shape[1])
     instr = run.instructions[0] if run.instructions else None
     weight_bytes = sum(G * h * (i + h) for h, i in zip(hidden, [model["input_size"]] + hidden[:-1])) + model["num_classes"] * hidden[-1]
@@ -114,14 +121,16 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
         artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None
         checkpoint = None if artifacts else "runs/watch-gru"
     if artifacts:
-        lib_dir, prefix, model, x = _from_artifacts(Path(artifacts), precision, sequences)
+        lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences)
     else:
         lib_dir, prefix, model, x = _from_checkpoint(Path(checkpoint), precision, sequences, work / "c")
     rep = measure(lib_dir, prefix, precision, model, tgt, x, work, opt, timeout)
     return json.dumps(rep, indent=2) if as_json else format_report(rep)
 
 
-def _from_artifacts(folder: Path, precision: str, sequences: int):
+def c_library_and_inputs(folder: Path, precision: str, sequences: int):
+    """(library folder, prefix, model facts, device input) of an artifact folder's ``c-<precision>``
+    entry (sha256-checked), the input being its first ``sequences`` golden windows."""
     from runtime.backends.base import Quant
     from runtime.manifest import Manifest
     from runtime.quant import quantize

@@ -15,11 +15,17 @@ library is built here, put beside the source and recorded in the manifest entry 
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from devices.rpi.emulated_root import QEMU_CPU
-from export.c.build import Toolchain, build_shared
+from export.c import harness as HN
+from export.c.build import Toolchain, build_harness, build_shared, find_tool, run_checked
+from runtime.errors import UserError
 from runtime.manifest import sha256_of
 
 PI_MACHINE = "aarch64"  # platform.machine() on Raspberry Pi OS 64-bit
@@ -66,3 +72,34 @@ def add_pi_libraries(folder: Path, entries: list[dict]) -> list[Path]:
             built[so] = sha256_of(so)
         entry["c"] = {**c, "prebuilt": {**(c.get("prebuilt") or {}), PI_MACHINE: {"file": rel, "sha256": built[so]}}}
     return list(built)
+
+
+def count_instructions(lib_dir, prefix: str, precision: str, x: np.ndarray, work_dir,
+                       defines: tuple[str, ...] = ()) -> tuple[int, np.ndarray]:
+    """Exact aarch64 instructions of one whole-sequence inference (the harness's first, between its
+    ``bench_begin``/``bench_end`` markers) and the scores of every sequence of ``x``.
+
+    The static harness runs under ``qemu-aarch64`` (Debian's dynamically linked qemu-user, which
+    loads TCG plugins; qemu-aarch64-static cannot) with the instruction-counting plugin of
+    ``devices/cortex_m/icount_plugin.c``. A count, not a time: it says nothing of the Pi's caches or
+    its out-of-order core, but it is exact and repeatable."""
+    from devices.cortex_m.firmware import plugin_path
+    qemu = find_tool("qemu-aarch64", "qemu-user")
+    work = Path(work_dir)
+    exe = build_harness(lib_dir, prefix, precision, work / f"harness_{prefix}", defines=defines, toolchain=PI4)
+    nm = run_checked([find_tool("aarch64-linux-gnu-nm", "binutils-aarch64-linux-gnu"), str(exe)], "aarch64 nm").stdout
+    addr = {}
+    for name in ("bench_begin", "bench_end"):
+        m = re.search(rf"^([0-9a-fA-F]+) [Tt] {name}$", nm, re.M)
+        if not m:
+            raise UserError(f"{exe} has no symbol {name}: the harness was not built from export/c/harness.py")
+        addr[name] = int(m.group(1), 16)
+    inp, out, counts = work / "input.bin", work / "output.bin", work / "icount.txt"
+    counts.unlink(missing_ok=True)
+    HN.write_input(inp, x, precision, False)
+    plugin = f"{plugin_path(work)},begin={addr['bench_begin']:#x},end={addr['bench_end']:#x},out={counts}"
+    p = subprocess.run([qemu, "-cpu", QEMU_CPU, "-plugin", plugin, str(exe), str(inp), str(out)],
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 or not counts.is_file():
+        raise UserError(f"the aarch64 harness exited with {p.returncode} under qemu-aarch64: {(p.stderr or p.stdout)[-300:]}")
+    return int(counts.read_text().split()[0]), HN.read_output(out, precision)

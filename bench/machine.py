@@ -10,7 +10,8 @@ import subprocess
 
 PACKAGES = ("numpy", "torch", "onnxruntime", "ai-edge-litert", "tflite-micro", "tensorflow")
 TOOLS = (("gcc", ["gcc", "--version"]), ("arm-none-eabi-gcc", ["arm-none-eabi-gcc", "--version"]),
-         ("qemu-system-arm", ["qemu-system-arm", "--version"]))
+         ("qemu-system-arm", ["qemu-system-arm", "--version"]),
+         ("aarch64-linux-gnu-gcc", ["aarch64-linux-gnu-gcc", "--version"]), ("qemu-aarch64", ["qemu-aarch64", "--version"]))
 
 
 def cpu_model() -> str:

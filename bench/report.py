@@ -76,7 +76,7 @@ def markdown(result: dict, plots: list[str]) -> str:
         L.append("")
     if result.get("pi"):
         L += ["## Raspberry Pi 4 (aarch64 Cortex-A72 under qemu-aarch64, exact instruction counts)", "",
-              "The exported int8 C cross-compiled (-O2 -mcpu=cortex-a72) as generated (NEON SMLAL dot products) and with "
+              "The exported int8 C cross-compiled (-O2 -march=armv8-a -mtune=cortex-a72) as generated (NEON SMLAL dot products) and with "
               "`<PREFIX>_PORTABLE` (plain C loop); one whole-sequence inference counted by the TCG plugin. Counts, not "
               "times: no Pi is reachable from here.", "",
               "| model | NEON instructions | instr/MAC | portable instructions | instr/MAC | portable / NEON | bit-identical with host |",

@@ -8,6 +8,7 @@ matches PyTorch. The Pi library that a bundle ships is an aarch64 ELF.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
@@ -49,6 +50,10 @@ def test_int8_neon_and_portable_kernels_are_bit_exact_on_aarch64(arch, fixture_c
         stream = HB.run_harness(exe, x[:3], "int8", stream=True, toolchain=PI4).astype(np.int64)
         np.testing.assert_array_equal(stream, R.int_run(e["qm"], x[:3], stream=True),
                                       err_msg=f"{kernel} kernel on aarch64, streaming")
+    # the same NEON executable on a Raspberry Pi 3's core (plain ARMv8-A code, tuned for the A72)
+    pi3 = dataclasses.replace(PI4, runner=(PI4.runner[0], "-cpu", "cortex-a53"))
+    exe = tmp_path / "neon" / "h"
+    np.testing.assert_array_equal(HB.run_harness(exe, x, "int8", toolchain=pi3).astype(np.int64), want)
 
 
 def test_float_c_matches_pytorch_on_aarch64(fixture_c_export, tmp_path):

@@ -19,6 +19,28 @@ def _kb(n):
     return "-" if n is None else (f"{n / 1024:.1f} KB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MB")
 
 
+def _section(title: str, intro: str, header: list[str], rows: list[dict], cells, error_cells) -> list[str]:
+    """A report section: title, intro, then a table with one line per row (``cells(row)``), or for a
+    row that failed, ``error_cells(row)`` and its error."""
+    L = [f"## {title}", "", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        vals = error_cells(r) + [f"error: {r['error']}"] if "error" in r else cells(r)
+        L.append("| " + " | ".join(map(str, vals)) + " |" + "|" * (len(header) - len(vals)))
+    return L + [""]
+
+
+def _mcu_row(r: dict) -> list:
+    i = r["instructions"]
+    return [r["model"], r["precision"], r["target"], f"{i['per_inference']:,}", f"{i['macs_per_inference']:,}",
+            f"{i['per_mac']:.2f}", f"{r['flash']['model_total']:,} B", f"{r['ram']['total']:,} B", r["host_identical"]]
+
+
+def _pi_row(r: dict) -> list:
+    n, p = r["neon"], r["portable"]
+    return [r["model"], f"{n['instructions']:,}", f"{n['per_mac']:.2f}", f"{p['instructions']:,}", f"{p['per_mac']:.2f}",
+            f"{r['portable_over_neon']:.2f}x", n["host_identical"] and p["host_identical"]]
+
+
 def markdown(result: dict, plots: list[str]) -> str:
     m = result["machine"]
     L = ["# Benchmark: runtimes, microcontrollers, TFLite Micro, scaling, training", "",
@@ -60,35 +82,22 @@ def markdown(result: dict, plots: list[str]) -> str:
                      f"{_f(r.get('accuracy_drop_points'), '{:+.2f}')} |")
         L.append("")
     if result.get("mcu"):
-        L += ["## Microcontrollers (QEMU, exact instruction counts)", "",
-              "One whole-sequence inference counted by a QEMU TCG plugin; -O2; flash = the model object (weights + code); "
-              "RAM = state + deepest stack (-fstack-usage). MAC floor: 1 instruction/MAC for a scalar loop, 0.5 with SMLAD "
-              "(two 16-bit MACs per instruction), before loads, requantization and activations.", "",
-              "| model | precision | target | instructions | MACs | instr/MAC | flash | RAM | host bit-identical |",
-              "|---|---|---|---|---|---|---|---|---|"]
-        for r in result["mcu"]:
-            if "error" in r:
-                L.append(f"| {r['folder']} | {r['precision']} | {r['target']} | error: {r['error']} ||||||")
-                continue
-            i = r["instructions"]
-            L.append(f"| {r['model']} | {r['precision']} | {r['target']} | {i['per_inference']:,} | {i['macs_per_inference']:,} | "
-                     f"{i['per_mac']:.2f} | {r['flash']['model_total']:,} B | {r['ram']['total']:,} B | {r['host_identical']} |")
-        L.append("")
+        L += _section(
+            "Microcontrollers (QEMU, exact instruction counts)",
+            "One whole-sequence inference counted by a QEMU TCG plugin; -O2; flash = the model object (weights + code); "
+            "RAM = state + deepest stack (-fstack-usage). MAC floor: 1 instruction/MAC for a scalar loop, 0.5 with SMLAD "
+            "(two 16-bit MACs per instruction), before loads, requantization and activations.",
+            ["model", "precision", "target", "instructions", "MACs", "instr/MAC", "flash", "RAM", "host bit-identical"],
+            result["mcu"], _mcu_row, lambda r: [r["folder"], r["precision"], r["target"]])
     if result.get("pi"):
-        L += ["## Raspberry Pi 4 (aarch64 Cortex-A72 under qemu-aarch64, exact instruction counts)", "",
-              "The exported int8 C cross-compiled (-O2 -march=armv8-a -mtune=cortex-a72) as generated (NEON SMLAL dot products) and with "
-              "`<PREFIX>_PORTABLE` (plain C loop); one whole-sequence inference counted by the TCG plugin. Counts, not "
-              "times: no Pi is reachable from here.", "",
-              "| model | NEON instructions | instr/MAC | portable instructions | instr/MAC | portable / NEON | bit-identical with host |",
-              "|---|---|---|---|---|---|---|"]
-        for r in result["pi"]:
-            if "error" in r:
-                L.append(f"| {r['folder']} | error: {r['error']} ||||||")
-                continue
-            n, p = r["neon"], r["portable"]
-            L.append(f"| {r['model']} | {n['instructions']:,} | {n['per_mac']:.2f} | {p['instructions']:,} | {p['per_mac']:.2f} | "
-                     f"{r['portable_over_neon']:.2f}x | {n['host_identical'] and p['host_identical']} |")
-        L.append("")
+        L += _section(
+            "Raspberry Pi 4 (aarch64 Cortex-A72 under qemu-aarch64, exact instruction counts)",
+            "The exported int8 C cross-compiled (-O2 -march=armv8-a -mtune=cortex-a72) as generated (NEON SMLAL dot "
+            "products) and with `<PREFIX>_PORTABLE` (plain C loop); one whole-sequence inference counted by the TCG "
+            "plugin. Counts, not times: no Pi is reachable from here.",
+            ["model", "NEON instructions", "instr/MAC", "portable instructions", "instr/MAC", "portable / NEON",
+             "bit-identical with host"],
+            result["pi"], _pi_row, lambda r: [r["folder"]])
     t = result.get("tflm")
     if t:
         L += ["## TFLite Micro vs our int8 C (same int8 LSTM, on the host)", ""]

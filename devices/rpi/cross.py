@@ -3,7 +3,8 @@
 Raspberry Pi OS 64-bit is Debian bookworm on arm64, so Debian's own cross toolchain
 (``gcc-aarch64-linux-gnu``, glibc 2.36 like the Pi) builds libraries the Pi loads as they are.
 ``PI4`` builds for plain ARMv8-A tuned for the Pi 4's Cortex-A72 (``-march=armv8-a -mtune``), so
-the same library runs on the Pi 3's A53 and the Pi 5's A76 (the tests run it as an A72 and an A53). The generated source takes its NEON kernel there (``<PREFIX>_USE_NEON``: SMLAL), and
+the same library runs on the Pi 3's A53 and the Pi 5's A76 (the tests run it as an A72 and an A53).
+The generated source takes its NEON kernel there (``<PREFIX>_USE_NEON``: SMLAL), and
 ``<PREFIX>_PORTABLE`` keeps the portable loop; both must compute exactly the integers of
 ``export.c.reference.int_run``. Test executables are linked statically and run under
 ``qemu-aarch64-static`` with the same CPU as the emulated Pi (``devices/rpi/emulated_root.py``).

@@ -335,3 +335,16 @@ def test_aarch64_parity(fixture_artifacts, arch, pi_root):
         else:  # float outputs: within the float32 tolerance
             assert r["max_abs_diff"] <= 1e-4, r
         assert r["passed"], r
+
+
+def test_aarch64_parity_reports_the_c_it_cannot_build_as_not_passed(fixture_artifacts, monkeypatch):
+    """Without the aarch64 cross compiler the C entries are rows that did not pass, never left out."""
+    import shutil as sh
+    from devices.rpi import cross
+    from devices.rpi.parity import aarch64_parity
+    real = sh.which
+    monkeypatch.setattr(cross.shutil, "which", lambda name: None if name == cross.PI4.cc else real(name))
+    rows = aarch64_parity(fixture_artifacts("gru"), names=["c-int8", "c-int8-step"])
+    assert [r["artifact"] for r in rows] == ["c-int8", "c-int8-step"]
+    assert all(not r["passed"] and r["error"].startswith("not run: ") and "gcc-aarch64-linux-gnu" in r["error"]
+               for r in rows), rows

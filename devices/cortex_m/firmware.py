@@ -74,12 +74,12 @@ def build(lib_dir, prefix: str, precision: str, target: CortexMTarget, work_dir,
     return Firmware(target, elf, obj, work / f"{prefix}.su", prefix, precision, opt)
 
 
-def symbol(elf: Path, name: str) -> int:
-    nm = tool("arm-none-eabi-nm", "binutils-arm-none-eabi")
-    out = _run([nm, elf], "arm-none-eabi-nm").stdout
+def symbol(elf: Path, name: str, nm: tuple[str, str] = ("arm-none-eabi-nm", "binutils-arm-none-eabi")) -> int:
+    """Address of function ``name`` in ``elf`` (the Thumb bit cleared), read with ``nm`` = (tool, apt package)."""
+    out = _run([tool(*nm), elf], nm[0]).stdout
     m = re.search(rf"^([0-9a-fA-F]+) [TtWw] {re.escape(name)}$", out, re.M)
     if not m:
-        raise UserError(f"{elf} has no symbol {name}: rebuild the firmware")
+        raise UserError(f"{elf} has no symbol {name}: rebuild it with the harness of export/c/harness.py")
     return int(m.group(1), 16) & ~1
 
 

@@ -16,7 +16,6 @@ library is built here, put beside the source and recorded in the manifest entry 
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from devices.rpi.emulated_root import QEMU_CPU
 from export.c import harness as HN
-from export.c.build import Toolchain, build_harness, build_shared, find_tool, run_checked
+from export.c.build import Toolchain, build_harness, build_shared, find_tool
 from runtime.errors import UserError
 from runtime.manifest import sha256_of
 
@@ -84,17 +83,12 @@ def count_instructions(lib_dir, prefix: str, precision: str, x: np.ndarray, work
     loads TCG plugins; qemu-aarch64-static cannot) with the instruction-counting plugin of
     ``devices/cortex_m/icount_plugin.c``. A count, not a time: it says nothing of the Pi's caches or
     its out-of-order core, but it is exact and repeatable."""
-    from devices.cortex_m.firmware import plugin_path
+    from devices.cortex_m.firmware import plugin_path, symbol
     qemu = find_tool("qemu-aarch64", "qemu-user")
     work = Path(work_dir)
     exe = build_harness(lib_dir, prefix, precision, work / f"harness_{prefix}", defines=defines, toolchain=PI4)
-    nm = run_checked([find_tool("aarch64-linux-gnu-nm", "binutils-aarch64-linux-gnu"), str(exe)], "aarch64 nm").stdout
-    addr = {}
-    for name in ("bench_begin", "bench_end"):
-        m = re.search(rf"^([0-9a-fA-F]+) [Tt] {name}$", nm, re.M)
-        if not m:
-            raise UserError(f"{exe} has no symbol {name}: the harness was not built from export/c/harness.py")
-        addr[name] = int(m.group(1), 16)
+    addr = {name: symbol(exe, name, ("aarch64-linux-gnu-nm", "binutils-aarch64-linux-gnu"))
+            for name in ("bench_begin", "bench_end")}
     inp, out, counts = work / "input.bin", work / "output.bin", work / "icount.txt"
     counts.unlink(missing_ok=True)
     HN.write_input(inp, x, precision, False)

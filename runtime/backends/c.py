@@ -57,10 +57,15 @@ def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
     return out_so
 
 
+def _prebuilt_here(entry: dict | None) -> dict | None:
+    """The entry's ``c.prebuilt`` record for this machine ({file, sha256}), or None."""
+    return (((entry or {}).get("c") or {}).get("prebuilt") or {}).get(platform.machine())
+
+
 def prebuilt_library(source: Path, entry: dict | None) -> Path | None:
     """The entry's library prebuilt for this machine (``c.prebuilt[platform.machine()]``), checked
     against its sha256; None when the entry has none for this machine."""
-    pre = (((entry or {}).get("c") or {}).get("prebuilt") or {}).get(platform.machine())
+    pre = _prebuilt_here(entry)
     if not pre:
         return None
     return verify_file(Path(source).parent / pre.get("file", ""), pre.get("sha256"),
@@ -83,7 +88,7 @@ class CBackend(Backend):
     @classmethod
     def library_for(cls, entry: dict | None):
         """No compiler is needed for an entry with a library prebuilt for this machine (ctypes does)."""
-        if (((entry or {}).get("c") or {}).get("prebuilt") or {}).get(platform.machine()):
+        if _prebuilt_here(entry):
             return ctypes
         return cls.library()
 

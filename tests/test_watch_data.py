@@ -40,6 +40,19 @@ def test_val_in_train_adds_exactly_the_validation_windows():
     assert all(w.tobytes() in train_rows for w in base.X_val)
 
 
+def test_magnitude_features_append_the_two_norms_and_keep_the_raw_channels():
+    base, mag = load_watch(), load_watch(features="magnitude")
+    assert mag.X_train.shape == base.X_train.shape[:2] + (8,) and mag.info["channels"][6:] == ["acc_norm", "gyro_norm"]
+    for X, Y in ((base.X_train, mag.X_train), (base.X_test, mag.X_test)):
+        np.testing.assert_array_equal(Y[..., :6], X)
+        np.testing.assert_allclose(Y[..., 6], np.linalg.norm(X[..., 0:3], axis=-1), rtol=1e-6)
+        np.testing.assert_allclose(Y[..., 7], np.linalg.norm(X[..., 3:6], axis=-1), rtol=1e-6)
+    rot = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]  # a watch worn rotated
+    turned = np.concatenate([base.X_test[0][:, :3] @ rot.T, base.X_test[0][:, 3:] @ rot.T], 1)
+    from runtime.imu_features import imu_features
+    np.testing.assert_allclose(imu_features(turned, "magnitude")[:, 6:], mag.X_test[0][:, 6:], rtol=1e-5)
+
+
 def test_train_overlap_windows_only_the_training_split_more_densely(recordings):
     base, dense = load_watch(val_in_train=True), load_watch(val_in_train=True, train_overlap=0.75)
     np.testing.assert_array_equal(dense.X_val, base.X_val)  # evaluation splits keep `overlap`
@@ -111,6 +124,7 @@ def test_time_shift_none_keeps_every_frame_in_place():
     ({"test_subjects": ()}, "one or more of the subjects"), ({"test_subjects": (11,)}, "one or more of the subjects"),
     ({"val_subjects": (2,)}, "in both test_subjects and val_subjects"),
     ({"test_subjects": tuple(range(1, 10)), "val_subjects": (10,)}, "no subject to train on"),
+    ({"features": "jerk"}, "choose one of raw, magnitude"),
 ])
 def test_impossible_windows_or_splits_are_one_clear_error(options, expect):
     with pytest.raises(UserError, match=expect):

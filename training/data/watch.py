@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.imu_features import check_features, feature_channels, imu_features
 from training.data.base import SequenceData
 from training.data.safe_npy import load_object_npy
 
@@ -90,17 +91,20 @@ def check_subjects(test_subjects, val_subjects) -> None:
 
 def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
                test_subjects=TEST_SUBJECTS, val_subjects=VAL_SUBJECTS, val_in_train: bool = False,
-               train_overlap: float | None = None) -> SequenceData:
+               train_overlap: float | None = None, features: str = "raw") -> SequenceData:
     """Windows of every recording, split by subject. ``val_in_train`` also trains on the validation
     subjects (with ``keep = "last"``, when the epoch budget was chosen beforehand, e.g. by
     ``python -m training.cv --dev``); their windows then still feed the validation curve.
     ``train_overlap`` windows the training split more densely than validation and test (e.g. 0.9:
     a window every 0.2 s), so training sees more of each recording's offsets; the evaluation splits
-    keep ``overlap``."""
+    keep ``overlap``. ``features``: "raw" (the six channels) or "magnitude" (+ |a| and |w|, a dev-fold
+    experiment, ``runtime/imu_features.py``)."""
     check_split_options(window_s, overlap, decimation, test_subjects, val_subjects, train_overlap)
+    check_features(features)
     recs, labels, subjects, class_names, channels = read_recordings()
     rate = SAMPLE_RATE_HZ / decimation
-    recs = [decimate(np.asarray(r, dtype=np.float32), decimation) for r in recs]
+    recs = [imu_features(decimate(np.asarray(r, dtype=np.float32), decimation), features) for r in recs]
+    channels = list(channels) + feature_channels(features)
     length = int(round(window_s * rate))
     hop = max(1, int(round(length * (1 - overlap))))
     train_hop = hop if train_overlap is None else max(1, int(round(length * (1 - train_overlap))))

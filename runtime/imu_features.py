@@ -9,7 +9,8 @@ A dev-fold experiment (docs/training.md, "A rotation-invariant front-end"), not 
                                             watch sits rotated on the wrist
 
 Each output sample depends on its own input sample only, so streaming and whole windows see the
-same features. A model trained with ``magnitude`` takes 8 channels: whoever feeds it (a device, a
+same features. Training augments the six raw channels (rotations and mirroring leave the norms as they
+are; the ``tempo`` option does not rescale ``|w|``). A model trained with ``magnitude`` takes 8 channels: whoever feeds it (a device, a
 CSV for ``python -m runtime sense``) computes them with ``imu_features``.
 """
 

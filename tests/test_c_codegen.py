@@ -104,6 +104,26 @@ def test_simd_and_portable_kernels_compute_the_same_integers(arch, c_export, tmp
         np.testing.assert_array_equal(HB.run_harness(exe, x, "int8").astype(np.int64), want)
 
 
+def test_kernel_files_are_pasted_whole_under_the_model_prefix(c_export):
+    """The generated source carries every kernel file of export/c/kernels/ its architecture uses, each
+    under a line naming it, with the PREFIX_ token replaced by the model's prefix; no file is unused."""
+    from export.c.kernels import DOT4_VARIANTS, KERNEL_DIR
+    used = set()
+    for arch in ("gru", "lstm"):
+        e = c_export(arch)
+        lib, prefix, _ = _lib(e, "int8")
+        source = (lib / f"{prefix}.c").read_text()
+        names = ["int8_select.h", "int8_layer.h", "int8_primitives.h", *DOT4_VARIANTS, "matvec_q.c", f"{arch}_cell_q.c"]
+        for name in names:
+            assert source.count(f"/* ---- export/c/kernels/{name} ---- */") == 1, name
+            body = (KERNEL_DIR / name).read_text().replace("PREFIX_", f"{prefix.upper()}_")
+            assert body in source, name
+        assert "PREFIX_" not in source
+        assert source.count("static void dot4(") == len(DOT4_VARIANTS)  # one per variant, each behind its guard
+        used.update(names)
+    assert used == {f.name for f in KERNEL_DIR.iterdir() if f.suffix in (".c", ".h")}
+
+
 def test_per_layer_sizes_and_odd_widths(tmp_path):
     """Three layers of different, non-multiple-of-4 widths: padding and per-layer descriptors."""
     from training.models import ModelSpec, SequenceModel

@@ -10,6 +10,10 @@ One generator, two precisions:
   on aarch64 (Raspberry Pi 3/4/5) NEON's SMLAL (four per instruction); elsewhere (or with
   ``<PREFIX>_PORTABLE`` defined) a portable loop computes the same integers.
 
+The model-independent C (primitives, the dot-product kernel and its target variants, the
+matrix-vector product, the cells) lives as C files in ``export/c/kernels/`` and is pasted into
+each source; this module emits the model's tables, its layer descriptors and the API around them.
+
 The generated code never allocates, never recurses, and keeps all state in a caller-owned struct.
 """
 
@@ -21,6 +25,7 @@ import numpy as np
 
 from export.c import reference as R
 from export.c.emit import array, c_float, group_rows4, identifier, pad4
+from export.c.kernels import DOT4_VARIANTS, kernel_source, kernel_sources
 
 
 @dataclasses.dataclass
@@ -170,53 +175,11 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
                      f"     L{i}_WX, L{i}_WX_RQ, {ls_names[i][0]}, L{i}_WH, L{i}_WH_RQ, {ls_names[i][1]}, L{i}_BIAS, {bhn}}},")
     scratch = pad4(max(max(G * h for h in hidden), qm["num_classes"]))
 
-    if arch == "lstm":
-        cell = """
-/* LSTM cell, element-wise over one layer (gate pre-activations gx + gh + b in Q3.12):
- *   i = sigmoid(pre_i), f = sigmoid(pre_f), g = tanh(pre_g), o = sigmoid(pre_o)   (Q0.15)
- *   c' = f * c + i * g         (c in Q(15-cf).cf, saturated to int16)
- *   h' = o * tanh(c')          (Q0.15)                                             */
-static void lstm_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int16_t *h, int16_t *c)
-{
-    const int32_t H = L->hidden, cf = L->cell_frac;
-    const int32_t *b = L->bias;
-    int32_t j;
-    for (j = 0; j < H; ++j) {
-        const int32_t i = lut(SIGMOID_Q15, gx[j] + gh[j] + b[j]);
-        const int32_t f = lut(SIGMOID_Q15, gx[H + j] + gh[H + j] + b[H + j]);
-        const int32_t g = lut(TANH_Q15, gx[2 * H + j] + gh[2 * H + j] + b[2 * H + j]);
-        const int32_t o = lut(SIGMOID_Q15, gx[3 * H + j] + gh[3 * H + j] + b[3 * H + j]);
-        const int32_t cn = sat16(rshift_round(f * c[j], 15) + rshift_round(i * g, 30 - cf));
-        /* c' to Q3.12 for the tanh table */
-        const int32_t c12 = cf > 12 ? rshift_round(cn, cf - 12) : sat16(cn * (1 << (12 - cf)));
-        c[j] = (int16_t)cn;
-        h[j] = (int16_t)rshift_round(o * lut(TANH_Q15, c12), 15);
-    }
-}
-"""
-        layer_call = "lstm_cell(L, gx, gh, h[l], c[l]);"
-    else:
-        cell = """
-/* GRU cell (PyTorch form), element-wise over one layer (gx = W_i x, gh = W_h h, Q3.12):
- *   r = sigmoid(gx_r + gh_r + b_r), z = sigmoid(gx_z + gh_z + b_z)
- *   n = tanh(gx_n + b_in + r * (gh_n + b_hn))
- *   h' = (1 - z) * n + z * h = n + z * (h - n)                     (Q0.15)                    */
-static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int16_t *h)
-{
-    const int32_t H = L->hidden;
-    const int32_t *b = L->bias;
-    int32_t j;
-    for (j = 0; j < H; ++j) {
-        const int32_t r = lut(SIGMOID_Q15, gx[j] + gh[j] + b[j]);
-        const int32_t z = lut(SIGMOID_Q15, gx[H + j] + gh[H + j] + b[H + j]);
-        const int32_t hn = gh[2 * H + j] + L->bias_hn[j];
-        const int32_t rh = (int32_t)(((int64_t)r * hn + (1 << 14)) >> 15);
-        const int32_t n = lut(TANH_Q15, gx[2 * H + j] + b[2 * H + j] + rh);
-        h[j] = (int16_t)(n + rshift_round(z * (h[j] - n), 15));
-    }
-}
-"""
-        layer_call = "gru_cell(L, gx, gh, h[l]);"
+    cell_file, layer_call = (("lstm_cell_q.c", "lstm_cell(L, gx, gh, h[l], c[l]);") if arch == "lstm"
+                             else ("gru_cell_q.c", "gru_cell(L, gx, gh, h[l]);"))
+    select = kernel_source("int8_select.h", P)
+    layer_type = kernel_source("int8_layer.h", P)
+    kernels = kernel_sources(("int8_primitives.h", *DOT4_VARIANTS, "matvec_q.c", cell_file), P)
 
     c_decl = f"    int16_t *c[{nl}];\n" if arch == "lstm" else ""
     c_init = "".join(f"    c[{i}] = s->c{i};\n" for i in range(nl)) if arch == "lstm" else ""
@@ -232,194 +195,14 @@ static void gru_cell(const layer_q *L, const int32_t *gx, const int32_t *gh, int
 
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__) && !defined({P}_PORTABLE)
-#define {P}_USE_DSP 1
-#else
-#define {P}_USE_DSP 0
-#endif
-#if defined(__ARM_ACLE) || defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SAT)
-#include <arm_acle.h>
-#endif
-/* On x86-64 hosts (SSE2 is part of the base instruction set) the dot products use PMADDWD. */
-#if !{P}_USE_DSP && defined(__SSE2__) && !defined({P}_PORTABLE)
-#define {P}_USE_SSE2 1
-#include <emmintrin.h>
-#else
-#define {P}_USE_SSE2 0
-#endif
-/* On 64-bit Arm application cores (Raspberry Pi 3/4/5, aarch64) they use NEON's SMLAL. */
-#if !{P}_USE_DSP && !{P}_USE_SSE2 && defined(__ARM_NEON) && defined(__aarch64__) && !defined({P}_PORTABLE)
-#define {P}_USE_NEON 1
-#include <arm_neon.h>
-#else
-#define {P}_USE_NEON 0
-#endif
-
+{select}
 {''.join(data)}
-/* One recurrent layer's constants. Lengths are padded to multiples of 4. */
-typedef struct {{
-    int32_t hidden, in4, h4, rows4, cell_frac;
-    const int8_t *wx; const int32_t *wx_rq; const int8_t *wx_ls; /* weights, {{mult, rs - 1}} per row, ls or null */
-    const int8_t *wh; const int32_t *wh_rq; const int8_t *wh_ls;
-    const int32_t *bias, *bias_hn;
-}} layer_q;
-
+{layer_type}
 static const layer_q LAYERS[{nl}] = {{
 {chr(10).join(descs)}
 }};
 
-/* ---- integer primitives ---- */
-#if defined(__GNUC__)
-#define {P}_INLINE static inline __attribute__((always_inline))
-#else
-#define {P}_INLINE static inline
-#endif
-
-/* (x + 2^(s-1)) >> s: divide by 2^s, rounding half up (s >= 1); computed as ((x >> (s-1)) + 1) >> 1,
- * which is the same integer and cannot overflow. */
-{P}_INLINE int32_t rshift_round(int32_t x, int32_t s) {{ return ((x >> (s - 1)) + 1) >> 1; }}
-
-/* clamp to [-32768, 32767] (one SSAT where the core has it) */
-{P}_INLINE int32_t sat16(int32_t x)
-{{
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined({P}_PORTABLE)
-    return __ssat(x, 16);
-#else
-    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
-#endif
-}}
-
-/* (a * b + 2^31) >> 32: high word of the 64-bit product, rounded (one SMMULR with DSP). */
-{P}_INLINE int32_t smmulr(int32_t a, int32_t b)
-{{
-#if {P}_USE_DSP
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-#else
-    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
-#endif
-}}
-
-/* (acc << ls) * (mult / 2^32) / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
- * times the input scale) to the output format; mult in [2^30, 2^31), ls >= 0, rs >= 1. The caller
- * applies ls (most matrices have none); rq = {{mult, rs - 1}}, so that rshift_round's
- * ((v >> (rs - 1)) + 1) >> 1 needs no subtraction. */
-{P}_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
-{{
-    return ((smmulr(acc, rq[0]) >> rq[1]) + 1) >> 1;
-}}
-
-/* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
- * 257 samples 1/16 apart, linear interpolation with the low 8 bits. */
-{P}_INLINE int32_t lut(const int16_t *table, int32_t v)
-{{
-    const int32_t u = sat16(v) + 32768;
-    const int32_t k = u >> 8, frac = u & 255;
-    const int32_t lo = table[k];
-    return lo + (((table[k + 1] - lo) * frac + 128) >> 8);
-}}
-
-#if {P}_USE_DSP
-/* SXTB16 with ROR #8: bytes 1 and 3 of v sign-extended into two halfwords. */
-{P}_INLINE uint32_t sxtb16_ror8(uint32_t v)
-{{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}}
-
-/* lo, hi = the two words at p; p += 8 bytes (one LDRD with post-increment; p word-aligned). */
-#define {P}_LDRD_PI(lo, hi, p) __asm__("ldrd %0, %1, [%2], #8" : "=r"(lo), "=r"(hi), "+r"(p) : : "memory")
-#endif
-
-/* acc[r] = W[r] . a for the 4 rows of one group. W: the group's n/4 blocks of 4 rows x 4 bytes
- * (bytes a c b d); a: int16 [n], n a multiple of 4; both word-aligned. */
-static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
-{{
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
-#if {P}_USE_DSP
-    /* per 4 columns, 19 instructions for 16 multiply-accumulates (21 with the loop's count and
-     * branch): 1 LDRD of two activation pairs (xa, xb), 2 LDRDs of the 4 rows' weight words, then
-     * per row SXTB16 -> (a, b) and SXTB16 ROR 8 -> (c, d), and two SMLADs. (Two blocks per pass
-     * made gcc 12 spill: more instructions, not fewer.) */
-    k = n >> 2;                          /* n >= 4: every layer has at least one column block */
-    do {{
-        uint32_t xa, xb, w0, w1, w2, w3;
-        {P}_LDRD_PI(xa, xb, a);
-        {P}_LDRD_PI(w0, w1, w);
-        {P}_LDRD_PI(w2, w3, w);
-        s0 = __smlad(__sxtb16(w0), xa, s0); s0 = __smlad(sxtb16_ror8(w0), xb, s0);
-        s1 = __smlad(__sxtb16(w1), xa, s1); s1 = __smlad(sxtb16_ror8(w1), xb, s1);
-        s2 = __smlad(__sxtb16(w2), xa, s2); s2 = __smlad(sxtb16_ror8(w2), xb, s2);
-        s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);
-    }} while (--k);
-#elif {P}_USE_SSE2
-    /* per 4 columns: the group's 16 weight bytes sign-extended to two registers of int16 (rows 0-1,
-     * rows 2-3), the 4 activations put in the weights' a c b d order and repeated; PMADDWD
-     * multiplies lane by lane and adds neighbouring pairs, so each row's sum is two adjacent lanes */
-    __m128i acc01 = _mm_setzero_si128(), acc23 = _mm_setzero_si128();
-    int32_t v[8];
-    for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{
-        const __m128i wb = _mm_loadu_si128((const __m128i *)(const void *)w);
-        const __m128i w01 = _mm_srai_epi16(_mm_unpacklo_epi8(wb, wb), 8);
-        const __m128i w23 = _mm_srai_epi16(_mm_unpackhi_epi8(wb, wb), 8);
-        const __m128i x = _mm_shufflelo_epi16(_mm_loadl_epi64((const __m128i *)(const void *)a), _MM_SHUFFLE(3, 1, 2, 0));
-        const __m128i xx = _mm_unpacklo_epi64(x, x);
-        acc01 = _mm_add_epi32(acc01, _mm_madd_epi16(w01, xx));
-        acc23 = _mm_add_epi32(acc23, _mm_madd_epi16(w23, xx));
-    }}
-    _mm_storeu_si128((__m128i *)(void *)v, acc01);
-    _mm_storeu_si128((__m128i *)(void *)(v + 4), acc23);
-    s0 = v[0] + v[1]; s1 = v[2] + v[3]; s2 = v[4] + v[5]; s3 = v[6] + v[7];
-#elif {P}_USE_NEON
-    /* per 4 columns, 11 instructions for 16 multiply-accumulates: the group's 16 weight bytes
-     * widened to int16 (rows 0-1 in one register, rows 2-3 in another); one table lookup puts the
-     * 4 activations in the weights' a c b d order, twice; SMLAL (low halves) and SMLAL2 (high
-     * halves) multiply 4 lanes and add them to one row's 4 int32 partial sums, which are added
-     * together after the last block (integer sums: the same result in any order) */
-    const uint8x16_t acbd = vreinterpretq_u8_u64(vdupq_n_u64(0x0706030205040100ULL)); /* halfwords 0 2 1 3, twice */
-    int32x4_t r0 = vdupq_n_s32(0), r1 = r0, r2 = r0, r3 = r0;
-    for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{
-        const int8x16_t wb = vld1q_s8(w);
-        const int16x8_t w01 = vmovl_s8(vget_low_s8(wb)), w23 = vmovl_high_s8(wb);
-        const uint8x16_t xb = vcombine_u8(vreinterpret_u8_s16(vld1_s16(a)), vdup_n_u8(0));
-        const int16x8_t xx = vreinterpretq_s16_u8(vqtbl1q_u8(xb, acbd));
-        r0 = vmlal_s16(r0, vget_low_s16(w01), vget_low_s16(xx));
-        r1 = vmlal_high_s16(r1, w01, xx);
-        r2 = vmlal_s16(r2, vget_low_s16(w23), vget_low_s16(xx));
-        r3 = vmlal_high_s16(r3, w23, xx);
-    }}
-    s0 = vaddvq_s32(r0); s1 = vaddvq_s32(r1); s2 = vaddvq_s32(r2); s3 = vaddvq_s32(r3);
-#else
-    /* portable: the same integers, undoing the a c b d byte order */
-    for (k = n >> 2; k > 0; --k, a += 4, w += 16) {{
-        s0 += w[0] * a[0] + w[1] * a[2] + w[2] * a[1] + w[3] * a[3];
-        s1 += w[4] * a[0] + w[5] * a[2] + w[6] * a[1] + w[7] * a[3];
-        s2 += w[8] * a[0] + w[9] * a[2] + w[10] * a[1] + w[11] * a[3];
-        s3 += w[12] * a[0] + w[13] * a[2] + w[14] * a[1] + w[15] * a[3];
-    }}
-#endif
-    acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
-}}
-
-/* y[r] = requantize(W[r] . a) for r < rows (a multiple of 4): a matrix-vector product, 4 rows at a time */
-static void matvec_q(const int8_t *W, const int16_t *a, int32_t n, int32_t rows, const int32_t *rq,
-                     const int8_t *ls, int32_t *y)
-{{
-    int32_t r, acc[4];
-    for (r = 0; r < rows; r += 4) {{
-        dot4(W + r * n, a, n, acc);
-        if (ls) {{
-            acc[0] *= 1 << ls[r]; acc[1] *= 1 << ls[r + 1]; acc[2] *= 1 << ls[r + 2]; acc[3] *= 1 << ls[r + 3];
-        }}
-        y[r] = requantize(acc[0], rq + 2 * r);
-        y[r + 1] = requantize(acc[1], rq + 2 * r + 2);
-        y[r + 2] = requantize(acc[2], rq + 2 * r + 4);
-        y[r + 3] = requantize(acc[3], rq + 2 * r + 6);
-    }}
-}}
-{cell}
+{kernels}
 void {p}_reset({p}_state *s)
 {{
     /* zero state; also keeps the int16 padding of h at zero (it multiplies zero weights) */

@@ -1,0 +1,51 @@
+/* ---- integer primitives (export/c/reference.py: rshift_round, sat16, smmulr, requantize, lut) ---- */
+#if defined(__GNUC__)
+#define PREFIX_INLINE static inline __attribute__((always_inline))
+#else
+#define PREFIX_INLINE static inline
+#endif
+
+/* (x + 2^(s-1)) >> s: divide by 2^s, rounding half up (s >= 1); computed as ((x >> (s-1)) + 1) >> 1,
+ * which is the same integer and cannot overflow. */
+PREFIX_INLINE int32_t rshift_round(int32_t x, int32_t s) { return ((x >> (s - 1)) + 1) >> 1; }
+
+/* clamp to [-32768, 32767] (one SSAT where the core has it) */
+PREFIX_INLINE int32_t sat16(int32_t x)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(PREFIX_PORTABLE)
+    return __ssat(x, 16);
+#else
+    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
+#endif
+}
+
+/* (a * b + 2^31) >> 32: high word of the 64-bit product, rounded (one SMMULR with DSP). */
+PREFIX_INLINE int32_t smmulr(int32_t a, int32_t b)
+{
+#if PREFIX_USE_DSP
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
+/* (acc << ls) * (mult / 2^32) / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
+ * times the input scale) to the output format; mult in [2^30, 2^31), ls >= 0, rs >= 1. The caller
+ * applies ls (most matrices have none); rq = {mult, rs - 1}, so that rshift_round's
+ * ((v >> (rs - 1)) + 1) >> 1 needs no subtraction. */
+PREFIX_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
+{
+    return ((smmulr(acc, rq[0]) >> rq[1]) + 1) >> 1;
+}
+
+/* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
+ * 257 samples 1/16 apart, linear interpolation with the low 8 bits. */
+PREFIX_INLINE int32_t lut(const int16_t *table, int32_t v)
+{
+    const int32_t u = sat16(v) + 32768;
+    const int32_t k = u >> 8, frac = u & 255;
+    const int32_t lo = table[k];
+    return lo + (((table[k + 1] - lo) * frac + 128) >> 8);
+}

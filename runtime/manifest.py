@@ -36,6 +36,22 @@ def verify_file(path: Path, expected: str | None, what: str = "model file") -> P
     return path
 
 
+def _structure_problem(data: dict) -> str | None:
+    """What makes a manifest unusable (the fields every reader indexes), or None."""
+    arts = data.get("artifacts", [])
+    if not isinstance(arts, list):
+        return "'artifacts' is not a list"
+    for i, a in enumerate(arts):
+        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+            return f"artifact entry {i} is not an object with a name"
+        if a.get("status", "ok") == "ok" and not isinstance(a.get("file"), str):
+            return f"artifact {a['name']!r} names no file"
+    pre = data.get("preprocess")
+    if pre and not (isinstance(pre, dict) and isinstance(pre.get("mean"), list) and isinstance(pre.get("std"), list)):
+        return "'preprocess' needs 'mean' and 'std' lists"
+    return None
+
+
 class Manifest:
     """An artifact folder's index: model facts, preprocessing, golden data and artifacts."""
 
@@ -58,6 +74,8 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise UserError(f"{path} is not an rnn-edge manifest (format {got!r}, expected {FORMAT!r})")
+        if problem := _structure_problem(data):
+            raise UserError(f"{path} is damaged: {problem}; re-export the artifacts")
         return cls(folder, data)
 
     # -- facts ---------------------------------------------------------------------------
@@ -83,14 +101,37 @@ class Manifest:
         return self.folder / entry["file"]
 
     def verified(self, entry: dict) -> Path:
-        """The entry's file, after checking its sha256."""
-        return verify_file(self.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
+        """The entry's file, after checking its sha256; for a C entry its header too (the source
+        includes it, so it is code as much as the source is)."""
+        path = verify_file(self.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
+        if entry.get("format") == "c":
+            c = entry.get("c") or {}
+            rel = str(Path(entry["file"]).parent / str(c.get("header")))
+            verify_file(self.folder / rel, (c.get("file_sha256") or {}).get(rel), f"C header ({entry.get('name')})")
+        return path
 
     def golden_path(self) -> Path:
         g = self.data.get("golden") or {}
         if not g.get("file"):
             raise UserError(f"{self.folder}/manifest.json lists no golden samples: re-export to create golden.npz")
         return verify_file(self.folder / g["file"], g.get("sha256"), "golden file")
+
+    def golden(self, *keys: str) -> dict:
+        """The golden samples as arrays (file sha256-verified); one line when the file cannot be
+        read or lacks one of ``keys``."""
+        import zipfile
+
+        import numpy as np
+        path = self.golden_path()
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise UserError(f"golden file {path} cannot be read ({type(e).__name__}: {e}): re-export the artifacts") from None
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise UserError(f"golden file {path} lacks {', '.join(missing)}: re-export the artifacts")
+        return data
 
     def checkpoint_path(self) -> Path:
         """The training checkpoint the artifacts were exported from (for the PyTorch reference)."""

@@ -161,6 +161,71 @@ def test_cli_predict_and_check_refuse_damaged_files(copy):
     assert {ARTIFACT[b] for b in ARTIFACT} <= failed, p.stdout
 
 
+def _c_header(folder: Path) -> tuple[Path, str]:
+    e = entry_of(folder, "c-int8")
+    rel = f"{e['c']['dir']}/{e['c']['header']}"
+    return folder / rel, rel
+
+
+def test_tampered_c_header_is_refused_everywhere(copy, tmp_path):
+    """The source includes its header, so the header is code: one added line must be refused by the
+    runtime, the CLI check, a Pi bundle and the firmware build, before anything is compiled."""
+    from devices.cortex_m.report import c_library_and_inputs
+    from devices.rpi.bundle import make_bundle
+    header, _ = _c_header(copy)
+    header.write_text(header.read_text() + "\nstatic int injected = 1;\n")
+    with pytest.raises(UserError, match="C header .*sha256 verification") as e:
+        runtime.load(copy, artifact="c-int8")
+    one_line(e.value)
+    assert not list((tmp_path / "c-cache").glob("**/*.so"))  # nothing was compiled
+    for only in ((), ("--artifact", "c-int8")):
+        p = cli("check", copy, *only)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, (p.stdout, p.stderr[-2000:])
+        assert [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL  c-int8 ") and "C header" in ln], p.stdout
+    with pytest.raises(UserError, match="C header"):
+        make_bundle([copy], tmp_path / "bundle", runtimes=("c",))
+    with pytest.raises(UserError, match="C header"):
+        c_library_and_inputs(copy, "int8", 1)
+
+
+def test_c_entry_without_header_sha256_is_refused(copy):
+    """A manifest that records no sha256 for the header (one written before they were recorded)."""
+    man = json.loads((copy / "manifest.json").read_text())
+    for a in man["artifacts"]:
+        if a.get("format") == "c":
+            a["c"].pop("file_sha256")
+    write_json(copy / "manifest.json", man)
+    with pytest.raises(UserError, match="lists no sha256 for C header") as e:
+        runtime.load(copy, artifact="c-int8")
+    assert "re-export" in one_line(e.value)
+
+
+def test_c_cache_is_keyed_by_source_and_header_and_private(copy, tmp_path, monkeypatch):
+    """A library compiled from a changed header (re-signed in its manifest) is cached under another
+    key, so the untouched model never loads it; a cache folder others can write to is refused."""
+    from runtime.backends.c import compiled_library
+    entry = entry_of(copy, "c-int8")
+    source = copy / entry["file"]
+    clean = compiled_library(source, entry["c"]["prefix"], "int8", entry)
+    other = tmp_path / "other"
+    shutil.copytree(copy, other)
+    header, rel = _c_header(other)
+    header.write_text(header.read_text() + "\n/* changed */\n")
+    entry2 = entry_of(other, "c-int8")
+    entry2["c"]["file_sha256"][rel] = sha256_of(header)
+    changed = compiled_library(other / entry2["file"], entry2["c"]["prefix"], "int8", entry2)
+    assert changed != clean and clean.is_file() and changed.is_file()
+    assert compiled_library(source, entry["c"]["prefix"], "int8", entry) == clean
+    assert oct((tmp_path / "c-cache" / "c").stat().st_mode & 0o777) == oct(0o700)
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(shared))
+    with pytest.raises(UserError, match="writable by other users") as e:
+        runtime.load(copy, artifact="c-int8")
+    assert "RNN_EDGE_CACHE" in one_line(e.value)
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert", "tflm", "c"])
 def test_damaged_file_resigned_in_manifest_is_a_library_error(copy, backend):
     """A file damaged *before* it was hashed (the sha256 matches): the library's own error, one line."""
@@ -358,6 +423,9 @@ def test_bare_files_by_relative_path(folder, tmp_path, monkeypatch):
     ("no-sha256", "refusing to load an unverified file"),
     ("no-model-facts", "lacks model.input_size"),
     ("unknown-artifact", "no artifact named"),
+    ("entry-not-object", "artifact entry 0 is not an object"),
+    ("entry-without-file", "names no file"),
+    ("preprocess-without-std", "'preprocess' needs 'mean' and 'std'"),
 ])
 def test_damaged_manifest(copy, how, match):
     path = copy / "manifest.json"
@@ -380,16 +448,41 @@ def test_damaged_manifest(copy, how, match):
         path.write_text(json.dumps({**man, "model": {}}))
     elif how == "unknown-artifact":
         name = "no-such-artifact"
+    elif how == "entry-not-object":
+        path.write_text(json.dumps({**man, "artifacts": ["x", *man["artifacts"]]}))
+    elif how == "entry-without-file":
+        next(a for a in man["artifacts"] if a["name"] == name).pop("file")
+        path.write_text(json.dumps(man))
+    elif how == "preprocess-without-std":
+        man["preprocess"].pop("std")
+        path.write_text(json.dumps(man))
     with pytest.raises(UserError, match=match) as e:
         runtime.load(copy, artifact=name)
     one_line(e.value)
     assert_cli_error(cli("predict", copy, "--artifact", name, "--input", copy / "golden.npz"), match)
+    if how.startswith(("entry", "preprocess")):  # found by an audit: check and parity gave tracebacks
+        assert_cli_error(cli("check", copy), match)
 
 
-def test_damaged_golden_file_fails_check(copy):
+@pytest.mark.parametrize("how,match", [("truncated", "cannot be read"), ("no-x_raw", "lacks x_raw")])
+def test_damaged_golden_file_fails_check(copy, how, match):
+    """Damaged after export (sha256 refuses it), or damaged before (re-signed): one line either way."""
     g = copy / "golden.npz"
-    g.write_bytes(g.read_bytes()[:100])
-    assert_cli_error(cli("check", copy), "golden file")
+    if how == "truncated":
+        g.write_bytes(g.read_bytes()[:100])
+        assert_cli_error(cli("check", copy), "golden file")
+    else:
+        with np.load(g) as z:
+            np.savez(g, **{k: z[k] for k in z.files if k != "x_raw"})
+    man = json.loads((copy / "manifest.json").read_text())
+    man["golden"]["sha256"] = sha256_of(g)
+    write_json(copy / "manifest.json", man)
+    assert_cli_error(cli("check", copy), match)
+
+
+def test_check_names_an_unknown_backend_or_precision(copy):
+    assert_cli_error(cli("check", copy, "--backend", "nope"), "unknown backend 'nope'")
+    assert_cli_error(cli("check", copy, "--precision", "int3"), "no artifact in")
 
 
 # --- damaged input files at the CLIs and the Python readers ---------------------------------------

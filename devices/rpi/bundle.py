@@ -33,7 +33,7 @@ from devices.rpi.cross import add_pi_libraries, cross_compiler_missing
 from devices.rpi.pins import PI_PYTHON, PI_SUITE, REPO_ROOT, pi_requirements, pip_platform_args
 from runtime import atomic
 from runtime.errors import UserError
-from runtime.manifest import Manifest, sha256_of, verify_file
+from runtime.manifest import Manifest, sha256_of
 
 FORMAT = "rnn-edge-pi-bundle/1"
 #: Runtimes a Raspberry Pi runs from a bundle, and the artifact formats each of them opens. The C
@@ -115,7 +115,7 @@ def _add_artifacts(folder: Path, dest: Path, names: list[str] | None, runtimes: 
     golden = man.golden_path()  # verified against the manifest
     shutil.copy2(golden, dest / golden.name)
     for entry, _ in picked:
-        src = verify_file(man.file_of(entry), entry.get("sha256"), f"model file ({entry.get('name')})")
+        src = man.verified(entry)  # the file, and a C entry's header
         for rel in [entry["file"]] + c_companions(entry):
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

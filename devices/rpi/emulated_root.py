@@ -43,6 +43,7 @@ import sys
 from pathlib import Path
 
 from devices.rpi.pins import PI_PYTHON, PI_SUITE, pip_platform_args, pyproject_pins
+from runtime.cache import cache_root
 from runtime.errors import MissingDependency, UserError
 
 RECIPE_VERSION = 1
@@ -58,11 +59,9 @@ MIRROR_ENV = "RNN_EDGE_DEBIAN_MIRROR"
 
 
 def cache_dir() -> Path:
-    """Where built roots live: $RNN_EDGE_CACHE, else $XDG_CACHE_HOME/rnn-edge, else ~/.cache/rnn-edge."""
-    if os.environ.get("RNN_EDGE_CACHE"):
-        return Path(os.environ["RNN_EDGE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rnn-edge"
+    """Where built roots live: ``runtime.cache.cache_root()`` ($RNN_EDGE_CACHE, else
+    $XDG_CACHE_HOME/rnn-edge, else ~/.cache/rnn-edge)."""
+    return cache_root()
 
 
 def recipe() -> dict:

@@ -100,7 +100,10 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             "state": {"mode": "variables", "reset": f"{prefix}_reset", "type": f"{prefix}_state",
                       "step": f"{prefix}_step", "shapes": state_shapes},
             "c": {"prefix": prefix, "dir": f"c-{precision}", "header": src.header_name, "source": src.source_name,
-                  "files": [str(Path(f).relative_to(out_dir)) for f in files], "weight_bytes": src.weight_bytes},
+                  "files": [str(Path(f).relative_to(out_dir)) for f in files], "weight_bytes": src.weight_bytes,
+                  # every file of the package (the header above all: the source includes it) is checked
+                  # before it is compiled (runtime.manifest.Manifest.verified, runtime/backends/c.py)
+                  "file_sha256": {str(Path(f).relative_to(out_dir)): _sha256(f) for f in files}},
             "ops": {("LSTM" if spec.arch == "lstm" else "GRU"): spec.num_layers, "Gemm": 1},
             "quantized": ("weights int8 per gate row (symmetric), activations int8 in / int16 Q0.15 state, "
                           "int32 accumulators, table sigmoid/tanh, integer only") if precision == "int8" else "nothing (float32)",

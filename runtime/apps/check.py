@@ -14,7 +14,8 @@ import numpy as np
 
 from runtime.apps.common import print_json
 from runtime.errors import MissingDependency, UserError
-from runtime.manifest import Manifest, sha256_of
+from runtime.backends import backend_class
+from runtime.manifest import Manifest
 from runtime.metrics import compare
 from runtime.tolerances import abs_limit, regression_breaches, tolerance_for
 
@@ -63,19 +64,22 @@ def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
 
 def run(args) -> int:
     man = Manifest.read(args.artifacts)
-    golden_path = man.golden_path()  # sha256-verified
-    golden = dict(np.load(golden_path, allow_pickle=False))
+    if args.backend:
+        backend_class(args.backend)  # an unknown name is a usage error, not "nothing could be checked"
+    if args.precision and args.precision not in {a.get("precision") for a in man.artifacts}:
+        have = sorted({str(a.get("precision")) for a in man.artifacts})
+        raise UserError(f"no artifact in {man.folder} has precision {args.precision!r}: it has {', '.join(have) or 'none'}")
+    steps = ("stream_scores",) if any(a.get("kind") == "step" for a in man.artifacts) else ()
+    golden = man.golden("x_raw", "scores", "y", *steps)  # sha256-verified
     failures, checked = 0, 0
-    # 1) every listed file, whether or not a backend for it is installed here
+    # 1) every listed file (a C entry's header too), whether or not a backend for it is installed here
     for entry in man.artifacts:
         if entry.get("status", "ok") != "ok":
             continue
-        path = man.file_of(entry)
-        if not path.is_file():
-            _report(args, entry, "FAIL", f"file {path} is missing")
-            failures += 1
-        elif sha256_of(path) != entry.get("sha256"):
-            _report(args, entry, "FAIL", f"sha256 of {path} differs from the manifest: modified or corrupted")
+        try:
+            man.verified(entry)
+        except UserError as e:
+            _report(args, entry, "FAIL", str(e))
             failures += 1
     if failures:
         return 1

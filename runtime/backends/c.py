@@ -1,7 +1,10 @@
 """C backend: the generated C library (export/c), compiled on the host with gcc, called via ctypes.
 
-The artifact is the generated ``<prefix>.c``; it is compiled once per sha256 into a shared
-library in a cache folder (``$RNN_EDGE_CACHE`` or the system temp dir), then loaded with ctypes.
+The artifact is the generated ``<prefix>.c`` with its header ``<prefix>.h``. Both are read once,
+checked against the manifest's sha256 (``sha256`` of the entry, ``c.file_sha256`` for the header),
+copied into a private temporary folder and compiled from there, so what gcc sees is what was
+checked. The library is cached per sha256 of (source, header, compiler command) in the user's
+private cache folder (``runtime.cache``: refused when others can write to it), then loaded with ctypes.
 An entry may carry libraries built for other machines (``c.prebuilt``: ``{machine: {file, sha256}}``,
 file relative to the source, e.g. the aarch64 one a Raspberry Pi bundle ships,
 ``devices/rpi/cross.py``): on such a machine that library is checked against its sha256 and
@@ -17,6 +20,7 @@ too (prefix from the file name). Imports numpy and ctypes only.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import platform
 import shutil
@@ -28,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, Quant, TensorSpec
+from runtime.cache import private_dir
 from runtime.errors import MissingDependency, UserError
 from runtime.manifest import verify_file
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("RNN_EDGE_CACHE") or Path(tempfile.gettempdir()) / "rnn-edge-c")
+def _compile_command(cc: str, precision: str) -> list[str]:
+    return [cc, "-std=c99", "-O2", "-fPIC", "-shared"] + (["-lm"] if precision != "int8" else [])
 
 
 def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
@@ -44,7 +49,8 @@ def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
     out_so.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out_so.parent)
     os.close(fd)
-    cmd = [cc, "-std=c99", "-O2", "-fPIC", "-shared", str(source), "-o", tmp] + (["-lm"] if precision != "int8" else [])
+    base = _compile_command(cc, precision)
+    cmd = base[:5] + [str(source), "-o", tmp] + base[5:]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if p.returncode != 0:
@@ -70,6 +76,48 @@ def prebuilt_library(source: Path, entry: dict | None) -> Path | None:
         return None
     return verify_file(Path(source).parent / pre.get("file", ""), pre.get("sha256"),
                        f"C library prebuilt for {platform.machine()}")
+
+
+def _checked_bytes(path: Path, expected: str | None, what: str) -> bytes:
+    """The bytes of ``path``, refused (one line) when ``expected`` is given and their sha256 differs."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise UserError(f"{what} {path} is missing: re-export the artifacts or restore it") from None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise UserError(f"{what} {path} failed sha256 verification (manifest {expected[:12]}...): it was modified "
+                        f"or corrupted; refusing to compile it - re-export or restore it")
+    return data
+
+
+def compiled_library(source: Path, prefix: str, precision: str, entry: dict | None) -> Path:
+    """The cached shared library of ``source`` and its header, compiled from checked copies.
+
+    With a manifest ``entry`` the source must match its ``sha256`` and the header the entry's
+    ``c.file_sha256`` record (a manifest without one is refused); a bare ``.c`` (no manifest) is
+    compiled as it is, like any bare model file."""
+    c = (entry or {}).get("c") or {}
+    header_name = c.get("header") or f"{prefix}.h"
+    header = source.parent / header_name
+    src_sha = hdr_sha = None
+    if entry is not None:
+        src_sha = entry.get("sha256")
+        hdr_sha = (c.get("file_sha256") or {}).get(f"{c.get('dir')}/{header_name}")
+        if not src_sha or not hdr_sha:
+            raise UserError(f"the manifest lists no sha256 for the C {'source' if not src_sha else 'header'} of "
+                            f"{entry.get('name')!r}: refusing to compile unverified code; re-export the artifacts")
+    src = _checked_bytes(source, src_sha, "C model source")
+    hdr = _checked_bytes(header, hdr_sha, "C model header") if (entry is not None or header.is_file()) else b""
+    cc = CBackend.library()
+    key = hashlib.sha256(b"\0".join([src, hdr, " ".join(_compile_command(cc, precision)).encode()])).hexdigest()
+    so = private_dir("c") / f"lib{prefix}-{key[:24]}.so"
+    if not so.is_file():
+        with tempfile.TemporaryDirectory(prefix=".src-", dir=so.parent) as tmp:
+            (Path(tmp) / source.name).write_bytes(src)
+            if hdr:
+                (Path(tmp) / header_name).write_bytes(hdr)
+            compile_shared(Path(tmp) / source.name, so, precision)
+    return so
 
 
 class CBackend(Backend):
@@ -102,13 +150,8 @@ class CBackend(Backend):
             prefix = ((entry or {}).get("c") or {}).get("prefix") or self.path.stem
             if not self.path.is_file():
                 raise UserError(f"C model source {self.path} is missing: re-export the artifacts")
-            import hashlib
-            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
-            so = prebuilt_library(self.path, entry) or _cache_dir() / f"lib{prefix}-{digest}.so"
-            if not so.is_file():
-                self.library()
-                precision = (entry or {}).get("precision", "int8" if "int8" in prefix else "float32")
-                compile_shared(self.path, so, precision)
+            precision = (entry or {}).get("precision", "int8" if "int8" in prefix else "float32")
+            so = prebuilt_library(self.path, entry) or compiled_library(self.path, prefix, precision, entry)
         try:
             lib = ctypes.CDLL(str(Path(so).resolve()))  # a bare relative name would search the library path
             self._step = getattr(lib, f"{prefix}_step")

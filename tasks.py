@@ -75,21 +75,21 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
 
 
 @task(help={
-    "task": "task whose default run to export (watch)",
-    "arch": "lstm | gru (default gru)",
+    "task": "task whose default run to export (default: the checkpoint's, else watch)",
+    "arch": "lstm | gru (default: the checkpoint's, else gru)",
     "checkpoint": "model.safetensors or run folder (default runs/<task>-<arch>; trained first if missing)",
     "out": "artifact folder (default artifacts/<task>-<arch>, or artifacts/keras-<name> with --keras)",
-    "kinds": "comma-separated families to export: onnx,tflite,c (default all)",
+    "kinds": "comma-separated families to export: onnx,tflite,c (default all; over an export of the same checkpoint the others are kept)",
     "keras": "import a .keras/.h5 LSTM/GRU model instead of a checkpoint (docs/keras.md)",
     "seq_len": "with --keras: window length when the Keras model leaves it open",
 })
 @user_errors
-def export(c, task="watch", arch="gru", checkpoint=None, out=None, kinds=None, keras=None, seq_len=None):
+def export(c, task=None, arch=None, checkpoint=None, out=None, kinds=None, keras=None, seq_len=None):
     """Export a checkpoint (or a Keras model) to every artifact (ONNX, TFLite, C), verify each, write manifest.json."""
     from export.cli import main
-    argv = [] if keras else ["--task", task, "--arch", arch]
-    for flag, value in (("--checkpoint", checkpoint), ("--out", out), ("--kinds", kinds), ("--keras", keras),
-                        ("--seq-len", seq_len)):
+    argv = []
+    for flag, value in (("--task", task), ("--arch", arch), ("--checkpoint", checkpoint), ("--out", out),
+                        ("--kinds", kinds), ("--keras", keras), ("--seq-len", seq_len)):
         if value is not None:
             argv += [flag, str(value)]
     rc = main(argv)

@@ -201,13 +201,48 @@ def _judge_records(records: list[dict]) -> None:
         rec.setdefault("error", None)
 
 
+# -- a partial export keeps the other families ------------------------------------------------------
+def kept_records(out_dir: Path, kinds: list[str], checkpoint: Path) -> list[dict]:
+    """The records of the families *not* exported now, from an existing artifact folder of the same
+    checkpoint (sha256): ``--kinds onnx`` over a full export replaces the ONNX files and keeps the
+    TFLite and C ones. Over another checkpoint's folder that would mix two models: refused."""
+    from runtime.manifest import Manifest
+    if set(kinds) == set(KINDS) or not (out_dir / M.MANIFEST).is_file():
+        return []
+    old = Manifest.read(out_dir)
+    others = [dict(a) for a in old.artifacts if a.get("format") not in kinds]
+    if not others:
+        return []
+    if (old.data.get("checkpoint") or {}).get("sha256") != M.file_sha256(checkpoint):
+        families = ", ".join(sorted({str(a.get("format")) for a in others}))
+        raise UserError(f"{out_dir} holds {families} artifacts of another checkpoint: exporting only "
+                        f"{', '.join(kinds)} there would drop them or mix two models; export every family "
+                        f"(leave out --kinds) or choose another --out")
+    for a in others:
+        if a.get("status", "ok") == "ok":
+            old.verified(a)  # never carry a damaged file into the new folder
+    return others
+
+
+def copy_kept(records: list[dict], src: Path, dst: Path) -> None:
+    """Copy the files of ``records`` (a C entry: its whole package) from ``src`` into ``dst``."""
+    for rec in records:
+        files = [rec["file"]] if rec.get("file") else []
+        files += list((rec.get("c") or {}).get("files") or [])
+        for rel in files:
+            if (src / rel).is_file() and not (dst / rel).exists():
+                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, dst / rel)
+
+
 # -- the pipeline ---------------------------------------------------------------------------------
 def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=True, arch=None,
                      unrolled: bool = False, data=None) -> dict:
     """Export ``checkpoint`` to the artifact folder ``out_dir``; returns the manifest written there.
 
     ``task``/``arch``: when given, the checkpoint must match them. ``kinds``: families to export
-    (subset of ``KINDS``; default all). ``unrolled``: also the unrolled ONNX pair (slow to quantize).
+    (subset of ``KINDS``; default all); over an existing folder of the same checkpoint the other
+    families' artifacts are kept (``kept_records``). ``unrolled``: also the unrolled ONNX pair (slow to quantize).
     ``data``: a ``SequenceData`` to calibrate and verify on instead of the checkpoint's task (an
     imported Keras model has none: ``training.keras_import.synthetic_data``); recorded in the
     manifest's ``data``.
@@ -227,6 +262,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
                         f"pass --arch {spec['arch']} or the {arch} checkpoint")
     check_dependencies(kinds)
     check_output(out_dir)
+    kept = kept_records(out_dir, kinds, checkpoint)
     model, meta = load_model(checkpoint)
     model.eval()
     trained_on = meta.get("task")
@@ -262,11 +298,13 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
             else:
                 records += _run_family("c", fn, model, meta, data, tmp)
         _judge_records(records)
+        copy_kept(kept, out_dir, tmp)
+        records += kept
         M.finalize(records, tmp)
         golden = M.write_golden(tmp, reference)
         manifest = M.build(checkpoint=checkpoint, model=model, meta=meta, reference=reference,
                            golden=golden, records=records)
-        manifest["kinds"] = list(kinds)
+        manifest["kinds"] = [k for k in KINDS if k in kinds or any(r.get("format") == k for r in kept)]
         if given_data:
             manifest["data"] = {"name": data.name, **data.info,
                                 "splits": {s: int(len(getattr(data, f"y_{s}"))) for s in ("train", "val", "test")},

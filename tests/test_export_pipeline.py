@@ -179,6 +179,53 @@ def test_bad_input_one_line_and_nothing_lost(exported, fixture_run, tmp_path, mo
     assert _snapshot(out) == before
 
 
+def test_partial_export_keeps_the_other_families(exported, fixture_run, tmp_path):
+    """`--kinds onnx` over a full export of the same checkpoint replaces the ONNX files and keeps the
+    C package byte for byte (found by an audit: it deleted every other family); over another
+    checkpoint's folder it is refused and the folder is left as it was."""
+    import shutil
+
+    import runtime
+    src, full = exported("gru")
+    out = tmp_path / "artifacts"
+    shutil.copytree(src, out)
+    c_files = {k: v for k, v in _snapshot(out).items() if k.startswith("c-")}
+    ckpt = fixture_run("gru") / "model.safetensors"
+    manifest = export_artifacts(ckpt, out, kinds=["onnx"], progress=False)
+    assert {r["name"] for r in manifest["artifacts"]} == {r["name"] for r in full["artifacts"]}
+    assert manifest["kinds"] == ["onnx", "c"]
+    assert {k: v for k, v in _snapshot(out).items() if k.startswith("c-")} == c_files
+    _check_manifest(out, ckpt)
+    assert runtime.load(out, artifact="c-int8").predict(np.zeros((1, 5, 3), np.float32)).shape[0] == 1
+
+    before = _snapshot(out)
+    with pytest.raises(UserError, match="holds c artifacts of another checkpoint") as e:
+        export_artifacts(fixture_run("lstm") / "model.safetensors", out, kinds=["onnx"], progress=False)
+    assert "leave out --kinds" in str(e.value) and "\n" not in str(e.value)
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("meta,expected", [("[]", "meta is a list"), ("drop-mean", "meta.input_mean must list")])
+def test_damaged_checkpoint_meta_is_one_line(fixture_run, tmp_path, capsys, meta, expected):
+    """A header whose meta is valid JSON of the wrong shape (audit: AttributeError / KeyError tracebacks)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from export.cli import main
+    src = fixture_run("gru") / "model.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        header, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    m = json.loads(header["meta"])
+    m.pop("input_mean")
+    header["meta"] = meta if meta == "[]" else json.dumps(m)
+    bad = tmp_path / "model.safetensors"
+    save_file(tensors, str(bad), metadata=header)
+    rc = main(["--checkpoint", str(bad), "--out", str(tmp_path / "out"), "--kinds", "onnx", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "damaged header" in err[0] and expected in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_trains_the_default_when_no_checkpoint(tmp_path, monkeypatch, capsys):
     from export.cli import main
     monkeypatch.chdir(tmp_path)

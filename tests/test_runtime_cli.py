@@ -112,6 +112,8 @@ def test_bench_reports_median_and_p90(folder):
     for k in ("sequence", "step"):
         assert 0 < r[k]["median_ms"] <= r[k]["p90_ms"]
     assert_user_error(cli("bench", folder, "--repeats", "0"), "--repeats")
+    for length in ("0", "-5"):  # audit: -5 benchmarked T=95 and 0 the default length, silently
+        assert_user_error(cli("bench", folder, "--length", length), "--length >= 1")
 
 
 def test_sense_streams_csv_rows(folder, golden, tmp_path):

@@ -50,6 +50,17 @@ def read_checkpoint(path, tensors: bool = True) -> tuple[Path, dict, dict | list
     return path, header, weights
 
 
+def _check_meta(meta, channels: int) -> None:
+    """The header fields every reader uses: a JSON object whose input_mean / input_std (the
+    normalization the model was trained with) are numbers, one per input channel."""
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta is a {type(meta).__name__}, not an object")
+    for key in ("input_mean", "input_std"):
+        v = meta.get(key)
+        if not (isinstance(v, list) and len(v) == channels and all(isinstance(a, (int, float)) for a in v)):
+            raise ValueError(f"meta.{key} must list {channels} numbers")
+
+
 def load_model(path) -> tuple[SequenceModel, dict]:
     """Rebuild the model from a ``model.safetensors`` (or a run folder holding one)."""
     path, header, tensors = read_checkpoint(path)
@@ -59,6 +70,7 @@ def load_model(path) -> tuple[SequenceModel, dict]:
         spec = ModelSpec.from_json(header["spec"])
         meta = json.loads(header["meta"])
         model = SequenceModel(spec)
+        _check_meta(meta, spec.input_size)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"checkpoint {path} has a damaged header ({type(e).__name__}: {str(e)[:120]}): "
                         f"retrain or restore it") from None

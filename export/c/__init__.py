@@ -88,6 +88,7 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
         what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")
         files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({meta.get('task', '')})")
+        files += [folder / "quant.json"] if precision == "int8" else []
         q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None
         q_out = {"scale": quant["output"]["scale"], "zero_point": 0} if precision == "int8" else None
         state_shapes = [[1, h] for h in spec.hidden_sizes for _ in range(2 if spec.arch == "lstm" else 1)]

@@ -50,8 +50,9 @@ def sample_input(model, length: int) -> np.ndarray:
 
 def run(args) -> int:
     from runtime.errors import UserError
-    if args.repeats < 1 or args.warmup < 0:
-        raise UserError("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or (args.length is not None and args.length < 1):
+        raise UserError(f"--repeats must be >= 1, --warmup >= 0 and --length >= 1 (got {args.repeats}, "
+                        f"{args.warmup}, {args.length})")
     model = load_model(args.artifacts, args)
     length = args.length or model.input_spec.shape[1] or window_of(model, 100)
     x = sample_input(model, length)

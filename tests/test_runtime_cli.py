@@ -142,7 +142,7 @@ def test_listen_errors(folder, tmp_path):
     assert cli("listen", "--model", folder).returncode == 2  # neither --wav nor --mic
 
 
-def test_listen_runs_audio_through_features_and_model(tmp_path):
+def test_listen_runs_audio_through_features_and_model(tmp_path, monkeypatch, capsys):
     """A tiny 40-band model (bare ONNX): 2.5 s of audio -> 248 frames, windows decoded, exit 0."""
     torch = pytest.importorskip("torch")
     from training.models import ModelSpec, SequenceModel
@@ -173,3 +173,12 @@ def test_listen_runs_audio_through_features_and_model(tmp_path):
     # bare model: window = 98 frames (1 s), hop 49 -> windows end at frames 97, 146, 195, 244
     assert len(det) == 4 and all(d["label"] in "012" for d in det)
     assert "2.5 s of audio" in p.stderr
+    # a model trained on 1.5 s clips (148 frames; audit: listen refused it, advising a re-export that
+    # could not help) decodes windows of its own length: they end at frames 147, 221
+    import runtime.apps.listen as listen
+    from runtime.__main__ import main as runtime_main
+    monkeypatch.setattr(listen, "window_of", lambda model, default=None: 148)
+    assert runtime_main(["listen", "--model", str(onnx), "--wav", str(wav), "--threshold", "0.01", "--smooth", "1",
+                         "--refractory-ms", "0", "--lanes", "2", "--jsonl"]) == 0
+    times = [json.loads(line)["time_s"] for line in capsys.readouterr().out.splitlines()]
+    assert times == [round((t * 160 + 400) / 16000, 3) for t in (147, 221)], times

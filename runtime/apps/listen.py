@@ -2,7 +2,8 @@
 
 Audio goes in chunks (``--chunk-ms``, as a microphone delivers it) through the streaming log-mel
 front-end (``runtime.features.LogMelStream``, identical to the training features), then through
-the streaming model as staggered 1 s windows, posterior smoothing and a threshold
+the streaming model as staggered windows of the model's training length (1 s clips by default),
+posterior smoothing and a threshold
 (``runtime.detect``). Each detected keyword is printed with its time and confidence. ``--mic``
 records with ``arecord`` (alsa-utils) when it is installed.
 """
@@ -29,7 +30,7 @@ def add_arguments(p) -> None:
     src.add_argument("--mic", action="store_true", help="record from the default ALSA device (arecord)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this much audio (--mic: default forever)")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size fed at a time (default 100 ms)")
-    p.add_argument("--lanes", type=int, default=4, help="staggered 1 s windows: a decision every window/lanes frames")
+    p.add_argument("--lanes", type=int, default=4, help="staggered windows (the model's training length): a decision every window/lanes frames")
     p.add_argument("--threshold", type=float, default=0.7, help="smoothed posterior needed to report a keyword")
     p.add_argument("--smooth", type=int, default=2, help="posteriors averaged (moving average)")
     p.add_argument("--refractory-ms", type=float, default=1000.0, help="quiet time before the same keyword again")
@@ -102,11 +103,8 @@ def run(args) -> int:
     if model.channels != cfg.n_mels:
         raise UserError(f"{args.model} takes {model.channels} channels but the audio front-end gives {cfg.n_mels} "
                         f"log-mel bands: is this a kws model?")
+    # the window the model was trained on (1 s clips by default, data.clip_seconds otherwise)
     window = window_of(model) or cfg.num_frames(cfg.sample_rate)
-    if window != cfg.num_frames(cfg.sample_rate):
-        raise UserError(f"{args.model} takes {window}-frame windows but its audio front-end (hop {cfg.hop} samples) "
-                        f"gives {cfg.num_frames(cfg.sample_rate)} frames per 1 s window: the model's feature settings "
-                        f"are missing or wrong; re-export it with this version (python -m export --checkpoint RUN)")
     decoder = WindowedStream(model, window, args.lanes)
     frame_s = cfg.hop / cfg.sample_rate
     ignore = [c for c in BACKGROUND if c in model.class_names]

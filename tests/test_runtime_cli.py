@@ -54,6 +54,11 @@ def test_predict_npz_and_csv(folder, golden, tmp_path):
     assert p.returncode == 0, p.stderr
     names = Manifest.read(folder).class_names
     assert p.stdout.split("\t")[1] == names[int(golden["scores"][0].argmax())]
+    train_format = tmp_path / "mine.npz"  # the training format (X, y, class_names) is read as it is
+    np.savez(train_format, X=golden["x_raw"], y=golden["y"], class_names=np.array(names))
+    p = cli("predict", folder, "--input", train_format, "--json")
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(line)["class"] for line in p.stdout.splitlines()] == golden["scores"].argmax(1).tolist()
 
 
 def test_predict_errors(folder, tmp_path):

@@ -83,9 +83,10 @@ def read_input(path) -> np.ndarray:
             x = data
         else:
             keys = list(data.keys())
-            key = next((k for k in ("x_raw", "x") if k in keys), keys[0] if len(keys) == 1 else None)
+            # x_raw / x: golden.npz; X: the training .npz format (X [N, T, C], y [N])
+            key = next((k for k in ("x_raw", "x", "X") if k in keys), keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise UserError(f"{path} holds {keys}: name the raw features array 'x_raw' or 'x'")
+                raise UserError(f"{path} holds {keys}: name the raw features array 'x_raw', 'x' or 'X'")
             try:
                 x = data[key]
             except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a damaged member

@@ -150,3 +150,11 @@ def test_tflm_comparison(fixture_run, tmp_path):
     assert r["tflm_int8"]["arena_bytes"] > 0 and r["c_int8"]["ram_bytes"] > 0
     assert r["c_int8"]["top1_agreement"] >= 0.9 and r["tflm_int8"]["top1_agreement"] >= 0.9
     assert r["c_vs_tflm"]["top1_agreement"] >= 0.9
+
+
+def test_firmware_names_bad_target_and_precision(tmp_path):
+    """One line naming the valid choices, before anything is built (audit: int4 said "no artifact named 'c-int4'")."""
+    with pytest.raises(UserError, match="int8 or float32"):
+        RP.firmware("cortex-m4", artifacts=str(tmp_path), precision="int4")
+    with pytest.raises(UserError, match="cortex-m4"):
+        RP.firmware("cortex-m99", artifacts=str(tmp_path))

@@ -116,6 +116,8 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
     Returns the printable report (or JSON).
     """
     tgt = get_target(target)
+    if precision not in ("int8", "float32"):
+        raise UserError(f"--precision {precision!r}: the C library comes in int8 or float32")
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
     if artifacts is None and checkpoint is None:
         artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None

@@ -3,14 +3,14 @@
 # virtual environment in .venv with everything pinned in pyproject.toml. Safe to run again.
 #
 # Non-root users: first run, as root,
-#   apt-get install -y python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi \
+#   apt-get install -y python3-venv gcc make cmake espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi \
 #       qemu-system-arm qemu-user-static mmdebstrap openssh-server sox clang \
 #       gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 #   and on Debian 12 also: apt-get install -y libclang-rt-14-dev (libFuzzer's runtime for clang 14)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(python3-venv espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PACKAGES=(python3-venv gcc make cmake espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
               qemu-user-static mmdebstrap openssh-server sox clang gcc-aarch64-linux-gnu libc6-dev-arm64-cross
               qemu-user)
 

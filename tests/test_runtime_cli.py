@@ -182,7 +182,9 @@ def test_listen_runs_audio_through_features_and_model(tmp_path, monkeypatch, cap
     # could not help) decodes windows of its own length: they end at frames 147, 221
     import runtime.apps.listen as listen
     from runtime.__main__ import main as runtime_main
+    from runtime.features import FeatureConfig
     monkeypatch.setattr(listen, "window_of", lambda model, default=None: 148)
+    monkeypatch.setattr(listen, "feature_config", lambda model: (FeatureConfig(), True))  # as an export records it
     assert runtime_main(["listen", "--model", str(onnx), "--wav", str(wav), "--threshold", "0.01", "--smooth", "1",
                          "--refractory-ms", "0", "--lanes", "2", "--jsonl"]) == 0
     times = [json.loads(line)["time_s"] for line in capsys.readouterr().out.splitlines()]

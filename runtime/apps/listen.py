@@ -43,7 +43,8 @@ def add_arguments(p) -> None:
 
 
 def feature_config(model):
-    """The front-end the model was trained with (manifest, else checkpoint metadata, else defaults)."""
+    """(front-end, recorded): the one the model was trained with (manifest, else checkpoint metadata;
+    recorded True), else the defaults (False)."""
     from runtime.features import FeatureConfig
     sources = []
     if model.manifest is not None:
@@ -53,8 +54,8 @@ def feature_config(model):
     sources.append((meta.get("dataset") or {}).get("features"))
     for s in sources:
         if s:
-            return FeatureConfig.from_dict(s)
-    return FeatureConfig()
+            return FeatureConfig.from_dict(s), True
+    return FeatureConfig(), False
 
 
 def wav_chunks(path, rate: int, chunk: int, seconds: float | None):
@@ -99,12 +100,17 @@ def run(args) -> int:
     if args.mic:
         arecord()  # fail before loading anything
     model = load_model(args.model, args)
-    cfg = feature_config(model)
+    cfg, recorded = feature_config(model)
     if model.channels != cfg.n_mels:
         raise UserError(f"{args.model} takes {model.channels} channels but the audio front-end gives {cfg.n_mels} "
                         f"log-mel bands: is this a kws model?")
-    # the window the model was trained on (1 s clips by default, data.clip_seconds otherwise)
+    # the window the model was trained on (1 s clips by default, data.clip_seconds otherwise); with
+    # no recorded front-end the defaults are a guess, which holds only for a default 1 s window
     window = window_of(model) or cfg.num_frames(cfg.sample_rate)
+    if not recorded and window != cfg.num_frames(cfg.sample_rate):
+        raise UserError(f"{args.model} takes {window}-frame windows and records no audio front-end, whose defaults "
+                        f"(hop {cfg.hop} samples) give {cfg.num_frames(cfg.sample_rate)} frames per 1 s: re-export it "
+                        f"from its checkpoint with this version (python -m export --checkpoint RUN)")
     decoder = WindowedStream(model, window, args.lanes)
     frame_s = cfg.hop / cfg.sample_rate
     ignore = [c for c in BACKGROUND if c in model.class_names]

@@ -64,10 +64,8 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
     if fresh:
         argv.append("--no-resume")
     procs = _whole("procs", procs, minimum=1)
-    if procs > 1:
-        c.run(f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {procs} "
-              f"-m training.train " + " ".join(argv), pty=False)
-        return
+    if procs > 1:  # training.train checks the data here, then starts torchrun (training.train.launch)
+        argv += ["--procs", str(procs)]
     from training.train import main
     rc = main(argv)
     if rc:

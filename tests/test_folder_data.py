@@ -135,7 +135,7 @@ def test_split_is_deterministic_and_stable():
     ("csv_nan", "NaN"),
     ("wav_corrupt", "not a readable PCM WAV"),
     ("too_few_groups", "at least 3"),
-    ("missing", "unknown task .*path of a data folder"),
+    ("missing", "data path .*nowhere does not exist: give an existing data folder or .npz file"),
     ("not_npz", "not a .npz"),
     ("npz_pickle", "pickled objects"),
     ("npz_no_y", "no array 'y'"),
@@ -203,6 +203,86 @@ def test_bad_data_gets_one_clear_line(tmp_path, case, message):
     with pytest.raises(UserError, match=message) as err:
         load_task(str(root), cache_dir=tmp_path / "cache", **opts)
     assert "\n" not in str(err.value)
+
+
+X6 = np.ones((6, 4, 2))
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(X=np.ones((6, 4, 0)), y=np.arange(6) % 2), r"X has no channels \(shape \(6, 4, 0\)\).*at least one channel"),
+    (dict(X=np.ones((6, 0, 2)), y=np.arange(6) % 2), r"X has no time steps \(shape \(6, 0, 2\)\).*at least 1 step"),
+    (dict(X=np.ones((0, 4, 2)), y=np.zeros(0, int)), r"holds only 0 example\(s\): at least 3 are needed .*add data"),
+    (dict(X=np.ones((2, 4, 2)), y=np.array([0, 1])), r"holds only 2 example\(s\): at least 3 are needed"),
+    (dict(X=X6, y=np.array([100, 200, 300] * 2)), r"labels y must be 0..K-1 .*from 100 to 300: map them .*or save string labels"),
+    (dict(X=X6, y=np.array([0, 5, 9] * 2)), r"labels y must be 0..K-1 with every class used, found 3 distinct values from 0 to 9"),
+    (dict(X=X6, y=np.array([-1, 0, 1] * 2)), r"labels y must be 0..K-1 .*from -1 to 1"),
+    (dict(X=X6, y=np.zeros(6, int)), r"y holds only one label \(0\): a classifier needs at least two classes"),
+    (dict(X=X6, y=np.array(["cat"] * 6)), r"y holds only one label \(cat\)"),
+    (dict(X=X6, y=np.arange(6) % 2, class_names=np.array(["a", "b", "c"])), r"y has 2 classes .*class_names lists 3"),
+    (dict(X=X6, y=np.arange(6) % 3, groups=np.array(["s0", "s1"] * 3)), r"found only 2 .*groups come from the groups array of"),
+])
+def test_bad_npz_gets_one_clear_line(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(UserError, match=message) as err:
+        load_task(str(tmp_path / "d.npz"))
+    assert "\n" not in str(err.value) and "_nohash_" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind, options, message", [
+    ("npz", {"test_fraction": 1.5}, r"option test_fraction=1.5 of .* is out of range: choose a fraction from 0 to below 1"),
+    ("npz", {"val_fraction": -0.2}, r"option val_fraction=-0.2 of .* is out of range: choose a fraction from 0 to below 1"),
+    ("npz", {"val_fraction": 0.5, "test_fraction": 0.5}, "leave no training data: choose fractions whose sum is below 1"),
+    ("csv", {"hop": 0}, r"option hop=0 of .* is out of range: choose 1 or more rows"),
+    ("csv", {"window": 0}, r"option window=0 of .* is out of range: choose 1 or more rows"),
+    ("csv", {"window": 1000}, r"no CSV recording reaches the window of 1000 rows \(the longest has 120\): choose data.window=120 or less"),
+    ("csv", {"test_fraction": 1.0}, r"option test_fraction=1.0 of .* is out of range"),
+    ("wav", {"clip_seconds": 0.0}, r"option clip_seconds=0.0 of .* is out of range: choose a length of at least 0.025 s"),
+    ("wav", {"clip_seconds": -1.0}, r"option clip_seconds=-1.0 of .* is out of range"),
+    ("wav", {"features": {"foo": 1}}, r"unknown feature option\(s\) foo for .*valid keys of data.features are sample_rate, win, hop"),
+    ("wav", {"features": {"hop": "x"}}, r"option features.hop='x' of .* must be an integer"),
+    ("wav", {"features": 3}, r"option features=3 of .* must be a table such as \{hop = 320\}"),
+    ("wav", {"val_fraction": 2.0}, r"option val_fraction=2.0 of .* is out of range"),
+])
+def test_out_of_range_loader_options_get_one_clear_line(tmp_path, kind, options, message):
+    extra = {}
+    if kind == "npz":
+        root = tmp_path / "d.npz"
+        np.savez(root, X=X6, y=np.arange(6) % 2)
+    elif kind == "csv":
+        root = make_csv_folder(tmp_path / "imu")
+    else:
+        root, extra = make_wav_folder(tmp_path / "words", speakers=3), {"progress": False}
+    with pytest.raises(UserError, match=message) as err:
+        load_task(str(root), cache_dir=tmp_path / "cache", **extra, **options)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists()  # refused before any feature is computed
+
+
+def test_csv_default_window_refuses_a_truncated_recording(tmp_path):
+    root = make_csv_folder(tmp_path / "imu")
+    write_csv(root / "walk" / "subj0_nohash_walk.csv", np.ones((1, 3)))
+    with pytest.raises(UserError, match=r"subj0_nohash_walk.csv has only 1 row\(s\), under half the median length of 120.*"
+                                        r"fix or remove that recording, or set data.window \(e.g. 120"):
+        load_task(str(root))
+    assert load_task(str(root), window=120).X_train.shape[1] == 120  # the fix it names works (1 recording skipped)
+    write_csv(root / "walk" / "subj0_nohash_walk.csv", np.ones((70, 3)))  # shorter, but not under half: the default
+    assert load_task(str(root)).X_train.shape[1] == 70
+
+
+def test_csv_label_without_a_whole_window_is_refused(tmp_path):
+    root = make_csv_folder(tmp_path / "imu")
+    for r in range(6):
+        write_csv(root / "run" / f"subj{r}_nohash_run.csv", np.ones((30, 3)))
+    with pytest.raises(UserError, match=r"no CSV recording of label\(s\) run reaches the window of 40 rows, so those "
+                                        r"classes would have no examples: choose data.window=30 or less"):
+        load_task(str(root), window=40)
+
+
+@pytest.mark.parametrize("task", ["/nonexistent/path", "data/imu-nowhere", "missing-dataset.npz"])
+def test_a_missing_data_path_is_named_as_such(task):
+    import re
+    with pytest.raises(UserError, match=re.escape(f"data path {task} does not exist: give an existing data folder or .npz file")):
+        load_task(task)
 
 
 def test_cli_prints_one_error_line_for_an_empty_folder(tmp_path):

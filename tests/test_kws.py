@@ -115,6 +115,21 @@ def test_bad_options():
         synth.synthesize(synth.Voice("espeak", "f3", "f3"), "--help")
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"features": {"foo": 1}}, r"unknown feature option\(s\) foo for task kws: valid keys of data.features are sample_rate, win, hop"),
+    ({"features": {"hop": "x"}}, r"option features.hop='x' of task kws must be an integer"),
+    ({"features": "mel"}, r"option features='mel' of task kws must be a table"),
+    ({"clip_seconds": 0.0}, r"option clip_seconds=0.0 of task kws is out of range: choose a length of at least 0.025 s"),
+    ({"test_fraction": 1.5}, r"option test_fraction=1.5 of task kws is out of range: choose a fraction from 0 to below 1"),
+    ({"val_fraction": 0.5, "test_fraction": 0.6}, "leave no training data"),
+])
+def test_bad_feature_and_out_of_range_options_are_one_line(options, message):
+    with pytest.raises(UserError, match=message) as err:
+        kws.make_params("tiny", **options)
+    assert "\n" not in str(err.value)
+    assert kws.make_params("tiny", features={"hop": 160}).feature_config.hop == 160  # a valid key still works
+
+
 def test_keyword_stream_for_the_listen_app(tmp_path):
     import json
     from runtime.wav import read_wav

@@ -145,11 +145,8 @@ def test_averaged_copy_flattened_for_cudnn_scores_like_the_model():
 
 
 def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
-    out = tmp_path / "ddp"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "training.train", "--task", "fixture", "--arch", "gru", "--device", "cpu",
-                        "--out", str(out), "--no-progress"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    out = tmp_path / "ddp"  # --procs 2: the data is loaded here, then torchrun starts 2 processes
+    r = run_cli("--task", "fixture", "--arch", "gru", "--device", "cpu", "--procs", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
@@ -174,6 +171,13 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     (["--task", "fixture", "--set", "data.length=long"], "option length='long' of task fixture must be an integer"),
     (["--task", "fixture", "--set", "data.classes=4.5"], "must be an integer"),
     (["--task", "fixture", "--device", "cuda"], "cuda"),
+    (["--task", "fixture", "--arch", "rnn"], "error: argument --arch: invalid choice: 'rnn' (choose from 'lstm', 'gru')"),
+    (["--task", "fixture", "--epochs", "zero"], "error: argument --epochs: 'zero' is not a whole number"),
+    (["--task", "fixture", "--procs", "two"], "error: argument --procs: 'two' is not a whole number"),
+    (["--task", "fixture", "--procs", "0"], "--procs 0 is too small: pass 1 or more"),
+    (["--task", "fixture", "--bogus"], "unrecognized arguments: --bogus: see python -m training.train --help"),
+    (["--task", "/nonexistent/path"], "error: data path /nonexistent/path does not exist"),
+    (["--task", "fixture", "--set", "data.length.x=1"], "option length={'x': 1} of task fixture must be an integer"),
 ])
 def test_bad_training_input_is_one_line(args, expect, tmp_path):
     if "--device" in args and torch.cuda.is_available():
@@ -182,6 +186,22 @@ def test_bad_training_input_is_one_line(args, expect, tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
+
+
+def test_procs_checks_the_data_before_starting_torchrun(tmp_path):
+    X = np.ones((6, 4, 2))
+    X[0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(6) % 2)
+    r = run_cli("--task", str(tmp_path / "nan.npz"), "--procs", "2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {tmp_path / 'nan.npz'}: X contains NaN or infinite values", r.stderr
+
+
+def test_set_reaches_a_table_inside_data():
+    cfg = load_config("fixture", **{"data.features.hop": "160", "data.features.win": "320"})
+    assert cfg.data["features"] == {"hop": 160, "win": 320}
+    with pytest.raises(UserError, match="config option data.features is not a table, so data.features.hop cannot be set"):
+        load_config("fixture", **{"data.features": "3", "data.features.hop": "160"})
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])

@@ -117,12 +117,15 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     for k, v in overrides.items():
         if v is None:
             continue
-        if "." in k:  # data.window_s=4 -> the [data] table
-            table, key = k.split(".", 1)
-            values.setdefault(table, {})
-            if not isinstance(values[table], dict):
-                raise UserError(f"config option {table} is not a table, so {k} cannot be set")
-            values[table] = {**values[table], key: _literal(v)}
+        if "." in k:  # data.window_s=4 -> the [data] table; data.features.hop=160 -> its features table
+            *names, key = k.split(".")
+            table = values
+            for depth, name in enumerate(names, 1):
+                if not isinstance(table.setdefault(name, {}), dict):
+                    raise UserError(f"config option {'.'.join(names[:depth])} is not a table, so {k} cannot be set")
+                table[name] = dict(table[name])
+                table = table[name]
+            table[key] = _literal(v)
         else:
             values[k] = v
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -1,26 +1,45 @@
 """Command-line entry point for training (what `invoke train` and torchrun call).
 
     python -m training.train --task watch --arch gru [--config F] [--set key=value ...]
+    python -m training.train --task fixture --device cpu --procs 2    (torchrun + DDP, data checked first)
     torchrun --nproc_per_node 2 -m training.train --task fixture --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 
 from runtime.errors import UserError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one ``error: ...`` line and exit code 2, not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}: see {self.prog} --help\n")
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (e.g. 40)") from None
+
+
 def parse(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m training.train", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="watch", help="watch | kws | fixture | watch-forecast | fixture-forecast | watch-frames | fixture-frames | PATH (folder or .npz)")
     p.add_argument("--arch", choices=["lstm", "gru"], default=None)
     p.add_argument("--config", default=None, help="TOML config (default configs/<task>.toml)")
     p.add_argument("--out", default=None, help="run folder (default runs/<task>-<arch>)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=whole_number, default=None)
+    p.add_argument("--procs", type=whole_number, default=1,
+                   help="train with N processes through torchrun + DDP (gloo on CPU, NCCL on GPUs)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config option")
@@ -38,6 +57,19 @@ def parse_sets(items: list[str]) -> dict:
     return overrides
 
 
+def launch(cfg, procs: int, argv: list[str]) -> int:
+    """Train per ``argv`` with ``procs`` processes through torchrun, after checking the device and loading
+    the data here: bad input is then one ``error:`` line, not one per process and torchrun's traceback."""
+    from training.data import load_task
+    from training.trainer import pick_device
+    if procs < 1:
+        raise UserError(f"--procs {procs} is too small: pass 1 or more")
+    pick_device(cfg.device)
+    load_task(cfg.task, seed=cfg.seed, **cfg.data)  # (each process loads it again, from the cache where there is one)
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                            str(procs), "-m", "training.train", *argv, "--procs", "1"])
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     try:
@@ -46,12 +78,14 @@ def main(argv=None) -> int:
         overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs,
                      **parse_sets(args.set)}
         cfg = load_config(args.task, args.config, **overrides)
+        if args.procs != 1:
+            return launch(cfg, args.procs, sys.argv[1:] if argv is None else list(argv))
         m = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: one line from rank 0, not one per process
+            print(f"error: {e}", file=sys.stderr)
         return 2
     if m is not None and m.get("world_size", 1) >= 1:
-        import os
         if os.environ.get("RANK", "0") == "0":
             note = " (synthetic speech)" if m.get("synthetic") and m["task"] == "kws" else ""
             if m.get("head") == "forecast":

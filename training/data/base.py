@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.features import FeatureConfig
 
 
 @dataclasses.dataclass
@@ -102,6 +104,45 @@ def check_option(where: str, name: str, value, default):
     return value
 
 
+def check_range(where: str, name: str, value, ok: bool, want: str):
+    """``value`` when ``ok``, else one clear :class:`UserError` naming the valid range ``want``."""
+    if not ok:
+        raise UserError(f"option {name}={value!r} of {where} is out of range: choose {want} "
+                        f"(in the [data] table or with --set data.{name}=...)")
+    return value
+
+
+def check_fractions(where: str, val_fraction: float, test_fraction: float) -> None:
+    """The shares held out for validation and test: each from 0 to below 1, and together below 1."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        check_range(where, name, value, 0 <= value < 1, "a fraction from 0 to below 1, e.g. 0.1")
+    if val_fraction + test_fraction >= 1:
+        raise UserError(f"val_fraction={val_fraction} and test_fraction={test_fraction} of {where} leave no "
+                        f"training data: choose fractions whose sum is below 1")
+
+
+def clip_samples(where: str, clip_seconds: float, config: FeatureConfig) -> int:
+    """Samples in a clip of ``clip_seconds``, which must hold at least one feature frame."""
+    shortest = config.win / config.sample_rate
+    check_range(where, "clip_seconds", clip_seconds, clip_seconds >= shortest,
+                f"a length of at least {shortest:g} s (one {config.win}-sample feature frame)")
+    return int(round(clip_seconds * config.sample_rate))
+
+
+def feature_config(where: str, features, default: FeatureConfig) -> FeatureConfig:
+    """``default`` with the ``features`` table's values (``{hop = 320}``), each checked like an option:
+    a key FeatureConfig lacks or a value of the wrong type is one clear error naming the valid keys."""
+    base = default.to_dict()
+    if not isinstance(features, dict):
+        raise UserError(f"option features={features!r} of {where} must be a table such as {{hop = 320}} "
+                        f"with keys from {', '.join(base)}")
+    unknown = sorted(set(features) - set(base))
+    if unknown:
+        raise UserError(f"unknown feature option(s) {', '.join(map(str, unknown))} for {where}: "
+                        f"valid keys of data.features are {', '.join(base)}")
+    return FeatureConfig(**{**base, **{k: check_option(where, f"features.{k}", v, base[k]) for k, v in features.items()}})
+
+
 def _typed_default(param):
     """A parameter's default, or for ``x: int | None = None`` a stand-in of the annotated type."""
     if param.default is None and isinstance(param.annotation, str):
@@ -151,7 +192,7 @@ def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **opti
         from training.data.frames import load_fixture_frames
         return call_loader(load_fixture_frames, "task fixture-frames", options, seed=seed)
     path = Path(task)
-    if path.exists():
+    if path.exists() or "/" in task or os.sep in task or path.suffix:  # built-in names have neither
         from training.data.folder import load_path
         return load_path(path, cache_dir=cache_dir, seed=seed, **options)
     raise UserError(f"unknown task {task!r}: use one of {', '.join(TASKS)}, or the path of a data folder or .npz file")

@@ -11,8 +11,9 @@ Layouts:
 * **CSV folder**: ``PATH/<label>/<recording>.csv``, each file one recording ``[T, C]`` (one row
   per time step, one numeric column per channel, an optional header row). Recordings are cut
   into windows of ``window`` rows every ``hop`` rows (defaults: the shortest recording, half of
-  it).
-* **.npz**: ``X [N, T, C]`` numeric, ``y [N]`` (integers ``0..K-1`` or strings), optionally
+  it; a recording under half the median length is refused then, since it would make every window
+  that short). Recordings shorter than a given window are skipped, but every label must keep one.
+* **.npz**: ``X [N, T, C]`` numeric, ``y [N]`` (integers ``0..K-1``, each used, or strings; K >= 2), optionally
   ``class_names [K]`` and ``groups [N]`` (who/what each example came from). Loaded with
   ``allow_pickle=False``: object arrays are refused.
 
@@ -37,10 +38,11 @@ from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
 from runtime.wav import read_wav
-from training.data.base import SequenceData, call_loader
+from training.data.base import SequenceData, call_loader, check_fractions, check_range, clip_samples, feature_config
 
 SKIP_FOLDERS = {"_background_noise_"}
 SPLITS = ("train", "val", "test")
+GROUPS_FROM_FILES = "`<speaker>_nohash_` file names, or file names"  # where a folder's groups come from
 
 
 # -- splitting --------------------------------------------------------------------------------
@@ -54,7 +56,8 @@ def _unit(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16 ** 12
 
 
-def assign_splits(groups: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, str]:
+def assign_splits(groups: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1,
+                  groups_from: str = GROUPS_FROM_FILES) -> dict[str, str]:
     """Map each distinct group to a split by a hash of its id.
 
     If hashing leaves a split empty (few groups), the groups are ranked by hash instead and the
@@ -63,8 +66,7 @@ def assign_splits(groups: list[str], val_fraction: float = 0.1, test_fraction: f
     distinct = sorted(set(groups))
     if len(distinct) < 3:
         raise UserError(f"found only {len(distinct)} speaker/recording group(s); at least 3 are needed so that "
-                        "train, val and test hold different ones: add data (groups come from `<speaker>_nohash_` "
-                        "file names, or file names)")
+                        f"train, val and test hold different ones: add data (groups come from {groups_from})")
     out = {g: ("test" if _unit(g) < test_fraction else "val" if _unit(g) < test_fraction + val_fraction else "train")
            for g in distinct}
     if set(out.values()) != set(SPLITS):
@@ -78,8 +80,9 @@ def assign_splits(groups: list[str], val_fraction: float = 0.1, test_fraction: f
 
 
 def _split_arrays(name: str, class_names: list[str], X: np.ndarray, y: np.ndarray, groups: list[str],
-                  val_fraction: float, test_fraction: float, info: dict) -> SequenceData:
-    where = assign_splits(groups, val_fraction, test_fraction)
+                  val_fraction: float, test_fraction: float, info: dict,
+                  groups_from: str = GROUPS_FROM_FILES) -> SequenceData:
+    where = assign_splits(groups, val_fraction, test_fraction, groups_from)
     split = np.array([where[g] for g in groups])
     parts = {s: (X[split == s], y[split == s]) for s in SPLITS}
     info = {**info, "split_by": info.get("split_by", "group"),
@@ -130,8 +133,9 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
     kind, labels, files = _files_by_label(root)
     if kind != "wav":
         raise UserError(f"{root} holds .{kind} files, not .wav")
-    config = FeatureConfig(**{**FeatureConfig().to_dict(), **(features or {})})
-    n = int(round(clip_seconds * config.sample_rate))
+    check_fractions(str(root), val_fraction, test_fraction)
+    config = feature_config(str(root), {} if features is None else features, FeatureConfig())
+    n = clip_samples(str(root), clip_seconds, config)
     opts = {"clip_seconds": clip_seconds, "resample": resample, "features": config.to_dict()}
     cache = _cache_file(cache_dir, "wav", root, files, opts)
     flat = [(label, p) for label, fs in enumerate(files) for p in fs]
@@ -189,6 +193,33 @@ def read_csv_recording(path: Path) -> np.ndarray:
     return data
 
 
+def _default_window(recs: list) -> int:
+    """The shortest recording's length (every recording gives a window), refused when that recording is
+    under half the median length: a truncated file would silently make every window that short."""
+    lengths = [len(r) for _, _, r in recs]
+    typical = int(np.median(lengths))
+    shortest = int(np.argmin(lengths))
+    if lengths[shortest] < typical / 2:
+        usable = min(n for n in lengths if n >= typical / 2)
+        raise UserError(f"CSV recording {recs[shortest][1]} has only {lengths[shortest]} row(s), under half the median "
+                        f"length of {typical}, and the default window is the shortest recording: fix or remove that "
+                        f"recording, or set data.window (e.g. {usable}; shorter recordings are then skipped)")
+    return lengths[shortest]
+
+
+def _check_window(labels: list[str], recs: list, window: int) -> None:
+    """Every label needs a recording of at least ``window`` rows: a class without examples cannot be learnt."""
+    longest = {name: max(len(r) for label, _, r in recs if label == k) for k, name in enumerate(labels)}
+    if max(longest.values()) < window:
+        raise UserError(f"no CSV recording reaches the window of {window} rows (the longest has "
+                        f"{max(longest.values())}): choose data.window={max(longest.values())} or less")
+    empty = [name for name, n in longest.items() if n < window]
+    if empty:
+        raise UserError(f"no CSV recording of label(s) {', '.join(empty)} reaches the window of {window} rows, so "
+                        f"those classes would have no examples: choose data.window={min(longest.values())} or less, "
+                        f"or add longer recordings of {', '.join(empty)}")
+
+
 def load_csv_folder(root: Path, window: int | None = None, hop: int | None = None,
                     val_fraction: float = 0.1, test_fraction: float = 0.1) -> SequenceData:
     """One sub-folder per label, one CSV recording per file -> fixed-length windows."""
@@ -200,10 +231,10 @@ def load_csv_folder(root: Path, window: int | None = None, hop: int | None = Non
     if len(channels) > 1:
         counts = {c: next(str(p) for _, p, r in recs if r.shape[1] == c) for c in sorted(channels)}
         raise UserError(f"CSV recordings have different channel counts ({', '.join(f'{c} in {p}' for c, p in counts.items())}): all must have the same columns")
-    window = int(window or min(len(r) for _, _, r in recs))
-    hop = int(hop or max(1, window // 2))
-    if window < 1 or hop < 1:
-        raise UserError(f"window ({window}) and hop ({hop}) must be positive")
+    check_fractions(str(root), val_fraction, test_fraction)
+    window = _default_window(recs) if window is None else check_range(str(root), "window", window, window >= 1, "1 or more rows")
+    hop = max(1, window // 2) if hop is None else check_range(str(root), "hop", hop, hop >= 1, "1 or more rows")
+    _check_window(labels, recs, window)
     X, y, groups, skipped = [], [], [], 0
     for label, p, r in recs:
         if len(r) < window:
@@ -224,6 +255,7 @@ def load_csv_folder(root: Path, window: int | None = None, hop: int | None = Non
 # -- .npz -------------------------------------------------------------------------------------
 def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) -> SequenceData:
     """``X [N, T, C]``, ``y [N]``, optional ``class_names [K]`` and ``groups [N]``."""
+    check_fractions(str(path), val_fraction, test_fraction)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -239,19 +271,16 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
         raise UserError(f"{path}: X must be a numeric array [N, T, C], got shape {X.shape} dtype {X.dtype}")
     if y.ndim != 1 or len(y) != len(X):
         raise UserError(f"{path}: y must be [N] with N = {len(X)} (one label per sequence), got shape {y.shape}")
+    if len(X) < 3:
+        raise UserError(f"{path} holds only {len(X)} example(s): at least 3 are needed so that train, val and test "
+                        "each get one: add data")
+    if X.shape[1] < 1:
+        raise UserError(f"{path}: X has no time steps (shape {X.shape}): each sequence of X [N, T, C] needs at least 1 step")
+    if X.shape[2] < 1:
+        raise UserError(f"{path}: X has no channels (shape {X.shape}): X [N, T, C] needs at least one channel")
     if not np.all(np.isfinite(X)):
         raise UserError(f"{path}: X contains NaN or infinite values")
-    if np.issubdtype(y.dtype, np.integer):
-        k = int(y.max()) + 1 if len(y) else 0
-        if len(y) and y.min() < 0:
-            raise UserError(f"{path}: labels y must be 0..K-1, found {int(y.min())}")
-        class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else [str(i) for i in range(k)]
-        if len(class_names) < k:
-            raise UserError(f"{path}: y has labels up to {k - 1} but class_names lists only {len(class_names)}")
-    elif y.dtype.kind in "US":
-        class_names, y = [str(c) for c in np.unique(y)], np.unique(y, return_inverse=True)[1]
-    else:
-        raise UserError(f"{path}: y must hold integer labels or strings, got dtype {y.dtype}")
+    class_names, y = _npz_labels(path, y, arrays.get("class_names"))
     if "groups" in arrays:
         groups = [str(g) for g in arrays["groups"]]
         if len(groups) != len(X):
@@ -262,7 +291,29 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
         split_by = "example (no groups array: examples of one subject may be in several splits)"
     info = {"source": f"npz file {path}", "synthetic": False, "split_by": split_by}
     return _split_arrays(path.stem, class_names, X.astype(np.float32), y.astype(np.int64), groups,
-                         val_fraction, test_fraction, info)
+                         val_fraction, test_fraction, info, groups_from=f"the groups array of {path}")
+
+
+def _npz_labels(path: Path, y: np.ndarray, class_names: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+    """Class names and labels ``0..K-1`` from ``y``: integers that use every class ``0..K-1`` (named by
+    ``class_names`` when given), or strings; at least two classes."""
+    if np.issubdtype(y.dtype, np.integer):
+        values = np.unique(y)
+        if values[0] != 0 or values[-1] != len(values) - 1:
+            raise UserError(f"{path}: integer labels y must be 0..K-1 with every class used, found {len(values)} "
+                            f"distinct values from {values[0]} to {values[-1]}: map them with "
+                            "y = np.unique(y, return_inverse=True)[1], or save string labels")
+        names = [str(c) for c in class_names] if class_names is not None else [str(v) for v in values]
+        if len(names) != len(values):
+            raise UserError(f"{path}: y has {len(values)} classes (labels 0..{len(values) - 1}) but class_names lists "
+                            f"{len(names)}: give one name per class")
+    elif y.dtype.kind in "US":
+        names, y = [str(c) for c in np.unique(y)], np.unique(y, return_inverse=True)[1]
+    else:
+        raise UserError(f"{path}: y must hold integer labels or strings, got dtype {y.dtype}")
+    if len(names) < 2:
+        raise UserError(f"{path}: y holds only one label ({names[0]}): a classifier needs at least two classes")
+    return names, y
 
 
 def load_path(path: str | Path, cache_dir=".cache", seed: int = 0, **options) -> SequenceData:
@@ -276,7 +327,7 @@ def load_path(path: str | Path, cache_dir=".cache", seed: int = 0, **options) ->
             raise UserError(f"{path} is a file but not a .npz: pass a .npz (X, y) or a folder of label sub-folders")
         return call_loader(load_npz, str(path), options, path)
     if not path.is_dir():
-        raise UserError(f"data path {path} does not exist")
+        raise UserError(f"data path {path} does not exist: give an existing data folder or .npz file")
     kind = _files_by_label(path)[0]
     if kind == "wav":
         return call_loader(load_wav_folder, str(path), options, path, cache_dir=cache_dir)

@@ -28,7 +28,7 @@ import numpy as np
 from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
-from training.data.base import SequenceData, check_option
+from training.data.base import SequenceData, check_fractions, check_option, clip_samples, feature_config
 from training.data import speech_synth as synth
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -93,14 +93,16 @@ def make_params(subset: str = "full", **overrides) -> KwsParams:
     defaults = KwsParams()
     values.update({k: check_option("task kws", k, v, getattr(defaults, k))
                    for k, v in overrides.items() if k != "features"})
-    if "features" in values and isinstance(values["features"], dict):
-        values["features"] = tuple(FeatureConfig(**{**dict(defaults.features), **values["features"]}).to_dict().items())
+    if "features" in overrides:
+        values["features"] = tuple(feature_config("task kws", overrides["features"], defaults.feature_config).to_dict().items())
     for k, v in values.items():
         if isinstance(v, list):
             values[k] = tuple(v)
     p = KwsParams(**values)
     if any(n < 1 for n in p.per_class) or len(p.per_class) != 3:
         raise UserError(f"kws per_class must be three positive counts (train, val, test), got {p.per_class}")
+    check_fractions("task kws", p.val_fraction, p.test_fraction)
+    clip_samples("task kws", p.clip_seconds, p.feature_config)
     return p
 
 

@@ -250,6 +250,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     import torch
     from training.checkpoint import load_model
     from training.data import load_task_of
+    from training.data.base import same_task
 
     torch.set_num_threads(1)
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
@@ -266,7 +267,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     model, meta = load_model(checkpoint)
     model.eval()
     trained_on = meta.get("task")
-    if task is not None and trained_on not in (None, task):
+    if task is not None and trained_on is not None and not same_task(trained_on, task):
         raise UserError(f"checkpoint {checkpoint} was trained on task {trained_on!r}, not {task!r}: "
                         f"pass --task {trained_on} or the {task} checkpoint")
     given_data = data is not None

@@ -21,6 +21,10 @@ from runtime.errors import UserError
 SAMPLE_RATE = 16000
 
 
+class WrongSampleRate(UserError):
+    """A WAV file at another sample rate than the one asked for (callers may add how else to fix it)."""
+
+
 def _convert_hint(path, rate: int) -> str:
     return f"sox '{path}' -r {rate} -c 1 -b 16 out.wav"
 
@@ -62,7 +66,7 @@ def read_wav(path, sample_rate: int | None = SAMPLE_RATE, resample_to_rate: bool
     audio = audio.mean(axis=1) if channels > 1 else audio[:, 0]
     if sample_rate is not None and rate != sample_rate:
         if not resample_to_rate:
-            raise UserError(f"{path} is sampled at {rate} Hz, not {sample_rate} Hz: convert it with {_convert_hint(path, sample_rate)}")
+            raise WrongSampleRate(f"{path} is sampled at {rate} Hz, not {sample_rate} Hz: convert it with {_convert_hint(path, sample_rate)}")
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return np.ascontiguousarray(audio, dtype=np.float32), rate
 

@@ -62,7 +62,7 @@ def test_wav_folder_speech_commands_layout(tmp_path):
 def test_wav_with_another_rate_is_refused_or_resampled(tmp_path):
     root = make_wav_folder(tmp_path / "words", speakers=3)
     write_wav(root / "low" / "odd_nohash_0.wav", tone(300, 1.0, rate=22050), sample_rate=22050)
-    with pytest.raises(UserError, match="22050 Hz, not 16000 Hz.*sox"):
+    with pytest.raises(UserError, match="22050 Hz, not 16000 Hz.*sox.*--set data.resample=true"):
         load_task(str(root), cache_dir=tmp_path / "cache", progress=False)
     d = load_task(str(root), cache_dir=tmp_path / "cache", resample=True, progress=False)
     assert d.X_train.shape[1:] == (98, 40)
@@ -293,3 +293,14 @@ def test_cli_prints_one_error_line_for_an_empty_folder(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().startswith("error: ") and "is empty" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_data_path_is_the_same_task_however_it_is_written(tmp_path, monkeypatch):
+    """Audit: `--task data/csv/` after `--task data/csv` (or ./data/csv) was "another task"."""
+    from training.config import load_config
+    from training.data.base import same_task
+    (tmp_path / "csv").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config("csv/").task == "csv" == load_config("./csv").task
+    assert same_task("csv/", str(tmp_path / "csv")) and same_task("watch", "watch")
+    assert not same_task("watch", "kws") and not same_task("csv", str(tmp_path))

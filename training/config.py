@@ -108,7 +108,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             values.update(tomllib.loads(path.read_text()))
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
-    values.setdefault("task", task)
+    from training.data.base import is_path_task
+    values.setdefault("task", str(Path(task)) if is_path_task(task) else task)  # data/csv/ -> data/csv
     # [gru] / [lstm] tables: options for that architecture only (file < its arch table < overrides)
     per_arch = {a: values.pop(a) for a in ARCHS if isinstance(values.get(a), dict)}
     arch = overrides.get("arch") or values.get("arch") or TrainConfig.arch

@@ -168,6 +168,23 @@ def call_loader(fn, where: str, options: dict, *args, **fixed) -> SequenceData:
     return fn(*args, **fixed, **checked)
 
 
+def is_path_task(task: str) -> bool:
+    """Whether ``task`` names a data path rather than a built-in task (built-in names hold no separator
+    and no suffix)."""
+    path = Path(task)
+    return task not in TASKS and (path.exists() or "/" in task or os.sep in task or bool(path.suffix))
+
+
+def same_task(a: str | None, b: str | None) -> bool:
+    """Whether two task arguments name the same task: data paths compare as the folders or files they
+    name (``data/csv/`` and ``./data/csv`` are one), built-in tasks by name."""
+    if a == b:
+        return True
+    if a is None or b is None or not (is_path_task(a) and is_path_task(b)):
+        return False
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **options) -> SequenceData:
     """Load a built-in task by name, or a user dataset from a path (folder or .npz)."""
     if task == "watch":
@@ -191,10 +208,9 @@ def load_task(task: str, cache_dir: str | Path = ".cache", seed: int = 0, **opti
     if task == "fixture-frames":
         from training.data.frames import load_fixture_frames
         return call_loader(load_fixture_frames, "task fixture-frames", options, seed=seed)
-    path = Path(task)
-    if path.exists() or "/" in task or os.sep in task or path.suffix:  # built-in names have neither
+    if is_path_task(task):
         from training.data.folder import load_path
-        return load_path(path, cache_dir=cache_dir, seed=seed, **options)
+        return load_path(Path(task), cache_dir=cache_dir, seed=seed, **options)
     raise UserError(f"unknown task {task!r}: use one of {', '.join(TASKS)}, or the path of a data folder or .npz file")
 
 

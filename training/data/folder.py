@@ -37,7 +37,7 @@ import numpy as np
 from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
-from runtime.wav import read_wav
+from runtime.wav import WrongSampleRate, read_wav
 from training.data.base import SequenceData, call_loader, check_fractions, check_range, clip_samples, feature_config
 
 SKIP_FOLDERS = {"_background_noise_"}
@@ -152,7 +152,10 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
                 pass
         X = np.empty((len(flat), config.num_frames(n), config.n_mels), dtype=np.float32)
         for i, (_, p) in enumerate(it):
-            audio, _ = read_wav(p, config.sample_rate, resample_to_rate=resample)
+            try:
+                audio, _ = read_wav(p, config.sample_rate, resample_to_rate=resample)
+            except WrongSampleRate as e:
+                raise UserError(f"{e}; or let training resample every file: --set data.resample=true") from None
             clip = np.zeros(n, dtype=np.float32)
             clip[:min(n, len(audio))] = audio[:n]
             X[i] = log_mel(clip, config)

@@ -151,7 +151,7 @@ class Manifest:
         for a in self.artifacts:
             if a.get("name") == name:
                 return a
-        raise UserError(f"no artifact named {name!r} in {self.folder}: choose one of {', '.join(self.names())}")
+        raise UserError(f"no artifact named {name!r} in {self.folder}: choose one of {', '.join(self.names()) or '(none: re-export)'}")
 
     def candidates(self, backend: str, formats: tuple[str, ...], precision: str | None = None) -> list[dict]:
         """Usable entries for ``backend``: its own first (``runtime`` field), then any of a format it runs."""

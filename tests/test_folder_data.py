@@ -304,3 +304,16 @@ def test_a_data_path_is_the_same_task_however_it_is_written(tmp_path, monkeypatc
     assert load_config("csv/").task == "csv" == load_config("./csv").task
     assert same_task("csv/", str(tmp_path / "csv")) and same_task("watch", "watch")
     assert not same_task("watch", "kws") and not same_task("csv", str(tmp_path))
+
+
+def test_csv_text_encoding(tmp_path):
+    """A byte-order mark is not taken for a header (audit: the first row was dropped); Latin-1 text is
+    one line saying to save as UTF-8."""
+    from training.data.folder import read_csv_recording
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeff1,2\n3,4\n".encode("utf-8"))
+    np.testing.assert_array_equal(read_csv_recording(bom), [[1, 2], [3, 4]])
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("temp\xe9rature,b\n1,2\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text.*save it as UTF-8"):
+        read_csv_recording(latin)

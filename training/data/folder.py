@@ -172,10 +172,13 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
 def read_csv_recording(path: Path) -> np.ndarray:
     """One recording ``[T, C]`` float32; the first row may be a header."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not a header
             rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"cannot read {path}: it is not UTF-8 text ({e.reason} at byte {e.start}): "
+                        f"save it as UTF-8 (plain ASCII numbers are)") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}: check the file's permissions or restore it") from None
     if rows:
         try:
             [float(c) for c in rows[0]]
@@ -282,7 +285,7 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
     if X.shape[2] < 1:
         raise UserError(f"{path}: X has no channels (shape {X.shape}): X [N, T, C] needs at least one channel")
     if not np.all(np.isfinite(X)):
-        raise UserError(f"{path}: X contains NaN or infinite values")
+        raise UserError(f"{path}: X contains NaN or infinite values: drop or fill those examples before saving")
     class_names, y = _npz_labels(path, y, arrays.get("class_names"))
     if "groups" in arrays:
         groups = [str(g) for g in arrays["groups"]]

@@ -317,3 +317,16 @@ def test_csv_text_encoding(tmp_path):
     latin.write_bytes("temp\xe9rature,b\n1,2\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8 text.*save it as UTF-8"):
         read_csv_recording(latin)
+
+
+def test_a_split_missing_classes_is_warned_about(tmp_path, capsys):
+    """Audit: a test split of one clip trained silently and reported 100%."""
+    from training.data.folder import load_npz
+    rng = np.random.default_rng(0)
+    path = tmp_path / "few.npz"
+    np.savez(path, X=rng.standard_normal((6, 4, 2)).astype(np.float32), y=np.array([0, 1, 0, 1, 0, 1]),
+             groups=np.array(list("abcdef")))  # one example per group: val and test get one each
+    d = load_npz(path, val_fraction=0.2, test_fraction=0.2)
+    err = capsys.readouterr().err
+    short = [s for s in ("train", "val", "test") if len(set(getattr(d, f"y_{s}").tolist())) < 2]
+    assert short and all(f"warning: the {s} split" in err for s in short), err

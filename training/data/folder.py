@@ -88,7 +88,20 @@ def _split_arrays(name: str, class_names: list[str], X: np.ndarray, y: np.ndarra
     info = {**info, "split_by": info.get("split_by", "group"),
             "groups": {s: sorted(g for g, v in where.items() if v == s)[:50] for s in SPLITS},
             "examples": {s: int((split == s).sum()) for s in SPLITS}}
+    _warn_thin_splits(class_names, {s: y_s for s, (_, y_s) in parts.items()})
     return SequenceData(name, class_names, *parts["train"], *parts["val"], *parts["test"], info=info)
+
+
+def _warn_thin_splits(class_names: list[str], labels: dict[str, np.ndarray]) -> None:
+    """A warning (not an error: small data is legitimate) when a split misses classes, since its
+    accuracy then says little: e.g. a test split of one clip reports 100% or 0%."""
+    for s, y_s in labels.items():
+        missing = [class_names[k] for k in range(len(class_names)) if not (y_s == k).any()]
+        if missing:
+            print(f"warning: the {s} split ({len(y_s)} example(s)) has no example of {', '.join(missing[:5])}"
+                  f"{' ...' if len(missing) > 5 else ''}: its accuracy says little; add data (more groups) or "
+                  f"{'lower data.val_fraction and data.test_fraction' if s == 'train' else f'change data.{s}_fraction'}",
+                  file=sys.stderr)
 
 
 # -- folders ----------------------------------------------------------------------------------

@@ -99,6 +99,18 @@ def test_resume_with_incompatible_config_is_refused(tmp_path):
     assert r.stderr.startswith("error: cannot resume") and "Traceback" not in r.stderr
 
 
+def test_resume_is_refused_before_the_data_is_loaded(tmp_path, monkeypatch):
+    """Audit: `--task kws --out <a watch run>` synthesised speech for ~70 s before refusing."""
+    import training.trainer as T
+    train(load_config("fixture", out=str(tmp_path), epochs=1), resume=False, progress=False)
+
+    def no_data(*a, **k):
+        raise AssertionError("the data was loaded before the training state was checked")
+    monkeypatch.setattr(T, "load_task", no_data)
+    with pytest.raises(UserError, match="cannot resume"):
+        train(load_config("fixture", out=str(tmp_path), epochs=1, hidden="8"), progress=False)
+
+
 def test_cuda_code_path_selects_device():
     # The same selection runs on GPU machines; on CPU, 'auto' must fall back and 'cuda' must refuse.
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -299,6 +299,18 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         except OSError as e:
             raise UserError(f"cannot write to run folder {out}: {e.strerror}; choose another with --out") from None
 
+    # a training state that cannot be resumed is refused before the data is loaded (kws: speech synthesis)
+    state_path = out / "train_state.pt"
+    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
+    st = load_train_state(state_path) if resume and state_path.exists() else None
+    if st is not None:
+        if st.get("model_fields") != cfg.model_fields():
+            raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
+                            f"not {cfg.model_fields()}; use another --out or delete the folder")
+        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
+            raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
+                            f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
+
     data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
     Xtr, Xva, Xte = (normalize(X, mean, std) for X in (data.X_train, data.X_val, data.X_test))
@@ -323,7 +335,6 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     torch.manual_seed(cfg.seed)
     model = SequenceModel(spec, dropout=cfg.dropout).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
     if swa_start < cfg.epochs:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(swa_start, cfg.swa_lr / cfg.lr))
         averaged = torch.optim.swa_utils.AveragedModel(model)
@@ -335,15 +346,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     start_epoch, best_acc, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
     aug_state = None  # the augmentation generator's state of a resumed run
 
-    state_path = out / "train_state.pt"
-    if resume and state_path.exists():
-        st = load_train_state(state_path)
-        if st.get("model_fields") != cfg.model_fields() or st.get("spec") != spec.to_json():
-            raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
-                            f"not {cfg.model_fields()}; use another --out or delete the folder")
-        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
-            raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
-                            f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
+    if st is not None:
+        if st.get("spec") != spec.to_json():  # the data's shape (channels, classes) differs from the run's
+            raise UserError(f"cannot resume {state_path}: it was trained on data giving the model {st.get('spec')}, "
+                            f"not {spec.to_json()}; use another --out or delete the folder")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])

@@ -49,6 +49,8 @@ def read_wav(path, sample_rate: int | None = SAMPLE_RATE, resample_to_rate: bool
     ``resample_to_rate`` is set, in which case the audio is resampled to ``sample_rate``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: pass one WAV file")
     try:
         with wave.open(str(path), "rb") as w:
             channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()

@@ -513,6 +513,7 @@ def test_damaged_input_files(folder, tmp_path):
     ("not-wav", "not a readable PCM WAV"),
     ("8-bit", "only 16-bit PCM"),
     ("wrong-rate", "sampled at 8000 Hz"),
+    ("a-folder", "is a folder: pass one WAV file"),  # audit: advised running sox on the folder
 ])
 def test_damaged_wav_files(tmp_path, how, match):
     import wave
@@ -526,6 +527,8 @@ def test_damaged_wav_files(tmp_path, how, match):
         path.write_bytes(good[: len(good) // 2])
     elif how == "not-wav":
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    elif how == "a-folder":
+        path.mkdir()
     else:
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)

@@ -220,6 +220,7 @@ X6 = np.ones((6, 4, 2))
     (dict(X=X6, y=np.array(["cat"] * 6)), r"y holds only one label \(cat\)"),
     (dict(X=X6, y=np.arange(6) % 2, class_names=np.array(["a", "b", "c"])), r"y has 2 classes .*class_names lists 3"),
     (dict(X=X6, y=np.arange(6) % 3, groups=np.array(["s0", "s1"] * 3)), r"found only 2 .*groups come from the groups array of"),
+    (dict(X=X6 * 1j, y=np.arange(6) % 2), r"real numeric array .*complex: save the real and imaginary parts"),
 ])
 def test_bad_npz_gets_one_clear_line(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)

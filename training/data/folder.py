@@ -286,8 +286,9 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
         if key not in arrays:
             raise UserError(f"{path} has no array {key!r} (found {', '.join(arrays) or 'none'}): save X [N, T, C] and y [N]")
     X, y = arrays["X"], arrays["y"]
-    if X.ndim != 3 or not np.issubdtype(X.dtype, np.number):
-        raise UserError(f"{path}: X must be a numeric array [N, T, C], got shape {X.shape} dtype {X.dtype}")
+    if X.ndim != 3 or not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise UserError(f"{path}: X must be a real numeric array [N, T, C], got shape {X.shape} dtype {X.dtype}"
+                        f"{' (complex: save the real and imaginary parts as channels)' if np.iscomplexobj(X) else ''}")
     if y.ndim != 1 or len(y) != len(X):
         raise UserError(f"{path}: y must be [N] with N = {len(X)} (one label per sequence), got shape {y.shape}")
     if len(X) < 3:

@@ -139,7 +139,7 @@ def test_split_is_deterministic_and_stable():
     ("not_npz", "not a .npz"),
     ("npz_pickle", "pickled objects"),
     ("npz_no_y", "no array 'y'"),
-    ("npz_shape", r"X must be a numeric array \[N, T, C\]"),
+    ("npz_shape", r"X must be a real numeric array \[N, T, C\]"),
     ("npz_len", "one label per sequence"),
     ("unknown_option", "unknown option"),
 ])

@@ -206,7 +206,8 @@ def test_procs_checks_the_data_before_starting_torchrun(tmp_path):
     np.savez(tmp_path / "nan.npz", X=X, y=np.arange(6) % 2)
     r = run_cli("--task", str(tmp_path / "nan.npz"), "--procs", "2", "--out", str(tmp_path / "o"))
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {tmp_path / 'nan.npz'}: X contains NaN or infinite values", r.stderr
+    assert r.stderr.strip() == (f"error: {tmp_path / 'nan.npz'}: X contains NaN or infinite values: "
+                                "drop or fill those examples before saving"), r.stderr
 
 
 def test_set_reaches_a_table_inside_data():

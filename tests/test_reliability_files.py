@@ -200,6 +200,15 @@ def test_c_entry_without_header_sha256_is_refused(copy):
     assert "re-export" in one_line(e.value)
 
 
+def test_c_header_name_must_be_a_plain_file_name(copy):
+    """The header is copied into a private folder by its manifest name: a path there is refused."""
+    from runtime.backends.c import compiled_library
+    entry = entry_of(copy, "c-int8")
+    entry["c"]["header"] = "../../outside.h"
+    with pytest.raises(UserError, match="not a plain file name"):
+        compiled_library(copy / entry["file"], entry["c"]["prefix"], "int8", entry)
+
+
 def test_c_cache_is_keyed_by_source_and_header_and_private(copy, tmp_path, monkeypatch):
     """A library compiled from a changed header (re-signed in its manifest) is cached under another
     key, so the untouched model never loads it; a cache folder others can write to is refused."""

@@ -97,7 +97,9 @@ def compiled_library(source: Path, prefix: str, precision: str, entry: dict | No
     ``c.file_sha256`` record (a manifest without one is refused); a bare ``.c`` (no manifest) is
     compiled as it is, like any bare model file."""
     c = (entry or {}).get("c") or {}
-    header_name = c.get("header") or f"{prefix}.h"
+    header_name = str(c.get("header") or f"{prefix}.h")
+    if Path(header_name).name != header_name or header_name in (".", ".."):  # it is written into a temp folder
+        raise UserError(f"the manifest's C header {header_name!r} is not a plain file name: re-export the artifacts")
     header = source.parent / header_name
     src_sha = hdr_sha = None
     if entry is not None:

@@ -230,6 +230,8 @@ def copy_kept(records: list[dict], src: Path, dst: Path) -> None:
         files = [rec["file"]] if rec.get("file") else []
         files += list((rec.get("c") or {}).get("files") or [])
         for rel in files:
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise UserError(f"{src}/manifest.json lists {rel!r} outside its folder: re-export every family")
             if (src / rel).is_file() and not (dst / rel).exists():
                 (dst / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src / rel, dst / rel)

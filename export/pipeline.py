@@ -18,8 +18,6 @@ with one line naming it; the other artifacts are still written and the folder is
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib
 import importlib.util
 import json
@@ -30,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from export import manifest as M
+from runtime.atomic import swap_in  # noqa: F401 (export.pipeline.swap_in: the kill tests hook it here)
 from runtime.errors import MissingDependency, UserError
 
 KINDS = ("onnx", "tflite", "c")
@@ -109,46 +108,6 @@ def check_output(out_dir: Path) -> None:
     except OSError as e:
         raise UserError(f"cannot write to output folder {out_dir} ({e.strerror or type(e).__name__}): "
                         f"choose another with --out") from None
-
-
-# -- the atomic swap ------------------------------------------------------------------------------
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step with Linux renameat2(RENAME_EXCHANGE); False if unavailable."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-
-def swap_in(new: Path, out_dir: Path) -> None:
-    """Make ``new`` appear at ``out_dir``; the previous ``out_dir`` (if any) is removed after."""
-    if not out_dir.exists():
-        os.rename(new, out_dir)
-    elif _exchange(new, out_dir):
-        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the previous folder
-    else:
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rmdir(old)
-        os.rename(out_dir, old)
-        try:
-            os.rename(new, out_dir)
-        except OSError:
-            os.rename(old, out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        fd = os.open(out_dir.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -- families -------------------------------------------------------------------------------------

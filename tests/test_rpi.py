@@ -169,6 +169,39 @@ def test_bundle_is_reproducible(fixture_artifacts, tmp_path):
     assert digest == a.sha256  # same folder -> byte-identical tarball
 
 
+def test_bundle_output_and_pairing_are_checked(fixture_artifacts, tmp_path):
+    """Audit: --name .. deleted the parent folder; a failed tarball write left a folder and a tarball of two
+    builds, which deployed; a damaged tarball passed the sha256 step (computed from the damage)."""
+    folder = fixture_artifacts("gru")
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "precious.txt").write_text("mine")
+    for name in ("..", ".", "", "a/b", ".hidden"):
+        with pytest.raises(UserError, match="plain file name"):
+            make_bundle([folder], out_dir=out, name=name, runtimes=("onnxruntime",))
+    assert (tmp_path / "precious.txt").read_text() == "mine" and not list(out.iterdir())
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match="cannot create the output folder"):
+        make_bundle([folder], out_dir=tmp_path / "a-file" / "sub", runtimes=("onnxruntime",))
+    (out / "b.tar.gz").mkdir()
+    with pytest.raises(UserError, match="is a folder, not a tarball"):
+        make_bundle([folder], out_dir=out, name="b", runtimes=("onnxruntime",))
+
+    one = make_bundle([folder], out_dir=tmp_path / "one", runtimes=("onnxruntime",))
+    two = make_bundle([folder], out_dir=tmp_path / "two", runtimes=("onnxruntime",), artifacts=["onnx-float32"])
+    shutil.copy(two.tarball, one.tarball)  # folder of one build, tarball of another
+    with pytest.raises(UserError, match="was not built with the folder"):
+        load_bundle(one.folder)
+    data = bytearray(two.tarball.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    two.tarball.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="is damaged"):
+        load_bundle(two.folder)
+    (two.folder / "BUNDLE.json").write_text("[1]")
+    with pytest.raises(UserError, match="BUNDLE.json has format 'list'"):
+        load_bundle(two.folder)
+
+
 def test_bundle_refuses_a_corrupted_artifact(fixture_artifacts, tmp_path):
     src = fixture_artifacts("gru")
     folder = tmp_path / src.name

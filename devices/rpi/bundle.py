@@ -26,12 +26,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 from devices.rpi.cross import add_pi_libraries, cross_compiler_missing
 from devices.rpi.pins import PI_PYTHON, PI_SUITE, REPO_ROOT, pi_requirements, pip_platform_args
 from runtime import atomic
+from runtime.atomic import swap_in
 from runtime.errors import UserError
 from runtime.manifest import Manifest, sha256_of
 
@@ -150,6 +152,13 @@ def write_sums(folder: Path) -> None:
 
 def write_tarball(folder: Path, tarball: Path) -> str:
     """A reproducible .tar.gz of ``folder`` (members under ``<folder name>/``); returns its sha256."""
+    data = tarball_bytes(folder, folder.name)
+    atomic.write_bytes(tarball, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def tarball_bytes(folder: Path, name: str) -> bytes:
+    """The bytes of a reproducible .tar.gz of ``folder``, its members under ``<name>/``."""
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
@@ -161,11 +170,9 @@ def write_tarball(folder: Path, tarball: Path) -> str:
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path in [folder] + sorted(folder.rglob("*")):
-                tar.add(path, arcname=(Path(folder.name) / path.relative_to(folder)).as_posix(), recursive=False,
+                tar.add(path, arcname=(Path(name) / path.relative_to(folder)).as_posix(), recursive=False,
                         filter=clean)
-    data = buf.getvalue()
-    atomic.write_bytes(tarball, data)
-    return hashlib.sha256(data).hexdigest()
+    return buf.getvalue()
 
 
 def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi", artifacts: list[str] | None = None,
@@ -192,10 +199,11 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
     if len(set(labels)) != len(labels):
         raise UserError(f"artifact folders must have distinct names, got {', '.join(labels)}: rename or copy one")
     out_dir = Path(out_dir)
-    final = out_dir / name
+    final, tarball = out_dir / name, out_dir / f"{name}.tar.gz"
+    _check_output(out_dir, name, final, tarball)
     partial = out_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial.mkdir()
     try:
         shipped = {}
         for folder, label in zip(folders, labels):
@@ -228,14 +236,30 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
         }
         atomic.write_json(partial / "BUNDLE.json", info)
         write_sums(partial)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        data = tarball_bytes(partial, name)
+        swap_in(partial, final)  # one step; a folder and a tarball that do not match are refused by load_bundle
+        atomic.write_bytes(tarball, data)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    tarball = out_dir / f"{name}.tar.gz"
-    digest = write_tarball(final, tarball)
-    return Bundle(final, tarball, digest, info)
+    return Bundle(final, tarball, hashlib.sha256(data).hexdigest(), info)
+
+
+def _check_output(out_dir: Path, name: str, final: Path, tarball: Path) -> None:
+    """A plain bundle name, and an output folder where the bundle folder and tarball can be written."""
+    if not name or Path(name).name != name or name.startswith(".") or name.endswith(".tar.gz"):
+        raise UserError(f"bundle name {name!r} must be a plain file name (no '/', not starting with '.'), "
+                        f"e.g. rnn-edge-pi")
+    if final.exists() and not final.is_dir():
+        raise UserError(f"{final} exists and is not a bundle folder: remove it or choose another --name")
+    if tarball.is_dir():
+        raise UserError(f"{tarball} is a folder, not a tarball: remove it or choose another --name")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {out_dir} ({e.strerror or type(e).__name__}): "
+                        f"choose another with --out") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"cannot write to the output folder {out_dir}: choose another with --out")
 
 
 def load_bundle(path) -> Bundle:
@@ -249,7 +273,33 @@ def load_bundle(path) -> Bundle:
     if not (folder / "BUNDLE.json").is_file() or not tarball.is_file():
         raise UserError(f"{path} is not a Pi bundle (needs <name>/BUNDLE.json and <name>.tar.gz): "
                         f"build one with `invoke bundle`")
-    info = json.loads((folder / "BUNDLE.json").read_text())
-    if info.get("format") != FORMAT:
-        raise UserError(f"{folder}/BUNDLE.json has format {info.get('format')!r}, expected {FORMAT!r}: rebuild it")
+    text = (folder / "BUNDLE.json").read_bytes()
+    try:
+        info = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{folder}/BUNDLE.json is damaged ({e}): rebuild the bundle with `invoke bundle`") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise UserError(f"{folder}/BUNDLE.json has format {got!r}, expected {FORMAT!r}: rebuild it")
+    _check_pair(folder, tarball, text)
     return Bundle(folder, tarball, sha256_of(tarball), info)
+
+
+def _check_pair(folder: Path, tarball: Path, bundle_json: bytes) -> None:
+    """The tarball reads back whole (gzip's CRC checks every byte) and is the one built with this folder:
+    its BUNDLE.json and SHA256SUMS equal the folder's."""
+    want = {"BUNDLE.json": bundle_json, SUMS: (folder / SUMS).read_bytes() if (folder / SUMS).is_file() else None}
+    got = {}
+    try:
+        raw = gzip.decompress(tarball.read_bytes())  # the whole stream, so its CRC is checked
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                f = tar.extractfile(member) if member.isfile() else None
+                data = f.read() if f else b""
+                if member.name in (f"{folder.name}/BUNDLE.json", f"{folder.name}/{SUMS}"):
+                    got[member.name.split("/", 1)[1]] = data
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{tarball} is damaged ({type(e).__name__}: {e}): rebuild the bundle with `invoke bundle`") from None
+    if got != want:
+        raise UserError(f"{tarball} was not built with the folder {folder} beside it (their BUNDLE.json or "
+                        f"{SUMS} differ): rebuild the bundle with `invoke bundle`")

@@ -139,6 +139,7 @@ def run(a) -> int:
     bar.close()
     result["machine"]["load_avg_end"] = round(os.getloadavg()[0], 2)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    report.carry_over(result, a.out, parts, PARTS)  # a partial run keeps the report's other sections
     result["goals"] = goals.judge(result)
     paths = report.write(result, a.out)
     for g in result["goals"]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
 from runtime.atomic import write_bytes, write_json, write_text
+from runtime.errors import UserError
 
 
 def _f(v, fmt="{:.3f}", none="-"):
@@ -45,7 +47,9 @@ def markdown(result: dict, plots: list[str]) -> str:
     m = result["machine"]
     L = ["# Benchmark: runtimes, microcontrollers, TFLite Micro, scaling, training", "",
          f"Reproduce: `invoke bench` (or `python -m bench{' --quick' if result.get('quick') else ''}`). "
-         f"Run {result['started']} UTC, {result['seconds']:.0f} s{' (quick mode)' if result.get('quick') else ''}.", "",
+         f"Run {result['started']} UTC, {result['seconds']:.0f} s{' (quick mode)' if result.get('quick') else ''}."
+         + "".join(f" The {q} section is carried over from the run of {when} UTC (this run measured other parts only)."
+                   for q, when in (result.get("carried") or {}).items()), "",
          f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, {m['memory_gb']} GB, {m['platform']}, Python {m['python']}; "
          f"load average {m['load_avg_start']} at the start, {m.get('load_avg_end', '-')} at the end (a shared box: "
          f"absolute times are noisy, compare ratios measured in the same run). One thread everywhere.",
@@ -254,6 +258,27 @@ def plots(result: dict) -> dict[str, bytes]:
         axes[1].set_title("RAM")
         out["tflm_vs_c.png"] = _png(fig)
     return out
+
+
+def carry_over(result: dict, out_dir, measured: tuple[str, ...], all_parts: tuple[str, ...]) -> list[str]:
+    """Put into ``result`` the sections of the parts not measured now from ``out_dir/bench.json``, so that a
+    partial run (``--only pi``) updates its parts of the report instead of replacing the whole report.
+    Returns the parts carried; ``result["carried"]`` records when each was measured."""
+    path = Path(out_dir) / "bench.json"
+    if set(measured) >= set(all_parts) or not path.is_file():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is damaged ({e}): a partial run would replace the whole report; remove it, "
+                        f"run every part, or choose another --out") from None
+    carried = [q for q in all_parts if q not in measured and isinstance(old, dict) and q in old]
+    for q in carried:
+        result[q] = old[q]
+    if carried:
+        before = old.get("carried") or {}
+        result["carried"] = {q: before.get(q, old.get("started")) for q in carried}
+    return carried
 
 
 def write(result: dict, out_dir) -> list[Path]:

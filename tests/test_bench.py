@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench.__main__ import main
+from runtime.errors import UserError
 
 
 def _finite_positive(v) -> bool:
@@ -90,3 +91,23 @@ def test_calibration_benchmark_converts_once_per_sample_size(fixture_run, capsys
     assert all(math.isfinite(float(r[4])) and float(r[4]) >= 0 for r in rows)  # largest score error
     assert calibration_main([str(fixture_run("gru")), "--windows", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: --windows")
+
+
+def test_a_partial_run_keeps_the_other_sections(tmp_path):
+    """Audit: `python -m bench --only runtimes` replaced docs/benchmarks/bench.md and .json with that one part."""
+    from bench.__main__ import PARTS
+    from bench.report import carry_over
+    from runtime.atomic import write_json
+    write_json(tmp_path / "bench.json", {"started": "2026-11-29 10:00", "runtimes": ["old"], "mcu": ["m4"], "pi": ["a72"]})
+    result = {"started": "2026-11-29 12:00", "runtimes": ["new"]}
+    assert carry_over(result, tmp_path, ("runtimes",), PARTS) == ["mcu", "pi"]
+    assert result["runtimes"] == ["new"] and result["mcu"] == ["m4"] and result["pi"] == ["a72"]
+    assert result["carried"] == {"mcu": "2026-11-29 10:00", "pi": "2026-11-29 10:00"}
+    write_json(tmp_path / "bench.json", result)  # carried twice: still dated by the run that measured it
+    again = {"started": "2026-11-29 13:00", "mcu": ["m4 new"]}
+    carry_over(again, tmp_path, ("mcu",), PARTS)
+    assert again["carried"] == {"runtimes": "2026-11-29 12:00", "pi": "2026-11-29 10:00"}
+    assert carry_over({}, tmp_path / "none", ("runtimes",), PARTS) == []  # nothing to keep
+    (tmp_path / "bench.json").write_text("{")
+    with pytest.raises(UserError, match="damaged"):
+        carry_over({}, tmp_path, ("runtimes",), PARTS)

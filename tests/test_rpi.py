@@ -21,7 +21,7 @@ import pytest
 
 from devices.rpi import emulated_root as er
 from devices.rpi.bundle import SUMS, load_bundle, make_bundle, write_tarball
-from devices.rpi.deploy import ChangedHostKey, UnknownHostKey, connect, deploy
+from devices.rpi.deploy import ChangedHostKey, DeployInterrupted, UnknownHostKey, connect, deploy, strict_client
 from devices.rpi.pins import PI_PLATFORM_TAGS, pi_requirements, pyproject_pins
 from runtime.errors import UserError
 from runtime.manifest import sha256_of
@@ -241,6 +241,20 @@ def test_bundle_without_the_aarch64_compiler_names_the_package(fixture_artifacts
     assert {e["format"] for e in b.info["artifacts"][folder.name]} == {"onnx", "tflite"}
 
 
+def test_deploy_arguments_are_checked_before_connecting(small_bundle, tmp_path):
+    """Audit: a port that is not a number and a bad known_hosts line were tracebacks; --bench-repeats 0 was
+    refused by the Pi after upload, check and switch."""
+    for host, match in (("pi@127.0.0.1:abc", "must be a number"), ("pi@127.0.0.1:99999", "out of range")):
+        with pytest.raises(UserError, match=match):
+            connect(host, known_hosts=tmp_path / "none")
+    with pytest.raises(UserError, match="--bench-repeats 0"):
+        deploy(small_bundle, "pi@127.0.0.1", bench_repeats=0, progress=False)
+    bad = tmp_path / "known_hosts"
+    bad.write_text("raspberrypi ssh-ed25519 not-base64!!\n")
+    with pytest.raises(UserError, match="cannot read known hosts file"):
+        strict_client(bad)
+
+
 # --- strict host keys (real sshd) ---------------------------------------------------------------
 
 @needs_pi
@@ -345,6 +359,39 @@ def test_interrupted_deploy_leaves_the_old_version_working(sshd, small_bundle, f
     assert _active(sshd) == first_deploy.release
     assert {p.name for p in sshd.pi.host_path("/home/pi/rnn-edge/releases").iterdir()} == {first_deploy.release}
     _assert_active_release_works(sshd, small_bundle)
+
+
+@needs_pi
+def test_interrupt_after_the_switch_says_the_new_release_is_active(sshd, small_bundle, first_deploy):
+    """Audit: Ctrl-C after the switch said the Pi kept the previous release; it runs the new one."""
+    def interrupt(step: str) -> None:
+        if step == "bench":
+            raise KeyboardInterrupt
+    try:
+        with pytest.raises(DeployInterrupted, match="interrupted after the switch: release .* is active") as e:
+            _deploy(sshd, small_bundle, on_step=interrupt)
+        assert _active(sshd) != first_deploy.release and _active(sshd) in str(e.value)
+        _assert_active_release_works(sshd, small_bundle)
+    finally:  # the tests after this one expect the first deploy to be active
+        link = sshd.pi.host_path("/home/pi/rnn-edge/current")
+        tmp = link.with_name("current.test")
+        os.symlink(f"releases/{first_deploy.release}", tmp)
+        os.replace(tmp, link)
+
+
+@needs_pi
+def test_a_proxyjump_hop_has_its_host_key_checked(sshd, small_bundle, tmp_path, monkeypatch):
+    """Audit: a ProxyJump of ~/.ssh/config made Fabric connect to the jump host with an auto-adding client."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(f"Host pi-via-jump\n  HostName {sshd.host.rpartition('@')[2]}\n"
+                                          f"  ProxyJump {sshd.host.rpartition('@')[0]}@localhost:{sshd.port}\n")
+    monkeypatch.setenv("HOME", str(home))
+    before = sshd.known_hosts.read_text()
+    with pytest.raises(UnknownHostKey, match=r"\[localhost\]"):
+        connect(f"{sshd.host.rpartition('@')[0]}@pi-via-jump", port=sshd.port, known_hosts=sshd.known_hosts,
+                key_filename=sshd.client_key)
+    assert sshd.known_hosts.read_text() == before
 
 
 # --- aarch64 parity: the same artifacts on the emulated Pi and on this host ---------------------

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         return int(args.fn(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 130: a deploy interrupted after its switch (deploy.DeployInterrupted)
     except KeyboardInterrupt:
         print("error: interrupted; the Pi keeps the release that was active before", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ import json
 import os
 import shlex
 import socket
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -81,22 +82,29 @@ class ChangedHostKey(UserError):
     pass
 
 
+class DeployInterrupted(UserError):
+    """Ctrl-C after the new release was switched to: it is active (and checked); the rest was not done."""
+    exit_code = 130
+
+
 def strict_client(known_hosts: Path):
     """A paramiko SSHClient that knows only the keys in ``known_hosts`` and refuses any other."""
     import paramiko
 
     class Refuse(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client, hostname, key):
+            # paramiko names a host on another port than 22 "[host]:port"
+            host, _, port = hostname[1:].partition("]:") if hostname.startswith("[") else (hostname, "", "22")
             raise UnknownHostKey(
                 f"host key of {hostname} ({key.get_name()} {fingerprint(key)}) is not in {known_hosts}: refusing "
                 f"to connect. Check that fingerprint on the Pi (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), "
-                f"then add the key: ssh-keyscan -p PORT HOST >> {known_hosts}")
+                f"then add the key: ssh-keyscan -p {port} {host} >> {known_hosts}")
 
     client = paramiko.SSHClient()
     if known_hosts.is_file():
         try:
             client.get_host_keys().load(str(known_hosts))
-        except (OSError, paramiko.SSHException, ValueError) as e:
+        except (OSError, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError) as e:
             raise UserError(f"cannot read known hosts file {known_hosts}: {e}; fix or replace it") from None
     client.set_missing_host_key_policy(Refuse())
     return client
@@ -113,7 +121,12 @@ def connect(host: str, port: int | None = None, known_hosts=None, key_filename=N
     hostname, _, port_text = hostport.partition(":")
     if not hostname:
         raise UserError(f"--host {host!r} names no host: pass user@hostname, e.g. pi@raspberrypi.local")
-    port = int(port or port_text or 22)
+    try:
+        port = int(port or port_text or 22)
+    except ValueError:
+        raise UserError(f"--host {host!r}: the port after ':' must be a number, e.g. pi@raspberrypi.local:22") from None
+    if not 0 < port < 65536:
+        raise UserError(f"SSH port {port} is out of range: choose 1 to 65535 (default 22)")
     known = Path(os.path.expanduser(str(known_hosts or "~/.ssh/known_hosts")))
     connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
     if key_filename:
@@ -121,6 +134,10 @@ def connect(host: str, port: int | None = None, known_hosts=None, key_filename=N
     conn = fabric.Connection(hostname, user=user or None, port=port, connect_timeout=int(timeout),
                              connect_kwargs=connect_kwargs)
     conn.client = strict_client(known)  # Fabric's own client auto-adds unknown host keys: replace it
+    hop = conn.gateway  # a ProxyJump of ~/.ssh/config: Fabric made those connections with auto-adding clients too
+    while isinstance(hop, fabric.Connection):
+        hop.client = strict_client(known)
+        hop = hop.gateway
     label = _host_label(hostname, port)
     try:
         conn.open()
@@ -255,6 +272,8 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
     that interrupt or tamper at a chosen point. Raises UserError with one line when a step fails;
     the previous release then stays active.
     """
+    if bench_repeats < 1:
+        raise UserError(f"--bench-repeats {bench_repeats}: the Pi times each artifact at least once; pass 1 or more")
     b: Bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     step = on_step or (lambda name: None)
     base = remote_dir.rstrip("/") or "."
@@ -339,6 +358,10 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
         # Best effort: the connection may be gone. What is not activated is removed now, or by the
         # next deploy (stale incoming/) and prune (old releases).
         # Never removes the release `current` points to (an interruption right after the switch).
+        if activated and sys.exc_info()[0] is KeyboardInterrupt:  # the switch is done: say so, not "kept"
+            raise DeployInterrupted(f"interrupted after the switch: release {release} is active on the Pi "
+                                    f"(its check passed); the bench results were not saved and old releases "
+                                    f"not pruned: deploy again to redo them") from None
         if not activated:
             cmds = [f"rm -rf {q(tmp)}"] if tmp else []
             if release:

@@ -301,9 +301,10 @@ def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxrunt
             "dir": "install folder on the Pi (~/rnn-edge)", "bench_repeats": "bench repeats on the Pi"})
 @user_errors
 def deploy(c, host, port=None, known_hosts=None, key=None, bundle="dist/rpi/rnn-edge-pi", dir="rnn-edge",
-           bench_repeats=50):
+           bench_repeats="50"):
     """Deploy a bundle to a Pi over SSH (strict host keys): verify sha256, check, switch atomically, bench."""
-    argv = ["deploy", bundle, "--host", host, "--dir", dir, "--bench-repeats", bench_repeats]
+    argv = ["deploy", bundle, "--host", host, "--dir", dir,
+            "--bench-repeats", str(_whole("bench-repeats", bench_repeats, minimum=1))]
     for flag, value in (("--port", port), ("--known-hosts", known_hosts), ("--key", key)):
         if value is not None:
             argv += [flag, value]

@@ -347,6 +347,7 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     (["cv", "--dev", "--fold", "x"], "--fold 'x' is not a whole number"),
     (["cv", "--dev", "--fold", "9"], "--fold 9: choose 0 to 3"),
     (["compare", "missing.jsonl", "--baseline", "a", "--candidate", "b"], "cannot read missing.jsonl"),
+    (["deploy", "--host", "pi@x", "--bench-repeats", "abc"], "--bench-repeats 'abc' is not a whole number"),
 ])
 def test_invoke_task_arguments_are_one_clear_error(argv, expect):
     """Bad arguments to the invoke tasks themselves (not only to the modules behind them)."""

@@ -136,6 +136,9 @@ def test_sense_streams_csv_rows(folder, golden, tmp_path):
     assert f"{len(rows)} frames" in p.stderr
     assert_user_error(cli("sense", "--model", folder, "--csv", "-", stdin="1,2\n"), "channels")
     assert_user_error(cli("sense", "--model", folder, "--csv", "-", stdin="a,b,c\n1,x,3\n"), "not numeric")
+    latin = tmp_path / "latin.csv"  # audit: bytes that are not UTF-8 in a file were a UnicodeDecodeError traceback
+    latin.write_bytes(b"a,b,c\n1,2\xe9,3\n")
+    assert_user_error(cli("sense", "--model", folder, "--csv", latin), "line 2 is not numeric")
 
 
 def test_listen_errors(folder, tmp_path):

@@ -58,7 +58,8 @@ def run(args) -> int:
                         args.refractory if args.refractory is not None else window, args.ignore)
     name = "stdin" if args.csv == "-" else args.csv
     try:
-        src = sys.stdin if args.csv == "-" else open(args.csv)
+        # bytes that are not UTF-8 become U+FFFD: such a row is then "not numeric", one line (not a traceback)
+        src = sys.stdin if args.csv == "-" else open(args.csv, encoding="utf-8", errors="replace")
     except OSError as e:
         raise UserError(f"cannot read {args.csv}: {e.strerror}") from None
     frames = detections = 0

@@ -47,6 +47,9 @@ def main(argv=None) -> int:
                     print(f"{c.id:40s} {'SKIP: ' + c.skip if c.skip else c.what}")
             return 0
         from parity.inputs import SAMPLE_TEST_ROWS
+        for flag, value in (("--sample-rows", args.sample_rows), ("--max-test", args.max_test)):
+            if value is not None and value < 0:
+                raise UserError(f"{flag} {value}: pass 0 or more (a count of test-split rows)")
         sample = SAMPLE_TEST_ROWS if args.sample_rows is None else args.sample_rows
         matrices = [run_matrix(f, test_split=not args.golden_only, max_test=args.max_test, only=args.only,
                                providers=providers, progress=not args.quiet, sample_test_rows=sample)

@@ -253,8 +253,8 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
             L.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
         for a in mx.not_exported:
             L.append(f"\nNot exported (not a cell): `{a['name']}` ({a['status']}): {a['error']}")
-        if mx.arch in plots:
-            L += ["", f"![{mx.arch} error histograms]({plots[mx.arch]})"]
+        if str(mx.folder) in plots:
+            L += ["", f"![{mx.arch} error histograms]({plots[str(mx.folder)]})"]
         L.append("")
     if "accuracy" in plots:
         L += ["## Accuracy per cell", "", f"![accuracy per cell]({plots['accuracy']})", ""]
@@ -288,10 +288,11 @@ def write_reports(matrices, out_dir, command: str | None = None, plots: bool = T
     written = []
     names: dict[str, str] = {}
     if plots:
-        for mx in matrices:
-            name = f"errors-{mx.arch}.png"
+        archs = [mx.arch for mx in matrices]
+        for mx in matrices:  # two folders of one arch (e.g. watch-gru, kws-gru) get a plot each
+            name = f"errors-{mx.arch}.png" if archs.count(mx.arch) == 1 else f"errors-{mx.arch}-{Path(mx.folder).name}.png"
             write_bytes(out / name, plot_errors(mx))
-            names[mx.arch] = name
+            names[str(mx.folder)] = name
             written.append(out / name)
         classify = [mx for mx in matrices if not _is_forecast(mx)]
         if classify:  # forecasts have no accuracy: their table carries the MSE on the targets

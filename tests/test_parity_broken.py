@@ -143,3 +143,20 @@ def test_cli_bad_folder_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "manifest.json" in err[0]
+
+
+def test_two_folders_of_one_arch_get_a_plot_each_and_bad_counts_are_refused(fixture_artifacts, tmp_path, capsys):
+    """Audit: two GRU folders wrote one errors-gru.png (the second over the first), shown twice in parity.md;
+    --sample-rows -5 silently ran 3 rows, --max-test -1 dropped a row."""
+    from parity.__main__ import main
+    a, _ = _copy(fixture_artifacts("gru"), tmp_path / "a")
+    b, _ = _copy(fixture_artifacts("gru"), tmp_path / "b")
+    b = b.rename(b.with_name("other"))
+    rc = main([str(a), str(b), "--golden-only", "--quiet", "--only", "gru-float32-onnxruntime", "--out", str(tmp_path / "r")])
+    assert rc == 0, capsys.readouterr().err
+    md = (tmp_path / "r" / "parity.md").read_text()
+    for name in ("errors-gru-broken.png", "errors-gru-other.png"):
+        assert (tmp_path / "r" / name).stat().st_size > 1000 and md.count(name) == 1
+    for flag in ("--sample-rows", "--max-test"):
+        assert main([str(a), flag, "-1", "--quiet"]) == 2
+        assert f"error: {flag} -1: pass 0 or more" in capsys.readouterr().err

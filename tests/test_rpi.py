@@ -362,6 +362,21 @@ def test_interrupted_deploy_leaves_the_old_version_working(sshd, small_bundle, f
 
 
 @needs_pi
+def test_a_second_deploy_at_once_is_refused(sshd, small_bundle, first_deploy):
+    """Audit: a deploy started while another uploaded emptied incoming/ under it. A lock now: the second one
+    stops with one line and changes nothing; the lock is released after every deploy."""
+    lock = sshd.pi.host_path("/home/pi/rnn-edge/.deploy-lock")
+    assert not lock.exists()  # released by the deploys before
+    lock.mkdir()
+    try:
+        with pytest.raises(UserError, match="another deploy to rnn-edge is running"):
+            _deploy(sshd, small_bundle)
+        assert lock.is_dir() and _active(sshd) == first_deploy.release
+    finally:
+        lock.rmdir()
+
+
+@needs_pi
 def test_interrupt_after_the_switch_says_the_new_release_is_active(sshd, small_bundle, first_deploy):
     """Audit: Ctrl-C after the switch said the Pi kept the previous release; it runs the new one."""
     def interrupt(step: str) -> None:

@@ -284,9 +284,15 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
     conn = connect(host, port=port, known_hosts=known_hosts, key_filename=key_filename)
     remote = _Remote(conn)
     tmp = release = None
-    activated = False
+    activated = locked = False
+    lock = f"{qb}/.deploy-lock"
     try:
-        step("prepare")  # one round trip: machine, python3, folders, upload folder, active release
+        step("prepare")  # a lock (mkdir is atomic), then one round trip: machine, python3, folders, upload, active
+        remote.script(f"mkdir -p {qb} || exit 4; mkdir {lock} 2>/dev/null || exit 6",
+                      {4: f"cannot create {base} on the Pi: check the path, permissions and free space (df -h)",
+                       6: f"another deploy to {base} is running on the Pi (or one was killed): wait for it, or "
+                          f"remove {base}/.deploy-lock on the Pi; nothing was changed"})
+        locked = True
         out = remote.script(
             f"uname -m; command -v python3 >/dev/null || exit 3; "
             f"mkdir -p {qb}/releases {qb}/venvs {qb}/incoming && rm -rf {qb}/incoming/* || exit 4; "
@@ -374,6 +380,11 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
                     pass
         raise
     finally:
+        if locked:
+            try:
+                remote.ok(f"rmdir {lock}")
+            except Exception:  # noqa: BLE001 - the connection may be gone; the next deploy then names the lock
+                pass
         conn.close()
 
 

@@ -11,6 +11,28 @@ import tempfile
 from pathlib import Path
 
 
+def _temp_beside(path: Path, suffix: str, what: str = "") -> str:
+    """A new empty temporary file beside ``path`` (its folder created first); one ``UserError`` line when
+    ``path`` is a folder or its folder cannot be written."""
+    from runtime.errors import UserError
+    name = f"{what} {path}" if what else str(path)
+    if path.is_dir():
+        raise UserError(f"{name} is a folder: give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {name}: {e.strerror or e} in {path.parent}; choose a writable folder") from None
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path: str | os.PathLike, what: str = "") -> None:
+    """Fail now, before long work whose result would be lost, if ``path`` cannot be written (``what``: the
+    option that named it, for the message)."""
+    os.unlink(_temp_beside(Path(path), ".probe", what))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -18,13 +40,7 @@ def atomic_path(path: str | os.PathLike):
     On an exception the temporary file is removed and ``path`` keeps its previous content.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        from runtime.errors import UserError
-        raise UserError(f"cannot write {path}: {e.strerror or e} in {path.parent}; choose a writable folder") from None
-    os.close(fd)
+    tmp = _temp_beside(path, ".tmp")
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

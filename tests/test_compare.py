@@ -103,3 +103,52 @@ def test_cv_files_fold_rows_that_compare_pairs(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].endswith("over 1 seed: undecided: one seed in common, the rule needs at least two")
     assert cv(tiny[:-2] + ["--jsonl", str(jsonl)]) == 2
     assert capsys.readouterr().err.strip() == "error: --jsonl and --recipe go together: name the recipe the fold rows are filed under"
+
+
+GOOD = {"arch": "gru", "recipe": "a", "seed": 0, "fold": 0, "test_acc": 0.9}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": "abc"}, "seed must be a whole number, got 'abc'"),
+    ({"seed": None}, "seed must be a whole number, got None"),
+    ({"seed": 0.7}, "seed must be a whole number, got 0.7"),
+    ({"fold": True}, "fold must be a whole number, got True"),
+    ({"test_acc": "x"}, "test_acc must be a finite fraction from 0 to 1 (0.93, not 93), got 'x'"),
+    ({"test_acc": math.nan}, "test_acc must be a finite fraction from 0 to 1 (0.93, not 93), got nan"),
+    ({"test_acc": 80}, "test_acc must be a finite fraction from 0 to 1 (0.93, not 93), got 80"),
+    ({"recipe": ["a"]}, "recipe must be a non-empty string, got ['a']"),
+    ({"recipe": " "}, "recipe must be a non-empty string, got ' '"),
+])
+def test_a_malformed_fold_row_is_one_error_naming_its_line(tmp_path, capsys, change, message):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "seed": 1, **change}) + "\n")
+    assert main([str(bad), "--baseline", "a", "--candidate", "b"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bad}:2: {message}; fix or remove the line"
+
+
+def test_whole_float_seeds_are_read_as_ints(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({**GOOD, "seed": 1.0, "fold": 2.0}) + "\n")
+    assert read_rows(path) == [{**GOOD, "seed": 1, "fold": 2}]
+
+
+def test_a_repeated_fold_row_is_refused_naming_both_lines(tmp_path, capsys):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text("\n".join(json.dumps(r) for r in [GOOD, {**GOOD, "arch": "lstm"}, {**GOOD, "test_acc": 0.5}]) + "\n")
+    assert main([str(bad), "--baseline", "a", "--candidate", "b"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bad}: lines 1 and 3 are both gru recipe 'a' seed 0 fold 0; keep one of them"
+
+
+def test_a_file_that_is_not_utf8_is_one_error(tmp_path, capsys):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_bytes(b"\xff\xfe{}\n")
+    assert main([str(bad), "--baseline", "a", "--candidate", "b"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {bad} is not UTF-8 text (byte 0); "
+                                               "give the .jsonl file that training.cv --jsonl wrote")
+
+
+@pytest.mark.parametrize("k", ["-5", "0", "nan"])
+def test_k_must_be_above_zero(tmp_path, capsys, k):
+    assert main([str(DEV_ROWS), "--arch", "lstm", "--baseline", "a", "--candidate", "b", "--k", k]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --k {float(k):g}: the number of standard errors must be "
+                                               "a finite number above 0 (default 2)")

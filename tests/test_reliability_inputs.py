@@ -342,6 +342,7 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     (["fuzz", "--seconds", "soon"], "--seconds 'soon' is not a whole number"),
     (["kws-stream", "--keywords", "many"], "--keywords 'many' is not a whole number"),
     (["kws-stream", "--out", "/proc/rnn-edge/x.wav"], "cannot write /proc/rnn-edge/x.wav"),
+    (["kws-stream", "--keywords", "1", "--out", "/tmp"], "/tmp is a folder: give a file path"),  # was IsADirectoryError
     (["parity", "--arch", "rnn"], "unknown architecture(s) rnn"),
     (["export", "--seq-len", "0"], "--seq-len 0: it sets a Keras model's open window length"),
     (["cv", "--dev", "--fold", "x"], "--fold 'x' is not a whole number"),

@@ -48,9 +48,9 @@ def test_training_is_reproducible(tmp_path):
 
 
 def test_resume_continues_from_the_saved_epoch(tmp_path):
-    cfg = load_config("fixture", out=str(tmp_path), epochs=2, patience=99)
+    cfg = load_config("fixture", out=str(tmp_path), epochs=4, patience=99, max_minutes=1e-9)  # stops after 1 epoch
     train(cfg, resume=False, progress=False)
-    assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 1
+    assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 0
     m = train(load_config("fixture", out=str(tmp_path), epochs=4, patience=99), resume=True, progress=False)
     assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
     assert load_train_state(tmp_path / "train_state.pt")["epoch"] == 3
@@ -97,6 +97,37 @@ def test_resume_with_incompatible_config_is_refused(tmp_path):
     r = run_cli("--task", "fixture", "--out", str(tmp_path), "--set", "hidden=8")
     assert r.returncode == 2
     assert r.stderr.startswith("error: cannot resume") and "Traceback" not in r.stderr
+
+
+def test_resume_with_other_training_settings_is_refused(tmp_path):
+    """Audit: resuming with other lr, epochs, seed... kept the saved optimizer and schedule but recorded the new
+    values. Where and how fast a run goes (out, device, threads, max_minutes) may change."""
+    train(load_config("fixture", out=str(tmp_path), epochs=2, max_minutes=1e-9), resume=False, progress=False)
+    for change, shown in ((dict(lr=0.5), "lr 0.01 -> 0.5"), (dict(epochs=4), "epochs 2 -> 4"), (dict(seed=3), "seed 0 -> 3")):
+        with pytest.raises(UserError, match=f"cannot resume .*{shown}.*--fresh") as e:
+            train(load_config("fixture", out=str(tmp_path), **{"epochs": 2, **change}), progress=False)
+        assert "\n" not in str(e.value)
+    m = train(load_config("fixture", out=str(tmp_path), epochs=2, max_minutes=10, threads=1), progress=False)
+    assert [h["epoch"] for h in m["history"]] == [0, 1]
+
+
+def test_config_values_are_not_rounded_or_overridden(tmp_path):
+    """Audit: a config file's epochs = 2.9 trained 2 epochs, lr = true gave 1.0, its task replaced --task;
+    a negative seed or a thread count above the CPUs was accepted."""
+    for text, match in (("epochs = 2.9", "epochs=2.9 is not a valid int"), ("lr = true", "lr=True is not a valid float"),
+                        ("hidden = [8.7, 8]", "hidden=.* is not a valid tuple"), ('task = "kws"', "says task = 'kws'")):
+        f = tmp_path / "c.toml"
+        f.write_text(text + "\n")
+        with pytest.raises(UserError, match=match):
+            load_config("fixture", str(f))
+    (tmp_path / "latin.toml").write_bytes(b"# caf\xe9\nepochs = 2\n")
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_config("fixture", str(tmp_path / "latin.toml"))
+    with pytest.raises(UserError, match="seed = -1 is out of range"):
+        load_config("fixture", seed="-1")
+    with pytest.raises(UserError, match="threads = 100000 is out of range"):
+        load_config("fixture", threads="100000")
+    assert load_config("fixture", epochs="3").epochs == 3 and load_config("fixture", hidden="8,8").hidden == (8, 8)
 
 
 def test_resume_is_refused_before_the_data_is_loaded(tmp_path, monkeypatch):

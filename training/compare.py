@@ -73,14 +73,38 @@ def paired_difference(baseline: dict[int, float], candidate: dict[int, float], k
     return Paired(seeds, d, mean, se, k)
 
 
+def _whole(value) -> bool:
+    """A whole number: an int, or a float such as 1.0 (not a bool, not 0.7)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+
+
+def check_row(row: dict, where: str) -> dict:
+    """The row with seed and fold as ints and test_acc as a float, or one clear error naming ``where`` (file:line)."""
+    if not isinstance(row.get("arch"), str):
+        raise UserError(f"{where}: arch must be a string such as \"gru\", got {row.get('arch')!r}; fix or remove the line")
+    if not isinstance(row.get("recipe"), str) or not row["recipe"].strip():
+        raise UserError(f"{where}: recipe must be a non-empty string, got {row.get('recipe')!r}; fix or remove the line")
+    for key in ("seed", "fold"):
+        if not _whole(row[key]):
+            raise UserError(f"{where}: {key} must be a whole number, got {row[key]!r}; fix or remove the line")
+    acc = row["test_acc"]
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc) or not 0 <= acc <= 1:
+        raise UserError(f"{where}: test_acc must be a finite fraction from 0 to 1 (0.93, not 93), got {acc!r}; fix or remove the line")
+    return {**row, "seed": int(row["seed"]), "fold": int(row["fold"]), "test_acc": float(acc)}
+
+
 def read_rows(path: str | Path) -> list[dict]:
-    """The JSON objects of a .jsonl file, one per non-empty line; a bad line is one clear error."""
+    """The JSON objects of a .jsonl file, one per non-empty line; a bad line or a repeated
+    (arch, recipe, seed, fold) is one clear error."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}; give the .jsonl file that training.cv --jsonl wrote") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); give the .jsonl file that training.cv --jsonl wrote") from None
     rows = []
+    seen: dict[tuple, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -90,6 +114,12 @@ def read_rows(path: str | Path) -> list[dict]:
             raise UserError(f"{path}:{n}: not a JSON object ({e.msg}); each line must be one fold row") from None
         if not isinstance(row, dict) or not {"arch", "recipe", "seed", "fold", "test_acc"} <= row.keys():
             raise UserError(f"{path}:{n}: a fold row needs arch, recipe, seed, fold and test_acc")
+        row = check_row(row, f"{path}:{n}")
+        key = (row["arch"], row["recipe"], row["seed"], row["fold"])
+        if key in seen:
+            raise UserError(f"{path}: lines {seen[key]} and {n} are both {key[0]} recipe {key[1]!r} seed {key[2]} "
+                            f"fold {key[3]}; keep one of them")
+        seen[key] = n
         rows.append(row)
     return rows
 
@@ -115,6 +145,8 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=float, default=2.0, help="standard errors the mean difference must exceed (default 2)")
     a = p.parse_args(argv)
     try:
+        if not (a.k > 0 and math.isfinite(a.k)):
+            raise UserError(f"--k {a.k:g}: the number of standard errors must be a finite number above 0 (default 2)")
         rows = read_rows(a.jsonl)
         base, cand = paired_scores(rows, a.arch, a.baseline, a.candidate, a.jsonl)
         result = paired_difference(base, cand, a.k)

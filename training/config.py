@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 
@@ -49,6 +50,12 @@ class TrainConfig:
         name = Path(self.task).name if Path(self.task).exists() else self.task
         return Path("runs") / f"{name}-{self.arch}"
 
+    def resume_fields(self) -> dict:
+        """Everything that shapes the training run (all but where and how fast it runs): a resumed run
+        must have them unchanged, or its optimizer and schedule would silently keep the old ones."""
+        skip = {"out", "device", "threads", "max_minutes"}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+
     def model_fields(self) -> dict:
         """The fields that fix the shape of the weights: resuming requires them unchanged."""
         return {"task": self.task, "arch": self.arch, "hidden": list(self.hidden), "data": self.data}
@@ -57,6 +64,13 @@ class TrainConfig:
 ARCHS = ("gru", "lstm")
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
                "false": False, "0": False, "no": False, "off": False}
+
+
+def _whole(value) -> int:
+    """An integer from TOML or the command line: 2 and "2", not 2.9, true or "2.5" (no silent rounding)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value) if not isinstance(value, str) else int(value.strip())
 
 
 def _coerce(field: dataclasses.Field, value):
@@ -71,14 +85,16 @@ def _coerce(field: dataclasses.Field, value):
                 value = [v for v in value.strip("[]() ").replace("x", ",").split(",") if v.strip()]
             if isinstance(value, int):
                 value = [value]
-            return tuple(int(v) for v in value)
+            return tuple(_whole(v) for v in value)
         if kind == "bool":
             if isinstance(value, bool):
                 return value
             return _BOOL_WORDS[str(value).strip().lower()]
         if kind == "int":
-            return int(value)
+            return _whole(value)
         if kind == "float":
+            if isinstance(value, bool):  # TOML's true is not a number (Python's would be 1.0)
+                raise TypeError(value)
             return float(value)
         return str(value)
     except (TypeError, ValueError, KeyError):
@@ -99,17 +115,23 @@ def _literal(text):
 def load_config(task: str = "watch", config_file: str | None = None, **overrides) -> TrainConfig:
     """Defaults < configs/<task>.toml (or ``config_file``) < that file's ``[gru]`` or ``[lstm]`` table
     for the chosen architecture < non-None ``overrides``."""
+    from training.data.base import is_path_task
     values: dict = {}
     path = Path(config_file) if config_file else CONFIG_DIR / f"{task}.toml"
     if config_file and not path.is_file():
         raise UserError(f"config file {path} not found")
     if path.is_file():
         try:
-            values.update(tomllib.loads(path.read_text()))
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
-    from training.data.base import is_path_task
-    values.setdefault("task", str(Path(task)) if is_path_task(task) else task)  # data/csv/ -> data/csv
+        except UnicodeDecodeError as e:
+            raise UserError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8") from None
+    named = str(Path(task)) if is_path_task(task) else task
+    if config_file and "task" in values and values["task"] != named:
+        raise UserError(f"config file {path} says task = {values['task']!r} but the command line trains {task!r}: "
+                        f"pass --task {values['task']} or remove task from the file")
+    values.setdefault("task", named)  # data/csv/ -> data/csv
     # [gru] / [lstm] tables: options for that architecture only (file < its arch table < overrides)
     per_arch = {a: values.pop(a) for a in ARCHS if isinstance(values.get(a), dict)}
     arch = overrides.get("arch") or values.get("arch") or TrainConfig.arch
@@ -169,7 +191,8 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("mixup", 0 <= cfg.mixup <= 10, "the Beta distribution's parameter, 0 (off) to 10"),
             ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),
             ("swa_lr", cfg.swa_lr > 0, "a positive learning rate"),
-            ("threads", cfg.threads >= 1, "1 or more"),
+            ("threads", 1 <= cfg.threads <= (os.cpu_count() or 1), f"1 to {os.cpu_count() or 1} (this machine's CPUs)"),
+            ("seed", cfg.seed >= 0, "0 or more"),
             ("max_minutes", cfg.max_minutes > 0, "a positive number of minutes")):
         if not ok:
             raise UserError(f"{name} = {getattr(cfg, name)} is out of range: choose {want}")

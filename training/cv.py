@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import atomic
 from runtime.atomic import write_json
 from runtime.errors import UserError
 from training.data.watch import SUBJECTS
@@ -43,6 +44,12 @@ def folds(k: int = 5, subjects: tuple[int, ...] = SUBJECTS) -> list[tuple[tuple[
         val = (subjects[((f + 1) * size) % len(subjects)],)
         out.append((test, val))
     return out
+
+
+# --set keys that cv itself sets per fold: overriding them would break the folds
+RESERVED = {"arch": "use --arch", "task": "cross-validation runs on watch only", "out": "use --runs for the fold runs",
+            "data": "set single options such as data.window_s=4",
+            "data.test_subjects": "the folds choose them", "data.val_subjects": "the folds choose them"}
 
 
 def box() -> str:
@@ -84,9 +91,11 @@ def main(argv=None) -> int:
     p.add_argument("--dev", action="store_true", help="fold over the subjects outside the default test split only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config option")
     p.add_argument("--fold", type=int, action="append", default=None,
-                   help="run only this fold (0-based; repeat for several), e.g. to spread folds over processes")
+                   help="run only this fold (0-based; repeat for several), e.g. to spread folds over processes; "
+                        "the all-folds report is then written only if --out is given")
     p.add_argument("--runs", default=None, help="folder for the fold runs (default runs/cv or runs/dev)")
-    p.add_argument("--out", default=None, help="JSON report (default docs/benchmarks/watch-cv-<arch>.json)")
+    p.add_argument("--out", default=None, help="JSON report (default docs/benchmarks/watch-<cv|dev>-<arch>.json; "
+                                               "with --fold, none unless --out is given)")
     p.add_argument("--jsonl", default=None, help="also append one JSON line per fold to this file (with --recipe)")
     p.add_argument("--recipe", default=None, help="the name the --jsonl rows carry, e.g. 'default + tempo=0.2'")
     a = p.parse_args(argv)
@@ -94,14 +103,24 @@ def main(argv=None) -> int:
     from training.data.watch import TEST_SUBJECTS
     from training.train import parse_sets
     from training.trainer import train
-    a.folds = a.folds or (4 if a.dev else 5)
+    a.folds = a.folds if a.folds is not None else (4 if a.dev else 5)
     subjects = tuple(s for s in SUBJECTS if s not in TEST_SUBJECTS) if a.dev else SUBJECTS
     tag = "dev" if a.dev else "cv"
+    out = a.out or (None if a.fold else f"docs/benchmarks/watch-{tag}-{a.arch}.json")
     rows = []
     try:
         if (a.jsonl is None) != (a.recipe is None):
             raise UserError("--jsonl and --recipe go together: name the recipe the fold rows are filed under")
+        if not 2 <= a.folds <= len(subjects):
+            raise UserError(f"--folds {a.folds}: choose 2 to {len(subjects)} (there are {len(subjects)} subjects"
+                            f"{' outside the test split' if a.dev else ''})")
         overrides = parse_sets(a.set)
+        for key in overrides:
+            if key in RESERVED:
+                raise UserError(f"--set {key}=...: cv sets {key} itself; {RESERVED[key]}")
+        for path, flag in ((out, "--out"), (a.jsonl, "--jsonl")):
+            if path:
+                atomic.check_writable(path, flag)  # before any training
         base = load_config("watch", arch=a.arch, **overrides)
         chosen = folds(a.folds, subjects)
         bad = [i for i in (a.fold or []) if not 0 <= i < len(chosen)]
@@ -119,14 +138,16 @@ def main(argv=None) -> int:
                   f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)", flush=True)
             if a.jsonl:
                 append_row(a.jsonl, {"arch": a.arch, "recipe": a.recipe, "seed": base.seed, **rows[-1], "box": box()})
+        accs = np.array([r["test_acc"] for r in rows])
+        which = f"{a.folds}-fold" if not a.fold else f"folds {sorted(set(a.fold))} of {a.folds}"
+        print(f"watch {a.arch}: subject-wise {which} test accuracy {accs.mean():.3f} +- {accs.std():.3f} "
+              f"(min {accs.min():.3f}, max {accs.max():.3f})")
+        if out:
+            write_json(out, {"arch": a.arch, "subjects": list(subjects), "overrides": overrides, "folds": rows,
+                             "mean": float(accs.mean()), "std": float(accs.std())})
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    accs = np.array([r["test_acc"] for r in rows])
-    print(f"watch {a.arch}: subject-wise {a.folds}-fold test accuracy {accs.mean():.3f} +- {accs.std():.3f} "
-          f"(min {accs.min():.3f}, max {accs.max():.3f})")
-    write_json(a.out or f"docs/benchmarks/watch-{tag}-{a.arch}.json",
-               {"arch": a.arch, "subjects": list(subjects), "overrides": overrides, "folds": rows, "mean": float(accs.mean()), "std": float(accs.std())})
     return 0
 
 

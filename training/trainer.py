@@ -310,6 +310,11 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
             raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
                             f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
+        was = st.get("resume_fields")  # (states written before 2026-11-29 lack it)
+        changed = sorted(k for k, v in cfg.resume_fields().items() if was is not None and was.get(k) != v)
+        if changed:
+            raise UserError(f"cannot resume {state_path}: {', '.join(f'{k} {was.get(k)!r} -> {cfg.resume_fields()[k]!r}' for k in changed)} "
+                            f"would not apply to the saved optimizer and schedule; use another --out, or --fresh to start over")
 
     data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
@@ -442,7 +447,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                 **({"averaged": averaged.state_dict(), "swa_start": swa_start} if averaged is not None else {}),
                 "rng": torch.get_rng_state(), "aug_rng": gen.get_state(),
                 "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
-                "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "spec": spec.to_json()})
+                "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "resume_fields": cfg.resume_fields(),
+                "spec": spec.to_json()})
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", **({"val_mse": f"{va_loss:.4f}"} if is_forecast
                                 else {"val_acc": f"{va_acc:.3f}", cfg.keep: f"{best_acc:.3f}"}))

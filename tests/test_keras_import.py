@@ -173,6 +173,8 @@ cases = {
   "rnn_wrapper": lambda: k.Sequential([L.RNN(L.LSTMCell(4), input_shape=(10, 3)), L.Dense(2)]),
   "conv": lambda: k.Sequential([L.Conv1D(4, 3, input_shape=(10, 3)), L.LSTM(4), L.Dense(2)]),
   "mixed": lambda: k.Sequential([L.LSTM(4, return_sequences=True, input_shape=(10, 3)), L.GRU(4), L.Dense(2)]),
+  "one_output": lambda: k.Sequential([L.LSTM(4, input_shape=(10, 3)), L.Dense(1)]),
+  "softmax_layer": lambda: k.Sequential([L.LSTM(4, input_shape=(10, 3)), L.Dense(3), L.Softmax()]),
 }
 res = {}
 for name, build in cases.items():
@@ -202,6 +204,8 @@ EXPECTED = {  # case -> (layer class named, option named)
     "rnn_wrapper": ("RNN", "LSTMCell"),
     "conv": ("Conv1D", "Conv1D is not supported"),
     "mixed": ("GRU", "mixes GRU with LSTM"),
+    "one_output": ("Dense", "at least 2 classes"),  # audit: imported as a 1-class classifier, every check trivial
+    "softmax_layer": ("Softmax", "activation='softmax'"),  # audit: said the final Dense was not final
 }
 
 

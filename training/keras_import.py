@@ -99,6 +99,9 @@ def _describe(model) -> dict:
             continue
         if kind in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout"):
             continue  # identity at inference
+        if dense is not None and kind == "Softmax":
+            _refuse(layer, "a Softmax layer after the final Dense is not supported; save the model with "
+                           "Dense(..., activation='softmax') or an Activation('softmax') layer instead")
         if dense is not None and kind != "Activation":
             _refuse(dense["layer"], f"is followed by {kind} layer {layer.name!r}: Dense layers other than the final one "
                                     f"are not supported (only one final Dense head, optionally with softmax)")
@@ -133,6 +136,9 @@ def _describe(model) -> dict:
             act = cfg.get("activation")
             if act not in ("linear", "softmax"):
                 _refuse(layer, f"activation={act!r} on the final Dense layer is not supported; only linear or softmax")
+            if int(cfg["units"]) < 2:  # argmax of one score is always 0: every check would pass trivially
+                _refuse(layer, f"has {cfg['units']} unit(s): a classifier head needs at least 2 classes "
+                               f"(a one-output regressor is not a supported head)")
             ws = layer.get_weights()
             if not cfg.get("use_bias", True):
                 ws = [ws[0], np.zeros((int(cfg["units"]),), np.float32)]

@@ -93,6 +93,7 @@ def _export_keras(args) -> int:
         raise UserError("--keras cannot be combined with --checkpoint or --task: the Keras model is the checkpoint")
     name = Path(args.keras).stem
     checkpoint = Path("runs") / f"keras-{name}" / "model.safetensors"
+    _check_keras_run(checkpoint, Path(args.keras))
     meta = import_keras(args.keras, checkpoint, seq_len=args.seq_len)
     k = meta["keras"]["check"]
     print(f"imported {args.keras} ({meta['keras']['framework']}) -> {checkpoint}: logits max |PyTorch - Keras| "
@@ -102,6 +103,21 @@ def _export_keras(args) -> int:
     manifest = export_artifacts(checkpoint, out, kinds=args.kinds, arch=args.arch, progress=not args.no_progress,
                                 unrolled=args.unrolled, data=synthetic_data(model, meta))
     return _report(manifest, out)
+
+
+def _check_keras_run(checkpoint: Path, keras_file: Path) -> None:
+    """``runs/keras-<stem>`` may hold the import of another file with the same stem (a/lstm.keras, then
+    b/lstm.h5): refuse to replace it, since an export made from it names that checkpoint."""
+    if not checkpoint.is_file() or not keras_file.is_file():
+        return
+    from training.checkpoint import file_sha256, load_model
+    try:
+        before = (load_model(checkpoint)[1].get("keras") or {})
+    except UserError:
+        return  # a damaged checkpoint there is replaced by the new import
+    if before.get("sha256") not in (None, file_sha256(keras_file)):
+        raise UserError(f"{checkpoint.parent} holds the import of another Keras file ({before.get('file')}): "
+                        f"rename {keras_file.name} or remove that folder")
 
 
 def _report(manifest: dict, out: Path) -> int:

@@ -158,3 +158,6 @@ def test_firmware_names_bad_target_and_precision(tmp_path):
         RP.firmware("cortex-m4", artifacts=str(tmp_path), precision="int4")
     with pytest.raises(UserError, match="cortex-m4"):
         RP.firmware("cortex-m99", artifacts=str(tmp_path))
+    for opt in ("-O9", "", "-O2 -fno-inline"):  # audit: -O9 ran as -O3 and was reported as -O9
+        with pytest.raises(UserError, match="--opt .*choose one of -O0"):
+            RP.firmware("cortex-m4", artifacts=str(tmp_path), opt=opt)

@@ -247,3 +247,19 @@ def test_bad_files(tmp_path):
         import_keras(tmp_path / "junk.keras", tmp_path / "m.safetensors")
     assert "\n" not in str(e.value)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_second_file_with_the_same_stem_does_not_replace_the_first_import(keras_models, tmp_path):
+    """Audit: a/lstm.keras then b/lstm.h5 both wrote runs/keras-lstm, under the first export's manifest."""
+    import shutil
+
+    from export.cli import _check_keras_run
+    from training.keras_import import import_keras
+    ckpt = tmp_path / "runs" / "keras-k3" / "model.safetensors"
+    import_keras(keras_models / "k3.keras", ckpt)
+    _check_keras_run(ckpt, keras_models / "k3.keras")  # the same file again: fine
+    other = tmp_path / "b" / "k3.keras"
+    other.parent.mkdir()
+    shutil.copy(keras_models / "gru.h5", other)
+    with pytest.raises(UserError, match="holds the import of another Keras file .*rename k3.keras"):
+        _check_keras_run(ckpt, other)

@@ -104,6 +104,9 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz", "-Og")
+
+
 def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision: str = "int8", opt: str = "-O2",
              sequences: int = 4, timeout: float = 120, work_dir: str | None = None, as_json: bool = False,
              checkpoint: str | None = None) -> str:
@@ -118,6 +121,8 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
     tgt = get_target(target)
     if precision not in ("int8", "float32"):
         raise UserError(f"--precision {precision!r}: the C library comes in int8 or float32")
+    if opt not in OPT_LEVELS:  # one gcc optimization level: the report names it, so it must be what gcc ran
+        raise UserError(f"--opt {opt!r}: choose one of {', '.join(OPT_LEVELS)}")
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
     if artifacts is None and checkpoint is None:
         artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None

@@ -178,19 +178,23 @@ def kept_records(out_dir: Path, kinds: list[str], checkpoint: Path) -> list[dict
                         f"{', '.join(kinds)} there would drop them or mix two models; export every family "
                         f"(leave out --kinds) or choose another --out")
     for a in others:
+        for rel in _package_files(a):  # the old manifest's paths are not trusted
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise UserError(f"{out_dir}/manifest.json lists {rel!r} outside its folder: re-export every family")
         if a.get("status", "ok") == "ok":
             old.verified(a)  # never carry a damaged file into the new folder
     return others
 
 
+def _package_files(rec: dict) -> list[str]:
+    """A record's files relative to its artifact folder (a C entry: its whole package)."""
+    return ([rec["file"]] if rec.get("file") else []) + list((rec.get("c") or {}).get("files") or [])
+
+
 def copy_kept(records: list[dict], src: Path, dst: Path) -> None:
     """Copy the files of ``records`` (a C entry: its whole package) from ``src`` into ``dst``."""
     for rec in records:
-        files = [rec["file"]] if rec.get("file") else []
-        files += list((rec.get("c") or {}).get("files") or [])
-        for rel in files:
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise UserError(f"{src}/manifest.json lists {rel!r} outside its folder: re-export every family")
+        for rel in _package_files(rec):  # (checked by kept_records)
             if (src / rel).is_file() and not (dst / rel).exists():
                 (dst / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src / rel, dst / rel)

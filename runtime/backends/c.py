@@ -37,8 +37,9 @@ from runtime.errors import MissingDependency, UserError
 from runtime.manifest import verify_file
 
 
-def _compile_command(cc: str, precision: str) -> list[str]:
-    return [cc, "-std=c99", "-O2", "-fPIC", "-shared"] + (["-lm"] if precision != "int8" else [])
+def _compile_command(cc: str, precision: str, source="SOURCE", out="OUT") -> list[str]:
+    """gcc's command line (with placeholder paths it is part of the cache key)."""
+    return [cc, "-std=c99", "-O2", "-fPIC", "-shared", str(source), "-o", str(out)] + (["-lm"] if precision != "int8" else [])
 
 
 def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
@@ -49,8 +50,7 @@ def compile_shared(source: Path, out_so: Path, precision: str) -> Path:
     out_so.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out_so.parent)
     os.close(fd)
-    base = _compile_command(cc, precision)
-    cmd = base[:5] + [str(source), "-o", tmp] + base[5:]
+    cmd = _compile_command(cc, precision, source, tmp)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if p.returncode != 0:

@@ -57,6 +57,16 @@ g = k.Sequential([L.GRU(16, return_sequences=True, use_bias=False, input_shape=(
                   L.Dense(5), L.Activation("softmax")])
 g.save(f"{out}/gru.h5")
 np.save(f"{out}/gru_probs.npy", g.predict(x, verbose=0))
+# stateful, batch size 1 (audit: the import ran Keras on a batch of 512 and crashed): Keras' own
+# outputs window by window, each from a reset state
+s = k.Sequential([L.GRU(6, stateful=True, return_sequences=True, batch_input_shape=(1, 10, 10)), L.GRU(4, stateful=True),
+                  L.Dense(3, activation="softmax")])
+s.save(f"{out}/stateful.keras")
+probs = []
+for w in x:
+    s.reset_states()
+    probs.append(s.predict(w[None], verbose=0))
+np.save(f"{out}/stateful_probs.npy", np.concatenate(probs))
 import keras as k3  # Keras 3, its own .keras format
 k3.utils.set_random_seed(1)
 m3 = k3.Sequential([k3.Input((10, 10)), k3.layers.LSTM(12, return_sequences=True), k3.layers.LSTM(6), k3.layers.Dense(3)])
@@ -82,6 +92,7 @@ def _softmax(z):
     ("classic.keras", True, (128, 64), "lstm"),
     ("gru.h5", True, (16, 8), "gru"),        # tf_keras .h5, use_bias=False, Dropout, softmax as a layer
     ("k3.keras", False, (12, 6), "lstm"),    # Keras 3 file, linear head
+    ("stateful.keras", True, (6, 4), "gru"),  # stateful=True, batch size 1: each window from a zero state
 ])
 def test_import_matches_keras(keras_models, tmp_path, name, softmax, hidden, arch):
     import torch

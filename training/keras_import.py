@@ -129,6 +129,7 @@ def _describe(model) -> dict:
             if len(ws) != 3:
                 _refuse(layer, f"has {len(ws)} weight arrays, expected kernel, recurrent_kernel, bias")
             rnns.append({"name": layer.name, "units": units, "return_sequences": bool(cfg.get("return_sequences")),
+                         "stateful": bool(cfg.get("stateful")), "layer": layer,
                          "weights": [np.asarray(w, np.float32) for w in ws]})
         elif kind == "Dense":
             if not rnns:
@@ -174,6 +175,25 @@ def _describe(model) -> dict:
             "dense": dense, "final_activation": final_activation}
 
 
+def _keras_outputs(model, x: np.ndarray, stateful_layers: list) -> np.ndarray:
+    """Keras' own outputs for the windows ``x``, each window from a zero state.
+
+    A stateful model is built for batch size 1 and carries its state from call to call, so it is
+    run one window at a time with its recurrent layers reset before each (what Keras does after
+    ``reset_states()``), and reset again afterwards.
+    """
+    if not stateful_layers:
+        return np.asarray(model(x, training=False), np.float32)
+    out = []
+    for window in x:
+        for layer in stateful_layers:
+            layer.reset_states()
+        out.append(np.asarray(model(window[None], training=False), np.float32))
+    for layer in stateful_layers:
+        layer.reset_states()
+    return np.concatenate(out)
+
+
 def _child_main(keras_path: str, work: str, seq_len: int = 0) -> int:
     """Load, describe, and run the Keras model on the synthetic windows (written to ``work/x.npy``);
     writes desc.json + weights.npz. ``seq_len``: the window length when the model leaves it open."""
@@ -192,15 +212,16 @@ def _child_main(keras_path: str, work: str, seq_len: int = 0) -> int:
             for j, w in enumerate(r["weights"]):
                 arrays[f"rnn{i}_{j}"] = w
         arrays["head_0"], arrays["head_1"] = d["dense"]["weights"]
+        stateful = [r["layer"] for r in d["rnns"] if r["stateful"]]
         if x is not None:
-            arrays["probs"] = np.asarray(model(x, training=False), np.float32)
+            arrays["probs"] = _keras_outputs(model, x, stateful)
             # Logits: the same Keras model with its final softmax switched off (before any predict
             # traced it; eager __call__ reads the attribute each time).
             layer = d["dense"].get("activation_layer") or d["dense"]["layer"]
             saved = layer.activation
             layer.activation = lambda t: t
             try:
-                arrays["logits"] = np.asarray(model(x, training=False), np.float32)
+                arrays["logits"] = _keras_outputs(model, x, stateful)
             finally:
                 layer.activation = saved
         np.savez(work_dir / "weights.npz", **arrays)

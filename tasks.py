@@ -314,7 +314,7 @@ def deploy(c, host, port=None, known_hosts=None, key=None, bundle="dist/rpi/rnn-
 @task
 @user_errors
 def pi_emulator(c):
-    """Run an emulated Raspberry Pi 4 (aarch64 under QEMU) behind a loopback sshd until Ctrl-C."""
+    """Run an emulated Raspberry Pi 4 (aarch64 under QEMU) behind a loopback sshd until Ctrl-C or SIGTERM."""
     _rpi_cli("emulate")
 
 

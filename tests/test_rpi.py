@@ -411,6 +411,50 @@ def test_a_proxyjump_hop_has_its_host_key_checked(sshd, small_bundle, tmp_path, 
 
 # --- aarch64 parity: the same artifacts on the emulated Pi and on this host ---------------------
 
+def _port_answers(port: int) -> bool:
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@needs_pi
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_emulate_leaves_no_server_behind(pi_root, sig):
+    """`python -m devices.rpi emulate` stopped by SIGTERM cleans up like Ctrl-C (sshd stopped, keys
+    deleted); killed outright, its sshd still dies with it (audit: sshd outlived SIGTERM)."""
+    import re
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "devices.rpi", "emulate"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        banner = ""
+        while "Ctrl-C" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"emulate exited before serving: {banner!r}"
+            banner += line
+        port = int(re.search(r"ssh://\S+:(\d+)", banner).group(1))
+        folder = os.path.dirname(re.search(r"UserKnownHostsFile=(\S+)", banner).group(1))
+        assert _port_answers(port) and os.path.isdir(folder)
+        proc.send_signal(getattr(signal, sig))
+        rc = proc.wait(30)
+        deadline = time.monotonic() + 10
+        while _port_answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _port_answers(port), f"sshd still listens on {port} after {sig}"
+        if sig == "SIGTERM":
+            assert rc == 0 and not os.path.exists(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing can clean up after SIGKILL but the kernel's death signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @needs_pi
 def test_aarch64_parity(fixture_artifacts, arch, pi_root):
     """Every ONNX Runtime / LiteRT / C artifact on the emulated Pi 4 vs this x86 host, same inputs."""

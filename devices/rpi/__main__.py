@@ -52,14 +52,22 @@ def _root(args) -> int:
     return 0
 
 
+def _stop_on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt  # so that the ``with`` below stops sshd and deletes its files
+
+
 def _emulate(args) -> int:
+    import signal
     from devices.rpi.emulated_root import emulated_pi
     from devices.rpi.loopback_sshd import LoopbackSshd
+    # SIGTERM (kill, systemd, a CI runner) and SIGHUP (the terminal closed) end it like Ctrl-C
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGHUP, _stop_on_signal)
     with LoopbackSshd(emulated_pi(progress=True)) as sshd:
         print(f"emulated Raspberry Pi 4 on ssh://{sshd.host}:{sshd.port}\n"
               f"  ssh -p {sshd.port} -i {sshd.client_key} -o UserKnownHostsFile={sshd.known_hosts} {sshd.host}\n"
               f"  invoke deploy --host {sshd.host} --port {sshd.port} --known-hosts {sshd.known_hosts} "
-              f"--key {sshd.client_key}\nCtrl-C stops it (and deletes its files).", flush=True)
+              f"--key {sshd.client_key}\nCtrl-C (or SIGTERM, SIGHUP) stops it and deletes its files.", flush=True)
         try:
             while sshd.proc.poll() is None:
                 time.sleep(1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -58,6 +59,14 @@ def _server_base() -> Path:
 def _keygen(path: Path, comment: str) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
                    check=True, capture_output=True)
+
+
+def _die_with_parent() -> None:
+    """In the forked sshd, before exec: ask Linux to send it SIGTERM when its parent dies, so a
+    killed owner (SIGKILL, a crash) does not leave a listening server with a test key behind."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LoopbackSshd:
@@ -147,7 +156,7 @@ class LoopbackSshd:
             raise UserError(f"sshd refused its test config: {test.stderr.strip()}")
         log = open(self.folder / "sshd.log", "ab")
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -103,7 +103,8 @@ def as_audio(audio) -> np.ndarray:
     if a.dtype == np.int16:
         return a.astype(np.float64) / 32768.0
     if not np.issubdtype(a.dtype, np.floating):
-        raise UserError(f"audio must be float in [-1, 1) or int16, got dtype {a.dtype}")
+        raise UserError(f"audio must be float in [-1, 1) or int16, got dtype {a.dtype}: convert it "
+                        f"(int16 samples as they are, others scaled to floats in [-1, 1))")
     a = a.astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise UserError("audio contains NaN or infinite samples: clean the signal before computing features")

@@ -73,7 +73,8 @@ class Manifest:
             raise UserError(f"{path} is not valid JSON ({e}): re-export the artifacts") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise UserError(f"{path} is not an rnn-edge manifest (format {got!r}, expected {FORMAT!r})")
+            raise UserError(f"{path} is not an rnn-edge manifest (format {got!r}, expected {FORMAT!r}): pass an "
+                          f"artifact folder written by invoke export")
         if problem := _structure_problem(data):
             raise UserError(f"{path} is damaged: {problem}; re-export the artifacts")
         return cls(folder, data)

@@ -383,7 +383,8 @@ def _load_folder(folder: Path, backend, artifact, precision, threads, options) -
                             f"it cannot be loaded; choose another of {', '.join(man.names())}")
         backend = backend or entry.get("runtime")
         if precision and entry.get("precision") != precision:
-            raise UserError(f"artifact {artifact!r} has precision {entry.get('precision')!r}, not {precision!r}")
+            raise UserError(f"artifact {artifact!r} has precision {entry.get('precision')!r}, not {precision!r}: "
+                            f"drop the precision, or choose another of {', '.join(man.names())}")
     else:
         backend, entry = _pick(man, backend, precision)
     cls = backend_class(backend)
@@ -470,5 +471,6 @@ def load(path, backend: str | None = None, artifact: str | None = None, precisio
     if path.is_dir():
         return _load_folder(path, backend, artifact, precision, threads, options)
     if artifact:
-        raise UserError(f"artifact={artifact!r} needs an artifact folder, but {path} is a single file")
+        raise UserError(f"artifact={artifact!r} needs an artifact folder, but {path} is a single file: pass the "
+                        f"folder that holds manifest.json, or load the file without artifact=")
     return _load_bare(path, backend, threads, options)

@@ -113,9 +113,11 @@ def parse_wav_bytes(data: bytes, sample_rate: int | None = None) -> tuple[np.nda
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
             raw = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as e:
-        raise UserError(f"not a readable PCM WAV stream ({e})") from None
+        raise UserError(f"not a readable PCM WAV stream ({e}): convert it to 16-bit PCM WAV "
+                        f"(e.g. sox in.wav -b 16 -e signed-integer out.wav)") from None
     if width != 2:
-        raise UserError(f"WAV stream has {8 * width}-bit samples, only 16-bit PCM is read")
+        raise UserError(f"WAV stream has {8 * width}-bit samples, only 16-bit PCM is read: convert it "
+                        f"(e.g. sox in.wav -b 16 -e signed-integer out.wav)")
     raw = raw[:len(raw) // (2 * channels) * (2 * channels)]
     audio = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
     if sample_rate is not None and rate != sample_rate:

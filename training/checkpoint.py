@@ -65,7 +65,8 @@ def load_model(path) -> tuple[SequenceModel, dict]:
     """Rebuild the model from a ``model.safetensors`` (or a run folder holding one)."""
     path, header, tensors = read_checkpoint(path)
     if header.get("format") != FORMAT:
-        raise UserError(f"{path} is not an rnn-edge checkpoint (format {header.get('format')!r})")
+        raise UserError(f"{path} is not an rnn-edge checkpoint (format {header.get('format')!r}): pass the "
+                        f"model.safetensors that invoke train wrote (a Keras model goes through --keras)")
     try:  # a damaged header can still be valid safetensors: its spec/meta JSON must parse too
         spec = ModelSpec.from_json(header["spec"])
         meta = json.loads(header["meta"])

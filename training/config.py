@@ -77,7 +77,7 @@ def _coerce(field: dataclasses.Field, value):
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     if kind == "dict":
         if not isinstance(value, dict):
-            raise UserError(f"config value {field.name} must be a table, got {value!r}")
+            raise UserError(f"config value {field.name} must be a table, got {value!r}: write it as a [{field.name}] section of the config file, or as --set {field.name}.KEY=VALUE")
         return dict(value)
     try:
         if kind.startswith("tuple"):
@@ -119,7 +119,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     values: dict = {}
     path = Path(config_file) if config_file else CONFIG_DIR / f"{task}.toml"
     if config_file and not path.is_file():
-        raise UserError(f"config file {path} not found")
+        raise UserError(f"config file {path} not found: pass the path of a TOML file (configs/ holds one per task)")
     if path.is_file():
         try:
             values.update(tomllib.loads(path.read_text(encoding="utf-8")))

@@ -218,7 +218,8 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
             found = {e["name"] for entries in shipped.values() for e in entries}
             missing = [a for a in artifacts if a not in found]
             if missing:
-                raise UserError(f"no artifact named {', '.join(missing)} in {', '.join(map(str, folders))}")
+                raise UserError(f"no artifact named {', '.join(missing)} in {', '.join(map(str, folders))}: the "
+                                f"names are the 'name' fields of each folder's manifest.json")
         used = sorted({e["runtime"] for entries in shipped.values() for e in entries})
         requirements = pi_requirements(used)
         (partial / "requirements.txt").write_text(

@@ -175,7 +175,8 @@ def aarch64_parity(folder, names: list[str] | None = None, x_raw: np.ndarray | N
     if names:
         unknown = set(names) - {e["name"] for e in entries}
         if unknown:
-            raise UserError(f"no ONNX/TFLite/C artifact named {', '.join(sorted(unknown))} in {folder}")
+            raise UserError(f"no ONNX/TFLite/C artifact named {', '.join(sorted(unknown))} in {folder}: "
+                            f"choose from {', '.join(e['name'] for e in pi_entries(man))}")
     if x_raw is None:
         with np.load(man.golden_path(), allow_pickle=False) as g:
             x_raw = g["x_raw"]

@@ -74,7 +74,7 @@ def run(args) -> int:
                     report(d, args.rate, args.jsonl)
             frames += 1
     if frames == 0:
-        raise UserError(f"{name} has no data rows")
+        raise UserError(f"{name} has no data rows: give CSV rows of one frame each (one column per channel)")
     print(f"{frames} frames, {detections} detection(s)", file=sys.stderr)
     return 0
 

@@ -145,7 +145,8 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
     """Speech Commands layout -> log-mel sequences (cached under ``cache_dir``)."""
     kind, labels, files = _files_by_label(root)
     if kind != "wav":
-        raise UserError(f"{root} holds .{kind} files, not .wav")
+        raise UserError(f"{root} holds .{kind} files, not .wav: convert the recordings to WAV "
+                        f"(e.g. sox in.{kind} out.wav), one sub-folder per label")
     check_fractions(str(root), val_fraction, test_fraction)
     config = feature_config(str(root), {} if features is None else features, FeatureConfig())
     n = clip_samples(str(root), clip_seconds, config)
@@ -244,7 +245,8 @@ def load_csv_folder(root: Path, window: int | None = None, hop: int | None = Non
     """One sub-folder per label, one CSV recording per file -> fixed-length windows."""
     kind, labels, files = _files_by_label(root)
     if kind != "csv":
-        raise UserError(f"{root} holds .{kind} files, not .csv")
+        raise UserError(f"{root} holds .{kind} files, not .csv: give one sub-folder per label with one CSV "
+                        f"recording per file (a header row, one column per channel)")
     recs = [(label, p, read_csv_recording(p)) for label, fs in enumerate(files) for p in fs]
     channels = {r.shape[1] for _, _, r in recs}
     if len(channels) > 1:
@@ -281,7 +283,7 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
     except ValueError as e:
         raise UserError(f"{path} holds pickled objects or is malformed ({e}): save plain numeric/string arrays with np.savez") from None
     except (OSError, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e})") from None
+        raise UserError(f"{path} is not a readable .npz file ({e}): write it with numpy.savez(path, X=..., y=...)") from None
     for key in ("X", "y"):
         if key not in arrays:
             raise UserError(f"{path} has no array {key!r} (found {', '.join(arrays) or 'none'}): save X [N, T, C] and y [N]")

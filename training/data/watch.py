@@ -86,7 +86,8 @@ def check_subjects(test_subjects, val_subjects) -> None:
     if both:
         raise UserError(f"subject(s) {', '.join(map(str, both))} in both test_subjects and val_subjects: a subject belongs to one split")
     if len(set(test_subjects) | set(val_subjects)) >= len(SUBJECTS):
-        raise UserError("test_subjects and val_subjects leave no subject to train on")
+        raise UserError(f"test_subjects and val_subjects leave no subject to train on: the data has subjects "
+                        f"{min(SUBJECTS)}-{max(SUBJECTS)}; hold out fewer")
 
 
 def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,

@@ -40,7 +40,7 @@ def _whole(name: str, value, minimum: int = 0) -> int:
 
 
 @task(help={
-    "task": "watch (default) | kws | fixture | PATH to a data folder or .npz",
+    "task": "watch (default) | kws | watch-forecast | watch-frames | fixture | PATH to a data folder or .npz",
     "arch": "lstm | gru (default from the config: gru)",
     "config": "TOML config file (default configs/<task>.toml)",
     "set_": "override a config option, KEY=VALUE (repeatable), e.g. --set hidden=64,64",
@@ -117,7 +117,7 @@ def reliability(c, slow=False):
     c.run(cmd, pty=False)
 
 
-@task(help={"seconds": "libFuzzer time per model", "models": "how many random models",
+@task(help={"seconds": "total libFuzzer time, shared among the models", "models": "how many random models",
             "seed": "seed of the random models", "workdir": "keep builds and corpora here"})
 @user_errors
 def fuzz(c, seconds="60", models="5", seed="1", workdir=None):
@@ -258,7 +258,7 @@ def parity(c, arch="gru,lstm", artifacts=None, task="watch", out="docs/parity", 
         raise Exit(code=rc)
 
 
-@task(help={"quick": "small and fast (~1 min): fewer repeats, small sweeps, Cortex-M4 only",
+@task(help={"quick": "small and fast (~2-3 min): fewer repeats, small sweeps, Cortex-M4 only",
             "artifacts": "comma list of artifact folders (default artifacts/watch-gru,artifacts/watch-lstm)",
             "out": "report folder (default docs/benchmarks)",
             "only": "comma list of parts: runtimes,mcu,pi,tflm,scaling,training"})

@@ -12,6 +12,8 @@ def features(x, ndim: tuple[int, ...], channels: int, what: str, layout: str) ->
 
     ``ndim``: the accepted numbers of dimensions; ``layout``: how to describe them, e.g. "[N, T, C]".
     """
+    if x is None:
+        raise UserError(f"{what} is None: pass a numeric array {layout}")
     if isinstance(x, np.ndarray):
         arr = x
     else:

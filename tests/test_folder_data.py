@@ -109,6 +109,13 @@ def test_npz_with_and_without_groups(tmp_path):
     np.savez(tmp_path / "g.npz", X=X, y=np.array(["x", "y", "z"])[y], groups=groups)
     d = load_task(str(tmp_path / "g.npz"))
     assert d.class_names == ["x", "y", "z"]
+    # string labels with class_names: the names' order is the class order (audit: it was ignored)
+    np.savez(tmp_path / "s.npz", X=X, y=np.array(["x", "y", "z"])[y], class_names=np.array(["z", "x", "y"]))
+    s = load_task(str(tmp_path / "s.npz"))
+    assert s.class_names == ["z", "x", "y"]
+    truth = {row.tobytes(): label for row, label in zip(X, np.array(["x", "y", "z"])[y])}
+    for Xs, ys in ((s.X_train, s.y_train), (s.X_val, s.y_val), (s.X_test, s.y_test)):
+        assert [s.class_names[k] for k in ys] == [truth[row.tobytes()] for row in Xs]  # each window keeps its label
     g = d.info["groups"]
     assert all(g[s] for s in g) and not set(g["train"]) & (set(g["val"]) | set(g["test"]))
 
@@ -219,6 +226,8 @@ X6 = np.ones((6, 4, 2))
     (dict(X=X6, y=np.zeros(6, int)), r"y holds only one label \(0\): a classifier needs at least two classes"),
     (dict(X=X6, y=np.array(["cat"] * 6)), r"y holds only one label \(cat\)"),
     (dict(X=X6, y=np.arange(6) % 2, class_names=np.array(["a", "b", "c"])), r"y has 2 classes .*class_names lists 3"),
+    (dict(X=X6, y=np.array(["a", "b"] * 3), class_names=np.array(["a", "c"])), r"class_names \(a, c\) must name each label of y once; y holds a, b"),
+    (dict(X=X6, y=np.array(["a", "b"] * 3), class_names=np.array(["a", "b", "a"])), r"class_names \(a, b, a\) must name each label"),
     (dict(X=X6, y=np.arange(6) % 3, groups=np.array(["s0", "s1"] * 3)), r"found only 2 .*groups come from the groups array of"),
     (dict(X=X6 * 1j, y=np.arange(6) % 2), r"real numeric array .*complex: save the real and imaginary parts"),
 ])

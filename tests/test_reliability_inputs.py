@@ -207,6 +207,8 @@ def test_unknown_backend_precision_and_options(folder):
         runtime.load(folder, backend="tensorrt")
     with pytest.raises(UserError, match="no usable artifact for backend 'onnxruntime' at precision 'int4'"):
         runtime.load(folder, backend="onnxruntime", precision="int4")
+    with pytest.raises(UserError, match="is None: pass a numeric array"):  # audit: said "dtype object"
+        runtime.load(folder, artifact="onnx-float32").predict(None)
     with pytest.raises(UserError, match="has precision 'float32', not 'int8'"):
         runtime.load(folder, artifact="onnx-float32", precision="int8")
     with pytest.raises(UserError, match="does not exist"):

@@ -181,6 +181,10 @@ def test_listen_runs_audio_through_features_and_model(tmp_path, monkeypatch, cap
     # bare model: window = 98 frames (1 s), hop 49 -> windows end at frames 97, 146, 195, 244
     assert len(det) == 4 and all(d["label"] in "012" for d in det)
     assert "2.5 s of audio" in p.stderr
+    # audit: an empty WAV, or one shorter than a window, reported "0 keyword(s)" with exit 0
+    for n in (0, 8000):
+        short = write_wav(tmp_path / f"short{n}.wav", np.zeros(n, np.float32))
+        assert_user_error(cli("listen", "--model", onnx, "--wav", short), "less than the model's 0.98 s window")
     # a model trained on 1.5 s clips (148 frames; audit: listen refused it, advising a re-export that
     # could not help) decodes windows of its own length: they end at frames 147, 221
     import runtime.apps.listen as listen

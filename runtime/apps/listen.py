@@ -138,6 +138,9 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     seconds = decoder.frame * frame_s
+    if args.wav and decoder.frame < window:  # no window was ever complete: "0 keywords" would be no answer
+        raise UserError(f"{args.wav} gave {seconds:.2f} s of audio, less than the model's {window * frame_s:.2f} s "
+                        f"window: no keyword can be decided; give a longer recording")
     print(f"{seconds:.1f} s of audio, {len(reports)} keyword(s)", file=sys.stderr)
     if truth is not None:
         from runtime.detect import score

@@ -316,9 +316,14 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
                          val_fraction, test_fraction, info, groups_from=f"the groups array of {path}")
 
 
+def _listed(names: list[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")
+
+
 def _npz_labels(path: Path, y: np.ndarray, class_names: np.ndarray | None) -> tuple[list[str], np.ndarray]:
     """Class names and labels ``0..K-1`` from ``y``: integers that use every class ``0..K-1`` (named by
-    ``class_names`` when given), or strings; at least two classes."""
+    ``class_names`` when given), or strings (in the order of ``class_names`` when given, else sorted);
+    at least two classes."""
     if np.issubdtype(y.dtype, np.integer):
         values = np.unique(y)
         if values[0] != 0 or values[-1] != len(values) - 1:
@@ -330,7 +335,13 @@ def _npz_labels(path: Path, y: np.ndarray, class_names: np.ndarray | None) -> tu
             raise UserError(f"{path}: y has {len(values)} classes (labels 0..{len(values) - 1}) but class_names lists "
                             f"{len(names)}: give one name per class")
     elif y.dtype.kind in "US":
-        names, y = [str(c) for c in np.unique(y)], np.unique(y, return_inverse=True)[1]
+        found = [str(c) for c in np.unique(y)]
+        names = found if class_names is None else [str(c) for c in class_names]
+        if sorted(names) != found or len(set(names)) != len(names):
+            raise UserError(f"{path}: class_names ({_listed(names)}) must name each label of y once; y holds "
+                            f"{_listed(found)}")
+        index = {name: i for i, name in enumerate(names)}
+        y = np.array([index[str(v)] for v in y], np.int64)
     else:
         raise UserError(f"{path}: y must hold integer labels or strings, got dtype {y.dtype}")
     if len(names) < 2:

@@ -89,7 +89,7 @@ def markdown(result: dict, plots: list[str]) -> str:
         L += _section(
             "Microcontrollers (QEMU, exact instruction counts)",
             "One whole-sequence inference counted by a QEMU TCG plugin; -O2; flash = the model object (weights + code); "
-            "RAM = state + deepest stack (-fstack-usage). MAC floor: 1 instruction/MAC for a scalar loop, 0.5 with SMLAD "
+            "RAM = state + deepest stack along gcc's call graph (-fcallgraph-info=su; libc/libm frames not counted). MAC floor: 1 instruction/MAC for a scalar loop, 0.5 with SMLAD "
             "(two 16-bit MACs per instruction), before loads, requantization and activations.",
             ["model", "precision", "target", "instructions", "MACs", "instr/MAC", "flash", "RAM", "host bit-identical"],
             result["mcu"], _mcu_row, lambda r: [r["folder"], r["precision"], r["target"]])

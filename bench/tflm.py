@@ -16,7 +16,7 @@ timed interleaved, in alternating order, so machine noise hits both alike:
 
 RAM: TFLM's tensor arena (the export's measured minimum, manifest ``arena_bytes``; the
 interpreter's own objects and stack come on top) against our state + stack on Cortex-M4 (QEMU
-build, ``-fstack-usage``; ``bench.mcu``). Size: the .tflite flatbuffer against our whole model
+build, stack along gcc's call graph; ``bench.mcu``). Size: the .tflite flatbuffer against our whole model
 object on Cortex-M4 (weights + code); TFLM's interpreter code is not counted. Accuracy: the
 manifest's test-split figures; agreement: the two on the golden sequences.
 """
@@ -127,7 +127,7 @@ def compare_tflm_host(folder, rounds: int = 200, warmup: int = 10, m4_row: dict 
     ref = golden["scores"]
 
     ours_ram = ours_flash = None
-    ram_source = "Cortex-M4 build (state + stack from -fstack-usage)"
+    ram_source = "Cortex-M4 build (state + deepest stack along gcc's call graph)"
     if m4_row and "ram" in m4_row:
         ours_ram, ours_flash = m4_row["ram"]["total"], m4_row["flash"]["model_total"]
         state, stack = m4_row["ram"]["state"], m4_row["ram"]["stack"]

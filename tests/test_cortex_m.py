@@ -96,6 +96,38 @@ def test_report_figures(c_lib, tmp_path):
     assert 0 < rep["flash"]["model_total"] <= rep["flash"]["estimate"]  # the pre-build estimate is an upper bound
     assert rep["ram"]["state"] == 2 * (16 + 16) and rep["ram"]["total"] < 4096
     assert "instructions/MAC" in RP.format_report(rep)
+    # the stack is the deepest chain of gcc's call graph (audit: run + step + largest helper missed
+    # matvec_q below advance, 64 B short on the watch GRU)
+    chain, frames = rep["ram"]["stack_chain"], rep["ram"]["stack_frames"]
+    assert chain[0].startswith(prefix + "_") and "matvec_q" in chain, chain
+    assert rep["ram"]["stack"] == sum(frames[f] for f in chain)
+
+
+def _graph(tmp_path, frames: dict, edges: list, external=()) -> Path:
+    """A -fstack-usage file and its -fcallgraph-info=su graph, in gcc's formats."""
+    su = tmp_path / "m.su"
+    su.write_text("".join(f"m.c:1:1:{f}\t{n}\tstatic\n" for f, n in frames.items()))
+    lines = ['graph: { title: "m.c"']
+    lines += [f'node: {{ title: "m.c:{f}" label: "{f}\\nm.c:1:1\\n{n} bytes (static)" }}' for f, n in frames.items()]
+    lines += [f'node: {{ title: "{f}" label: "__builtin_{f}\\n<built-in>" shape : ellipse }}' for f in external]
+    for a, b in edges:
+        target = b if b in external else f"m.c:{b}"
+        lines.append(f'edge: {{ sourcename: "m.c:{a}" targetname: "{target}" label: "m.c:2:2" }}')
+    (tmp_path / "m.ci").write_text("\n".join(lines + ["}"]) + "\n")
+    return su
+
+
+def test_stack_bound_is_the_deepest_path_of_the_call_graph(tmp_path):
+    from devices.cortex_m.firmware import stack_bound
+    frames = {"p_run": 24, "p_step": 8, "advance": 880, "head": 64, "matvec_q": 72, "p_reset": 0}
+    su = _graph(tmp_path, frames, [("p_run", "advance"), ("p_run", "head"), ("p_run", "memset"), ("p_step", "advance"),
+                                   ("advance", "matvec_q"), ("head", "matvec_q"), ("p_reset", "memset")], ["memset"])
+    r = stack_bound(su, "p")
+    assert r["stack"] == 24 + 880 + 72 and r["chain"] == ["p_run", "advance", "matvec_q"]
+    assert r["external"] == ["memset"]
+    su = _graph(tmp_path, {"p_run": 8, "a": 16}, [("p_run", "a"), ("a", "p_run")])
+    with pytest.raises(UserError, match="recurses"):
+        stack_bound(su, "p")
 
 
 def test_too_big_for_the_target_is_refused_before_building(monkeypatch, tmp_path):

@@ -66,7 +66,8 @@ def build(lib_dir, prefix: str, precision: str, target: CortexMTarget, work_dir,
     lib_dir = Path(lib_dir).resolve()
     flags = target.cflags + WARN + [opt, "-ffunction-sections", "-fdata-sections"]
     obj = work / f"{prefix}.o"
-    _run([cc, *flags, "-fstack-usage", "-c", lib_dir / f"{prefix}.c", "-o", obj], f"{target.name} build of {prefix}.c")
+    _run([cc, *flags, "-fstack-usage", "-fcallgraph-info=su", "-c", lib_dir / f"{prefix}.c", "-o", obj],
+         f"{target.name} build of {prefix}.c")
     harness_c = work / "harness.c"
     harness_c.write_text(HN.harness_source(prefix, precision))
     elf = work / f"{prefix}.elf"
@@ -157,10 +158,14 @@ def object_sizes(obj: Path) -> dict:
 
 
 def stack_bound(su_file: Path, prefix: str) -> dict:
-    """Deepest stack of ``<prefix>_run`` from -fstack-usage: run + step + the largest helper + the largest leaf.
+    """Deepest stack of the model's API, from gcc's own call graph (``-fcallgraph-info=su``).
 
-    The generated call graph is at most run -> step -> {matvec_q, *_cell} -> {requantize, lut, ...};
-    functions inlined by the compiler have no entry (their frames are part of their caller's).
+    Every path from an API function (``<prefix>_run``, ``_step``, ...) through the static functions it
+    calls is summed frame by frame (the generated C has no recursion and no function pointers);
+    the deepest is the bound. Functions the compiler inlined have no node (their frames are part
+    of their caller's). Calls out of the model (``memset``, libm's ``expf`` ...) have no frame size
+    in the graph: they are listed under ``external`` and not counted. ``su_file`` is the
+    ``-fstack-usage`` file (checked for VLAs / alloca); the ``.ci`` graph lies beside it.
     """
     frames: dict[str, int] = {}
     for line in su_file.read_text().splitlines():
@@ -169,9 +174,37 @@ def stack_bound(su_file: Path, prefix: str) -> dict:
         if "dynamic" in kind and "bounded" not in kind:
             raise UserError(f"{name} has an unbounded stack frame ({kind}): the generated C must not use VLAs or alloca")
         frames[name] = int(n)
-    leaves = {"rshift_round", "sat16", "requantize", "lut", "sigmoidf"}
-    top = {f"{prefix}_run", f"{prefix}_step", f"{prefix}_reset", f"{prefix}_init", f"{prefix}_info", f"{prefix}_state_size"}
-    mid = [v for k, v in frames.items() if k not in leaves and k not in top]
-    leaf = [v for k, v in frames.items() if k in leaves]
-    total = frames.get(f"{prefix}_run", 0) + frames.get(f"{prefix}_step", 0) + max(mid, default=0) + max(leaf, default=0)
-    return {"stack": total, "frames": frames}
+    size, calls = _call_graph(su_file.with_suffix(".ci"))
+    deepest: dict[str, tuple[int, list[str]]] = {}
+
+    def walk(node: str, seen: tuple = ()) -> tuple[int, list[str]]:
+        if node in seen:
+            raise UserError(f"the generated C recurses through {node}: its stack has no static bound")
+        if node not in deepest:
+            below = [walk(c, seen + (node,)) for c in calls.get(node, ()) if c in size]
+            depth, chain = max(below, default=(0, []))
+            deepest[node] = (size[node] + depth, [_short(node)] + chain)
+        return deepest[node]
+
+    api = [n for n in size if _short(n).startswith(f"{prefix}_")]
+    total, chain = max((walk(n) for n in api), default=(0, []))
+    external = sorted({_short(c) for n in size for c in calls.get(n, ()) if c not in size})
+    return {"stack": total, "chain": chain, "external": external, "frames": frames}
+
+
+def _short(node: str) -> str:
+    return node.rsplit(":", 1)[-1]
+
+
+def _call_graph(ci_file: Path) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Nodes with their static frame size, and the edges, from a gcc ``-fcallgraph-info=su`` file."""
+    size: dict[str, int] = {}
+    calls: dict[str, list[str]] = {}
+    for line in ci_file.read_text().splitlines():
+        if m := re.match(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes \((static|dynamic[^)]*)\)"', line):
+            size[m.group(1)] = int(m.group(2))
+        elif m := re.match(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', line):
+            calls.setdefault(m.group(1), []).append(m.group(2))
+    if not size:
+        raise UserError(f"{ci_file} holds no call graph: the compiler must support -fcallgraph-info (gcc >= 10)")
+    return size, calls

@@ -1,7 +1,7 @@
 """``invoke firmware``: build a C model for a Cortex-M target, run it under QEMU, report its cost.
 
 Report per model and core: flash (weights + code of the model object, ``arm-none-eabi-size``),
-RAM (state struct + deepest stack from ``-fstack-usage``), executed instructions per inference
+RAM (state struct + deepest stack along gcc's call graph, ``-fcallgraph-info=su``), executed instructions per inference
 (exact, counted by a QEMU TCG plugin between two marker functions), instructions per
 multiply-accumulate, and whether the guest's scores equal the host build's bit for bit.
 """
@@ -78,6 +78,7 @@ def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTa
                   "budget_rule": int(1.3 * weight_bytes + 8192),
                   "within_rule": sizes["flash"] <= 1.3 * weight_bytes + 8192, "estimate": est["flash"]},
         "ram": {"state": run.state_bytes, "stack": stack["stack"], "total": ram, "below_4kb": ram < 4096,
+                "stack_chain": stack["chain"], "stack_external_calls": stack["external"],
                 "stack_frames": stack["frames"], "estimate": est["ram"]},
         "instructions": {"per_inference": instr, "steps": steps, "per_step": (instr / steps) if instr else None,
                          "macs_per_step": macs_step, "macs_per_inference": macs_step * steps,
@@ -92,7 +93,8 @@ def format_report(r: dict) -> str:
         f"{r['model']} {r['precision']} on {r['target']} ({r['qemu_machine']} under QEMU; budget of a {r['part']}), {r['opt']}",
         f"  flash  {f['model_total']:>8} B  = weights/tables {f['weights_and_tables']} + code {f['code']} + data {f['data']}"
         f"   (rule 1.3 x {f['weight_bytes']} weight bytes + 8 KB = {f['budget_rule']}: {'ok' if f['within_rule'] else 'EXCEEDED'})",
-        f"  RAM    {m['total']:>8} B  = state {m['state']} + stack {m['stack']} (-fstack-usage call chain)"
+        f"  RAM    {m['total']:>8} B  = state {m['state']} + stack {m['stack']} (deepest call chain "
+        f"{' -> '.join(m['stack_chain'])}{'; calls to ' + ', '.join(m['stack_external_calls']) + ' not counted' if m['stack_external_calls'] else ''})"
         f"   ({'< 4 KB' if m['below_4kb'] else '>= 4 KB'})",
     ]
     if i["per_inference"]:

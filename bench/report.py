@@ -34,7 +34,17 @@ def _section(title: str, intro: str, header: list[str], rows: list[dict], cells,
 def _mcu_row(r: dict) -> list:
     i = r["instructions"]
     return [r["model"], r["precision"], r["target"], f"{i['per_inference']:,}", f"{i['macs_per_inference']:,}",
-            f"{i['per_mac']:.2f}", f"{r['flash']['model_total']:,} B", f"{r['ram']['total']:,} B", r["host_identical"]]
+            f"{i['per_mac']:.2f}", f"{r['flash']['model_total']:,} B", f"{r['ram']['total']:,} B", _vs_host(r)]
+
+
+def _vs_host(r: dict) -> str:
+    """The guest's scores against the host gcc build: int8 must be bit-identical; float32 may differ
+    by libm / FPU rounding within the float32 tolerance."""
+    if r["host_identical"]:
+        return "bit-identical"
+    if r.get("host_within_limit"):
+        return f"within {r['host_limit']:.1g} (float32 tolerance)"
+    return "**DIFFERS**"
 
 
 def _pi_row(r: dict) -> list:
@@ -91,7 +101,7 @@ def markdown(result: dict, plots: list[str]) -> str:
             "One whole-sequence inference counted by a QEMU TCG plugin; -O2; flash = the model object (weights + code); "
             "RAM = state + deepest stack along gcc's call graph (-fcallgraph-info=su; libc/libm frames not counted). MAC floor: 1 instruction/MAC for a scalar loop, 0.5 with SMLAD "
             "(two 16-bit MACs per instruction), before loads, requantization and activations.",
-            ["model", "precision", "target", "instructions", "MACs", "instr/MAC", "flash", "RAM", "host bit-identical"],
+            ["model", "precision", "target", "instructions", "MACs", "instr/MAC", "flash", "RAM", "guest vs host gcc build"],
             result["mcu"], _mcu_row, lambda r: [r["folder"], r["precision"], r["target"]])
     if result.get("pi"):
         L += _section(

@@ -253,6 +253,63 @@ def test_packaging_builds_with_make_and_cmake(c_export, tmp_path):
         assert list(b.glob(f"lib{prefix}.a"))
 
 
+ARDUINO_STUB = """#pragma once
+#include <stdint.h>
+struct SerialStub { void begin(long) {} template <class T> void print(T) {} template <class T> void println(T, int = 2) {} };
+static SerialStub Serial;
+static inline void delay(unsigned long) {}
+"""
+
+
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_header_carries_the_inputs_recipe(c_export, tmp_path, precision):
+    """A firmware engineer gets the normalization, the window and the class names from the header
+    alone (C-user audit: only manifest.json had them), and the Arduino example uses them."""
+    e = c_export("gru")
+    lib, prefix, rec = _lib(e, precision)
+    P, meta = prefix.upper(), e["meta"]
+    prog = tmp_path / "show.c"
+    prog.write_text(f"""#include <stdio.h>
+#include "{prefix}.h"
+static const float mean[] = {P}_INPUT_MEAN;
+static const float stdev[] = {P}_INPUT_STD;
+static const char *const names[] = {P}_CLASS_NAMES;
+int main(void) {{
+    int c;
+    for (c = 0; c < {P}_INPUT_SIZE; ++c) printf("%.9g %.9g\\n", mean[c], stdev[c]);
+    printf("%d\\n", {P}_SEQ_LEN);
+    for (c = 0; c < {P}_NUM_CLASSES; ++c) printf("%s\\n", names[c]);
+    return 0;
+}}
+""")
+    exe = tmp_path / "show"
+    subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-I", str(lib), str(prog), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    C = len(meta["input_mean"])
+    got = np.array([[float(v) for v in line.split()] for line in out[:C]], np.float32)
+    np.testing.assert_array_equal(got[:, 0], np.float32(meta["input_mean"]))
+    np.testing.assert_array_equal(got[:, 1], np.float32(meta["input_std"]))
+    assert int(out[C]) == meta["seq_len"] and out[C + 1:] == list(meta["class_names"])
+    # the Arduino example (C++) compiles against a stub core, warnings as errors
+    ino = next((lib / "arduino").glob("*/examples/*/*.ino"))
+    (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-x", "c++", "-include", "Arduino.h",
+                    "-I", str(tmp_path), "-I", str(lib), str(ino)], check=True, capture_output=True, text=True)
+
+
+def test_any_label_is_a_valid_c_string(tmp_path):
+    from export.c.emit import c_string
+    labels = ['say "yes"', "back\\slash", "caf\u00e9", "??=", "tab\there", ""]
+    prog = tmp_path / "s.c"
+    prog.write_text("#include <stdio.h>\nstatic const char *const n[] = {" + ", ".join(map(c_string, labels)) + "};\n"
+                    "int main(void) { int i; for (i = 0; i < 6; ++i) printf(\"%s|\", n[i]); return 0; }\n")
+    subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", str(prog), "-o", str(tmp_path / "s")],
+                   check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "s")], check=True, capture_output=True).stdout
+    assert out.decode("utf-8") == "".join(f"{label}|" for label in labels)
+
+
 def test_bad_input_is_a_user_error(c_export, tmp_path, monkeypatch):
     e = c_export("gru")
     with pytest.raises(UserError, match="calibration data"):

@@ -75,15 +75,19 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         with torch.no_grad():
             ref = model(torch.from_numpy(x_eval)).numpy()
 
+    # what the header tells a firmware engineer about the inputs (normalization, window, class names)
+    preprocess = {"mean": [float(v) for v in meta["input_mean"]], "std": [float(v) for v in meta["input_std"]],
+                  "seq_len": meta.get("seq_len"),
+                  "class_names": list(meta.get("class_names") or []) if spec.head != "forecast" else None}
     records = []
     for precision in precisions:
         prefix = model_prefix(meta, spec.arch, precision)
         folder = out_dir / f"c-{precision}"
         if precision == "int8":
-            src = codegen.generate_int8(qm, prefix)
+            src = codegen.generate_int8(qm, prefix, preprocess)
             write_json(folder / "quant.json", quant)
         elif precision == "float32":
-            src = codegen.generate_float(fm, prefix)
+            src = codegen.generate_float(fm, prefix, preprocess)
         else:
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
         what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")

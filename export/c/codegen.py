@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from export.c import reference as R
-from export.c.emit import array, c_float, group_rows4, identifier, pad4
+from export.c.emit import array, c_float, c_string, group_rows4, identifier, pad4
 from export.c.kernels import DOT4_VARIANTS, kernel_source, kernel_sources
 
 
@@ -41,6 +41,30 @@ class CSource:
 
 def _describe(arch: str, input_size: int, hidden: list[int], classes: int) -> str:
     return f"{arch.upper()} {input_size} -> {' -> '.join(map(str, hidden))} -> {classes} classes"
+
+
+def _preprocess_defines(P: str, pre: dict | None, precision: str) -> str:
+    """What a raw frame must go through before it is fed, and what the training windows were, as
+    initializer macros (no storage unless the caller uses them): ``static const float m[] = P_INPUT_MEAN;``."""
+    if not pre:
+        return ""
+    text = (f"/* A raw frame x[c] (c < {P}_INPUT_SIZE) is normalized with the training set's statistics:\n"
+            f" *   x_normalized[c] = (x[c] - {P}_INPUT_MEAN[c]) / {P}_INPUT_STD[c]\n"
+            + (f" * then quantized: x_q[c] = clamp(round(x_normalized[c] / {P}_INPUT_SCALE), -128, 127),\n"
+               f" * round = half away from zero. " if precision == "int8" else " * ")
+            + f"Use as: static const float mean[] = {P}_INPUT_MEAN; */\n"
+            f"#define {P}_INPUT_MEAN {{{', '.join(c_float(v) for v in pre['mean'])}}}\n"
+            f"#define {P}_INPUT_STD {{{', '.join(c_float(v) for v in pre['std'])}}}\n")
+    if pre.get("seq_len"):
+        text += (f"/* Frames per training window. The model learned from windows of this length, each from a zero\n"
+                 f" * state: {P.lower()}_run over {P}_SEQ_LEN frames is what its accuracy was measured on. A stream\n"
+                 f" * that runs far past it is outside what it was trained on: reset every {P}_SEQ_LEN frames, or\n"
+                 f" * keep several states started {P}_SEQ_LEN / k frames apart and read the oldest (overlapping windows). */\n"
+                 f"#define {P}_SEQ_LEN {int(pre['seq_len'])}\n")
+    if pre.get("class_names"):
+        text += (f"/* Class names by score index: static const char *const names[] = {P}_CLASS_NAMES; */\n"
+                 f"#define {P}_CLASS_NAMES {{{', '.join(c_string(n) for n in pre['class_names'])}}}\n")
+    return text
 
 
 def _header(p: str, P: str, precision: str, arch: str, desc: str, state_fields: list[str], io: dict, extra_defines: str) -> str:
@@ -80,7 +104,8 @@ void {p}_reset({p}_state *s);
 /* Consume one frame x[{P}_INPUT_SIZE]; write the scores after it to scores[{P}_NUM_CLASSES]. */
 void {p}_step({p}_state *s, const {xt} *x, {st} *scores);
 
-/* Reset, then consume `steps` frames x[steps][{P}_INPUT_SIZE]; scores after the last frame. */
+/* Reset, then consume `steps` frames x[steps][{P}_INPUT_SIZE]; scores after the last frame.
+ * steps <= 0: nothing is read or written (scores keep what they held). */
 void {p}_run({p}_state *s, const {xt} *x, int32_t steps, {st} *scores);
 
 /* sizeof({p}_state), for callers that cannot see the struct (e.g. Python ctypes). */
@@ -100,7 +125,7 @@ void {p}_info(int32_t info[4]);
 
 # =============================================================================================
 # int8
-def generate_int8(qm: dict, prefix: str) -> CSource:
+def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSource:
     p = identifier(prefix)
     P = p.upper()
     arch, G = qm["arch"], (4 if qm["arch"] == "lstm" else 3)
@@ -118,10 +143,12 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
             state_fields.append(f"int16_t c{i}[{L['hidden']}]; /* layer {i} cell state c, Q{15 - L['cell_frac']}.{L['cell_frac']} */")
     defines = (f"/* Word alignment of the arrays the DSP kernel reads two words at a time (LDRD). */\n"
                f"#if defined(__GNUC__)\n#define {P}_ALIGN4 __attribute__((aligned(4)))\n#else\n#define {P}_ALIGN4\n#endif\n"
-               f"/* Input frames are int8: x_q = clamp(round(x_normalized / {P}_INPUT_SCALE), -128, 127). */\n"
+               f"/* Input frames are int8: x_q = clamp(round(x_normalized / {P}_INPUT_SCALE), -128, 127),\n"
+               f" * round = half away from zero (export/c/reference.py quantize_input). */\n"
                f"#define {P}_INPUT_SCALE {c_float(qm['input_scale'])}\n"
                f"/* Scores are int32 logits with {R.SCORE_FRAC} fractional bits: logit = score * {P}_SCORE_SCALE. */\n"
-               f"#define {P}_SCORE_SCALE {c_float(2.0 ** -R.SCORE_FRAC)}\n")
+               f"#define {P}_SCORE_SCALE {c_float(2.0 ** -R.SCORE_FRAC)}\n"
+               + _preprocess_defines(P, preprocess, "int8"))
     header = _header(p, P, "int8", arch, desc, state_fields, {"x": "int8_t", "scores": "int32_t",
                                                             "input_size": qm["input_size"], "classes": qm["num_classes"]}, defines)
 
@@ -193,7 +220,13 @@ def generate_int8(qm: dict, prefix: str) -> CSource:
  */
 #include "{p}.h"
 
+#include <limits.h>
 #include <string.h>
+
+/* The integer kernels multiply int8 by int16 in `int` and sum in int32_t: they need a 32-bit int. */
+#if INT_MAX < 2147483647
+#error "this library needs a 32-bit int (Cortex-M, RISC-V, Xtensa, x86, aarch64); 8/16-bit cores such as AVR are not supported"
+#endif
 
 {select}
 {''.join(data)}
@@ -270,7 +303,7 @@ void {p}_run({p}_state *s, const int8_t *x, int32_t steps, int32_t *scores)
 
 # =============================================================================================
 # float32
-def generate_float(fm: dict, prefix: str) -> CSource:
+def generate_float(fm: dict, prefix: str, preprocess: dict | None = None) -> CSource:
     p = identifier(prefix)
     P = p.upper()
     arch, G = fm["arch"], (4 if fm["arch"] == "lstm" else 3)
@@ -284,7 +317,8 @@ def generate_float(fm: dict, prefix: str) -> CSource:
             state_fields.append(f"float c{i}[{h}]; /* layer {i} cell state c */")
     header = _header(p, P, "float32", arch, desc, state_fields, {"x": "float", "scores": "float",
                                                                "input_size": fm["input_size"], "classes": fm["num_classes"]},
-                     "/* Input frames are normalized features: (x - mean) / std per channel. */\n")
+                     _preprocess_defines(P, preprocess, "float32")
+                     or "/* Input frames are normalized features: (x - mean) / std per channel. */\n")
     data, weight_bytes = [], 0
     for i, L in enumerate(fm["layers"]):
         H = L["hidden"]

@@ -15,6 +15,16 @@ def identifier(name: str) -> str:
     return "m_" + s if s[0].isdigit() else s
 
 
+def c_string(text: str) -> str:
+    """A C string literal of ``text`` (UTF-8 bytes; quotes, backslashes and non-printable bytes as
+    octal escapes, so that any label is a valid literal)."""
+    out = []
+    for b in str(text).encode("utf-8"):
+        ch = chr(b)
+        out.append(ch if 32 <= b < 127 and ch not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
 def c_float(v: float) -> str:
     """A float32 literal that round-trips exactly (9 significant digits)."""
     v = float(np.float32(v))

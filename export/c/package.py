@@ -13,7 +13,8 @@ CFLAGS = "-std=c99 -O2 -Wall -Wextra -Werror"
 def makefile(src: CSource) -> str:
     libm = " -lm" if src.precision == "float32" else ""
     return f"""# Builds lib{src.prefix}.a (and lib{src.prefix}.so with `make shared`) from the generated sources.
-# Cross-compile: make CC=arm-none-eabi-gcc CFLAGS="-std=c99 -O2 -mcpu=cortex-m4 -mthumb"
+# Cross-compile with your firmware's exact CPU and float-ABI flags (objects built with other ones do not link), e.g.
+#   make CC=arm-none-eabi-gcc CFLAGS="-std=c99 -O2 -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard"
 CC ?= cc
 AR ?= ar
 CFLAGS ?= {CFLAGS}
@@ -52,22 +53,41 @@ set_target_properties({src.prefix} PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED 
 def arduino_example(src: CSource) -> str:
     P = src.prefix.upper()
     if src.precision == "int8":
-        xt, st, fill = "int8_t", "int32_t", "(int8_t)((t * 7 + i * 13) % 64 - 32)"
+        xt, st = "int8_t", "int32_t"
+        to_frame = (f"    v /= {P}_INPUT_SCALE;                       // int8 steps\n"
+                    f"    v = v < 0 ? v - 0.5f : v + 0.5f;              // round half away from zero\n"
+                    f"    frame[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));\n")
         show = f"Serial.println(scores[k] * {P}_SCORE_SCALE, 4);"
     else:
-        xt, st, fill = "float", "float", "0.1f * (float)((t * 7 + i * 13) % 21 - 10)"
+        xt, st = "float", "float"
+        to_frame = "    frame[i] = v;\n"
         show = "Serial.println(scores[k], 4);"
-    return f"""// Streams synthetic frames through {src.prefix} and prints the scores once a second.
-// Replace make_frame() with your sensor reading (normalized, {'then quantized, ' if src.precision == 'int8' else ''}as the header says).
+    return f"""// Streams frames through {src.prefix} and prints the scores once a second.
+// Replace read_sensor() with your sensor: raw values in the units the model was trained on.
 #include <{src.header_name}>
 
 static {src.prefix}_state state;
+static float raw[{P}_INPUT_SIZE];
 static {xt} frame[{P}_INPUT_SIZE];
 static {st} scores[{P}_NUM_CLASSES];
 static long t = 0;
+#ifdef {P}_INPUT_MEAN
+static const float mean[{P}_INPUT_SIZE] = {P}_INPUT_MEAN;
+static const float stdev[{P}_INPUT_SIZE] = {P}_INPUT_STD;
+#endif
 
-static void make_frame() {{
-  for (int i = 0; i < {P}_INPUT_SIZE; ++i) frame[i] = {fill};
+static void read_sensor() {{  // synthetic values: replace with your sensor
+  for (int i = 0; i < {P}_INPUT_SIZE; ++i) raw[i] = 0.1f * (float)((t * 7 + i * 13) % 21 - 10);
+}}
+
+static void make_frame() {{  // normalized as in training{', then quantized' if src.precision == 'int8' else ''} (see the header)
+  for (int i = 0; i < {P}_INPUT_SIZE; ++i) {{
+#ifdef {P}_INPUT_MEAN
+    float v = (raw[i] - mean[i]) / stdev[i];
+#else
+    float v = raw[i];
+#endif
+{to_frame}  }}
 }}
 
 void setup() {{
@@ -76,10 +96,16 @@ void setup() {{
 }}
 
 void loop() {{
+  read_sensor();
   make_frame();
   {src.prefix}_step(&state, frame, scores);
   if (++t % 50 == 0) {{
+#ifdef {P}_CLASS_NAMES
+    static const char *const names[] = {P}_CLASS_NAMES;
+    for (int k = 0; k < {P}_NUM_CLASSES; ++k) {{ Serial.print(names[k]); Serial.print(": "); {show} }}
+#else
     for (int k = 0; k < {P}_NUM_CLASSES; ++k) {{ Serial.print(k); Serial.print(": "); {show} }}
+#endif
   }}
   delay(20);
 }}

@@ -1,8 +1,8 @@
 #if PREFIX_USE_DSP
 /* SXTB16 with ROR #8: bytes 1 and 3 of v sign-extended into two halfwords. */
-PREFIX_INLINE uint32_t sxtb16_ror8(uint32_t v)
+PREFIX_INLINE int32_t sxtb16_ror8(int32_t v)
 {
-    uint32_t r;
+    int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
     return r;
 }
@@ -20,7 +20,7 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
     k = n >> 2;                          /* n >= 4: every layer has at least one column block */
     do {
-        uint32_t xa, xb, w0, w1, w2, w3;
+        int32_t xa, xb, w0, w1, w2, w3;  /* packed halfwords / bytes, as ACLE's int16x2_t / int8x4_t */
         PREFIX_LDRD_PI(xa, xb, a);
         PREFIX_LDRD_PI(w0, w1, w);
         PREFIX_LDRD_PI(w2, w3, w);

@@ -13,7 +13,14 @@ PREFIX_INLINE int32_t rshift_round(int32_t x, int32_t s) { return ((x >> (s - 1)
 PREFIX_INLINE int32_t sat16(int32_t x)
 {
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(PREFIX_PORTABLE)
+#if defined(__GNUC__)  /* gcc 12's ACLE __ssat macro trips -Wsign-conversion inside itself */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-conversion"
+#endif
     return __ssat(x, 16);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 #else
     return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
 #endif

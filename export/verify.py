@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from runtime.metrics import compare
-from runtime.tolerances import abs_limit, regression_breaches, tolerance_for
+from runtime.tolerances import abs_limit, regression_breaches, score_breaches, tolerance_for
 
 STREAM_TOLERANCE = 1e-5  # float32 step-by-step vs whole-sequence scores (acceptance criterion)
 N_GOLDEN = 8
@@ -118,8 +118,10 @@ def judge(metrics: dict, precision: str) -> tuple[str, str | None]:
         problems.append(f"max |error| {metrics['max_abs_err']:.3g} > {limit:.3g}")
     if metrics.get("head") == "forecast":  # regression: error metrics, no decisions to agree on
         problems += regression_breaches(tol, metrics)
-    elif metrics["top1_agreement"] < tol.min_top1_agreement:
-        problems.append(f"top-1 agreement {metrics['top1_agreement']:.4f} < {tol.min_top1_agreement:.4f}")
+    else:
+        problems += score_breaches(tol, metrics)  # integer formats: the scores' size, not only decisions
+        if metrics["top1_agreement"] < tol.min_top1_agreement:
+            problems.append(f"top-1 agreement {metrics['top1_agreement']:.4f} < {tol.min_top1_agreement:.4f}")
     drop = metrics.get("accuracy_drop")
     if drop is not None and drop > tol.max_accuracy_drop + 1e-9:
         problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * tol.max_accuracy_drop:.2f}")

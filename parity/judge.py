@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from runtime.tolerances import LSB_RULES, abs_limit, regression_breaches, tolerance_for
+from runtime.tolerances import LSB_RULES, abs_limit, regression_breaches, score_breaches, tolerance_for
 
 EPS = 1e-12
 
@@ -22,6 +22,8 @@ def judge(precision: str, m: dict) -> list[str]:
     forecast = m.get("head") == "forecast"
     if forecast:  # regression: relative error vs the reference and MSE on the targets, no top-1
         bad += regression_breaches(tol, m)
+    else:  # integer formats: the scores' size too, not only their decisions
+        bad += score_breaches(tol, m)
     if not forecast and m.get("top1_agreement", 1.0) < tol.min_top1_agreement - EPS:
         bad.append(f"top-1 agreement {m['top1_agreement']:.2%} < {tol.min_top1_agreement:.2%}")
     if not forecast and m.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + EPS:

@@ -33,6 +33,10 @@ def compare(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
         "cosine_min": float(np.min(cos)) if len(cos) else 1.0,
         "ref_peak": float(np.max(np.abs(r))) if r.size else 0.0,  # scales float limits (tolerances.abs_limit)
     }
+    # RMSE relative to the range of the reference outputs (tolerances.score_breaches): scores judged
+    # on decisions alone would pass a shifted or rescaled output (a dropped zero point, a wrong scale)
+    ref_range = float(np.max(r) - np.min(r)) if r.size else 0.0
+    out["ref_range"], out["rel_err"] = ref_range, out["rmse"] / max(ref_range, 1e-30)
     if head == "forecast":
         out.update(regression(a, r))
         if labels is not None:

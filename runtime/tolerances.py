@@ -59,6 +59,19 @@ POLICY: dict[str, Tolerance] = {
 }
 
 
+def score_breaches(tol: Tolerance, m: dict, *, prefix: str = "") -> list[str]:
+    """Classifier (and frames) scores of a precision without a ``max_abs`` limit (int8, int16x8,
+    dynamic-range): their RMSE relative to the reference scores' range may not exceed the same
+    ``max_rel_err`` as a forecast's. Decisions alone (top-1, accuracy) cannot see a constant shift
+    or a wrong scale of every score, e.g. a dropped output zero point: that is tens of LSBs, while
+    the quantization itself stays within a few percent of the range (see each precision's reason)."""
+    if tol.max_abs is not None or m.get("head") == "forecast" or "rel_err" not in m:
+        return []
+    if m["rel_err"] > tol.max_rel_err:
+        return [f"{prefix}score error (RMSE / reference range) {m['rel_err']:.3g} > {tol.max_rel_err:g}"]
+    return []
+
+
 def regression_breaches(tol: Tolerance, m: dict, *, prefix: str = "") -> list[str]:
     """Why forecast metrics ``m`` (runtime.metrics.compare with head="forecast") break ``tol``."""
     bad = []

@@ -140,10 +140,17 @@ def test_verify_judges_by_precision(loaded):
     assert exact["status"] == "ok" and exact["accuracy"] == pytest.approx(ref.accuracy)
     noisy = verify_predict(lambda x: ref.scores + 1e-3, "float32", ref)
     assert noisy["status"] == "out-of-tolerance" and "max |error|" in noisy["error"]
-    # int8 is judged on decisions: the same small offset is fine, shuffled decisions are not
+    # int8 is judged on decisions and on the scores' relative size: the same small offset is fine,
+    # shuffled decisions are not, nor (audit) a shift or a rescale that keeps every decision
     assert verify_predict(lambda x: ref.scores + 1e-3, "int8", ref)["status"] == "ok"
     shuffled = verify_predict(lambda x: np.roll(ref.scores, 1, axis=0), "int8", ref)
     assert shuffled["status"] == "out-of-tolerance" and "top-1" in shuffled["error"]
+    span = float(ref.scores.max() - ref.scores.min())
+    for precision in ("int8", "int16x8", "dynamic-range"):
+        for name, wrong in (("shift", ref.scores + 0.1 * span), ("scale", 3 * ref.scores), ("shrink", 0.05 * ref.scores)):
+            r = verify_predict(lambda x, wrong=wrong: wrong, precision, ref)
+            assert r["status"] == "out-of-tolerance" and "score error" in r["error"], (precision, name, r["error"])
+            assert r["metrics"]["top1_agreement"] == 1.0  # decisions alone would have passed it
     status, error = judge({"max_abs_err": 0.0, "top1_agreement": 1.0, "stream_vs_own_sequence_max_abs": 2e-5}, "float32")
     assert status == "out-of-tolerance" and "whole-sequence graph" in error
     status, error = judge({"max_abs_err": 0.0, "top1_agreement": 1.0, "stream_vs_sequence_max_abs": 2e-4}, "float32")

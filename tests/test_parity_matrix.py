@@ -101,6 +101,31 @@ def test_float_limits_scale_with_the_reference_peak_and_int_limits_do_not():
     assert any("per-frame" in b for b in judge("float32", per_frame))
 
 
+@pytest.mark.parametrize("precision", ["int8", "int16x8", "dynamic-range"])
+def test_integer_scores_are_judged_by_size_not_only_decisions(precision):
+    """Audit: a constant shift or a rescale of every score (a dropped output zero point, a wrong
+    scale) kept every decision and passed. Now RMSE / reference range is bounded too."""
+    from parity.judge import judge
+    from runtime.metrics import compare
+    from runtime.tolerances import tolerance_for
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((300, 7)) * 3
+    labels = ref.argmax(-1)
+    span = float(ref.max() - ref.min())
+    limit = tolerance_for(precision).max_rel_err
+    noise = rng.standard_normal(ref.shape)
+    noise /= np.sqrt(np.mean(noise ** 2))
+    quantized = compare(ref + 0.3 * limit * span * noise, ref, labels)  # what rounding looks like: fine
+    assert quantized["rel_err"] == pytest.approx(0.3 * limit, rel=1e-6)
+    assert not [b for b in judge(precision, quantized) if "score error" in b]
+    for wrong in (ref + 2 * limit * span, ref * 3.0, ref * 0.05):
+        m = compare(wrong, ref, labels)
+        assert m["top1_agreement"] == 1.0 and m["accuracy_drop"] == 0.0
+        assert any("score error (RMSE / reference range)" in b for b in judge(precision, m)), judge(precision, m)
+    # float formats keep their max_abs rule and get no second one
+    assert judge("float32", compare(ref, ref, labels)) == []
+
+
 def test_lsb_per_row_and_the_failure_names_how_many_rows():
     from parity.judge import judge
     from runtime.metrics import lsb_per_row

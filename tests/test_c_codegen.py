@@ -253,6 +253,41 @@ def test_packaging_builds_with_make_and_cmake(c_export, tmp_path):
         assert list(b.glob(f"lib{prefix}.a"))
 
 
+def test_quantized_tables_dequantize_to_the_pytorch_weights(arch, c_export):
+    """The int8 tables, read back through their own scales, are PyTorch's parameters within half a
+    quantization step. Independent of export/c/quantize.py's code (test-suite audit: the C and its
+    numpy twin share the quantized model, so a dropped bias or a wrong bias scale passed bit-exactness)."""
+    from export.c.reference import GATE_FRAC, SCORE_FRAC, STATE_FRAC
+    e = c_export(arch)
+    qm = e["qm"]
+    sd = {k: v.detach().double().numpy() for k, v in e["model"].state_dict().items()}
+
+    def weights(wq, mult, shift, in_scale, out_frac):
+        real = mult / 2.0 ** 32 * 2.0 ** shift[:, 0] / 2.0 ** shift[:, 1]  # the row's requantization factor
+        step = real / (in_scale * 2.0 ** out_frac)  # = the row's weight scale
+        return wq * step[:, None], step
+
+    in_scale = qm["input_scale"]
+    for i, L in enumerate(qm["layers"]):
+        H, p = L["hidden"], f"layers.{i}."
+        for name, wq, mult, shift, scale in (("ih", L["wx"], L["wx_mult"], L["wx_shift"], in_scale),
+                                             ("hh", L["wh"], L["wh_mult"], L["wh_shift"], 2.0 ** -STATE_FRAC)):
+            w, step = weights(wq.astype(np.float64)[:, :sd[p + f"weight_{name}_l0"].shape[1]], mult, shift, scale, GATE_FRAC)
+            assert np.all(np.abs(w - sd[p + f"weight_{name}_l0"]) <= 0.5 * step[:, None] * (1 + 1e-6)), (i, name)
+        b_ih, b_hh = sd[p + "bias_ih_l0"], sd[p + "bias_hh_l0"]
+        bias = L["bias"] / 2.0 ** GATE_FRAC
+        if arch == "lstm":
+            np.testing.assert_allclose(bias, b_ih + b_hh, atol=2.0 ** -(GATE_FRAC + 1) + 1e-12)
+        else:  # r, z: both biases; n: b_in here, b_hn inside r * (W_hn h + b_hn)
+            np.testing.assert_allclose(bias[:2 * H], (b_ih + b_hh)[:2 * H], atol=2.0 ** -(GATE_FRAC + 1) + 1e-12)
+            np.testing.assert_allclose(bias[2 * H:], b_ih[2 * H:], atol=2.0 ** -(GATE_FRAC + 1) + 1e-12)
+            np.testing.assert_allclose(L["bias_hn"] / 2.0 ** GATE_FRAC, b_hh[2 * H:], atol=2.0 ** -(GATE_FRAC + 1) + 1e-12)
+        in_scale = 2.0 ** -STATE_FRAC
+    w, step = weights(qm["head_w"].astype(np.float64), qm["head_mult"], qm["head_shift"], 2.0 ** -STATE_FRAC, SCORE_FRAC)
+    assert np.all(np.abs(w - sd["head.weight"]) <= 0.5 * step[:, None] * (1 + 1e-6))
+    np.testing.assert_allclose(qm["head_bias"] / 2.0 ** SCORE_FRAC, sd["head.bias"], atol=2.0 ** -(SCORE_FRAC + 1) + 1e-12)
+
+
 ARDUINO_STUB = """#pragma once
 #include <stdint.h>
 struct SerialStub { void begin(long) {} template <class T> void print(T) {} template <class T> void println(T, int = 2) {} };

@@ -55,6 +55,39 @@ def test_stream_reset_and_int16_input():
     assert s.push(np.zeros(0, dtype=np.float32)).shape == (0, 40)
 
 
+def test_log_mel_equals_an_independent_computation():
+    """Against torch's STFT and a filterbank built here from the HTK definition, triangle by
+    triangle (test-suite audit: the front-end was only compared with itself, so a rectangular
+    window or |X| instead of |X|^2 passed every test). torch.stft centres the 400-sample window in
+    the 512-point FFT where we zero-pad its end: a circular shift within the FFT, so the power is the
+    same once the audio is offset by the 56 samples that puts the window on our frame's samples."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    t = np.arange(16000) / 16000.0
+    audio = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(16000)
+    window = torch.hann_window(400, periodic=True, dtype=torch.float64)
+    # torch puts the window at offset (512 - 400) / 2 = 56 inside each 512-sample frame: pad by 56
+    spec = torch.stft(torch.from_numpy(np.pad(audio, 56)), n_fft=512, hop_length=160, win_length=400, window=window,
+                      center=False, return_complex=True)
+    power = (spec.abs() ** 2).numpy().T  # [frames, 257]
+    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731 - HTK
+    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    points = [hz(m) for m in np.linspace(mel(20.0), mel(8000.0), 42)]
+    freqs = np.arange(257) * 16000.0 / 512
+    bank = np.zeros((257, 40))
+    for m in range(40):
+        left, centre, right = points[m], points[m + 1], points[m + 2]
+        for k, f in enumerate(freqs):
+            if left < f <= centre:
+                bank[k, m] = (f - left) / (centre - left)
+            elif centre < f < right:
+                bank[k, m] = (right - f) / (right - centre)
+    want = np.log(power @ bank + 1e-6)
+    got = log_mel(audio)
+    assert got.shape == want.shape == (98, 40)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
 def test_mel_filterbank_sanity():
     fb = mel_filterbank()
     assert fb.shape == (257, 40)

@@ -270,6 +270,12 @@ def test_quantize_roundtrip_and_clipping():
 
 
 def test_int8_model_takes_and_returns_float(fixture_artifacts):
+    """Every integer-input sequence artifact of both models: float in, float scores out, on the
+    reference's scale (the scores' size is judged too, not only their argmax; test-suite audit:
+    this test stopped after the first artifact and checked argmax alone)."""
+    from runtime.metrics import compare
+    from runtime.tolerances import score_breaches, tolerance_for
+    checked = []
     for arch in ("lstm", "gru"):
         folder = fixture_artifacts(arch)
         golden = dict(np.load(folder / "golden.npz"))
@@ -284,9 +290,11 @@ def test_int8_model_takes_and_returns_float(fixture_artifacts):
             assert m.quant["input"].scale > 0 and m.quant["output"].scale > 0
             y = m.predict(golden["x_raw"])
             assert y.dtype == np.float32
-            assert (y.argmax(1) == golden["scores"].argmax(1)).mean() >= 0.75
-            return
-    pytest.skip("no int8 sequence artifact exported")
+            assert (y.argmax(1) == golden["scores"].argmax(1)).mean() >= 0.75, entry["name"]
+            metrics = compare(y, golden["scores"])
+            assert score_breaches(tolerance_for(entry["precision"]), metrics) == [], (arch, entry["name"], metrics["rel_err"])
+            checked.append((arch, entry["name"]))
+    assert {a for a, _ in checked} == {"lstm", "gru"}, checked  # c-int8 at least, on every machine with gcc
 
 
 def test_softmax_and_detector():

@@ -26,7 +26,7 @@ class Tolerance:
     min_top1_agreement: float  # fraction of inputs whose argmax equals the reference's
     max_accuracy_drop: float  # task accuracy points (0..1 scale) lost against the reference
     reason: str
-    max_rel_err: float = 0.0  # forecast: RMSE / range of the reference outputs
+    max_rel_err: float = 0.0  # RMSE / range of the reference outputs (forecasts; classifiers without max_abs)
     max_target_mse_increase: float = 0.0  # forecast: (MSE - reference MSE) / reference MSE on the targets
     regression_reason: str = ""
     relative_to_peak: bool = False  # floating-point formats: max_abs scales with the reference's peak |score|
@@ -48,7 +48,8 @@ POLICY: dict[str, Tolerance] = {
                                0.03, 0.05, "int8 weights (up to 1/254 of each row's largest weight) with float "
                                "activations: 3% of the range, 5% more MSE"),
     "int8": Tolerance(None, 0.95, 0.01,
-                      "int8 weights and activations, integer gates: judged on decisions (top-1, accuracy), not raw scores",
+                      "int8 weights and activations, integer gates: judged on decisions (top-1, accuracy) and on RMSE / range "
+                      "of the scores (max_rel_err below), not on the largest single error",
                       0.05, 0.10, "one int8 output LSB is 1/255 (0.4%) of the output range, and every step's int8 "
                       "activations and state add rounding of that order which the recurrence compounds over the "
                       "window: RMSE up to ~13 output LSBs (5% of the range); the forecast of the true frames may "
@@ -92,7 +93,7 @@ def abs_limit(tol: Tolerance, peak: float | None = None) -> float | None:
     (and, inside, cell states) are ten times larger makes ten times larger rounding differences
     with the same, correct math. So float formats scale ``max_abs`` by ``max(1, peak)``: outputs of
     order 1 keep the absolute limit, larger ones get the same relative one. Integer formats have
-    no ``max_abs`` (they are judged on decisions and LSBs)."""
+    no ``max_abs`` (they are judged on decisions, LSBs and RMSE / range: ``score_breaches``)."""
     if tol.max_abs is None:
         return None
     if tol.relative_to_peak and peak is not None and math.isfinite(peak):

@@ -86,7 +86,7 @@ def test_matrix_verdict(parity_matrix, arch):
 
 def test_float_limits_scale_with_the_reference_peak_and_int_limits_do_not():
     """float32 max_abs is 1e-4 x max(1, peak |reference|): relative rounding, not a looser rule for
-    small outputs; int8 has no max_abs at all (judged on decisions and LSBs)."""
+    small outputs; int8 has no max_abs at all (judged on decisions, LSBs and RMSE / range)."""
     from parity.judge import judge
     from runtime.tolerances import abs_limit, tolerance_for
     f32 = tolerance_for("float32")

@@ -333,6 +333,36 @@ int main(void) {{
                     "-I", str(tmp_path), "-I", str(lib), str(ino)], check=True, capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_selftest_header_passes_and_catches_a_wrong_score(arch, c_export, tmp_path, precision):
+    """<prefix>_selftest.h (validation on target): 0 on a correct build; one changed expected score
+    is counted. The Cortex-M run of it is in tests/test_cortex_m.py."""
+    e = c_export(arch)
+    lib, prefix, rec = _lib(e, precision)
+    header = lib / f"{prefix}_selftest.h"
+    assert f"{rec['c']['dir']}/{header.name}" in rec["c"]["file_sha256"]  # verified like the rest of the package
+    main = tmp_path / "main.c"
+    main.write_text(f'#include <stdio.h>\n#include "{prefix}_selftest.h"\nint main(void) {{ printf("%d", {prefix}_selftest()); return 0; }}\n')
+
+    def wrong_scores(include_dir) -> int:
+        exe = tmp_path / "selftest"
+        subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2", "-I", str(include_dir),
+                        str(main), str(lib / f"{prefix}.c"), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
+        return int(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+
+    assert wrong_scores(lib) == 0
+    bad = tmp_path / "bad"
+    shutil.copytree(lib, bad)
+    text = header.read_text()
+    start = text.index("_SELFTEST_SCORES[")
+    start = text.index("{", start) + 1
+    first = text.index(",", start)
+    value = text[start:first].strip()
+    changed = str(int(value) + 1) if precision == "int8" else f"{float(value.rstrip('f')) + 1.0:.9g}f"
+    (bad / header.name).write_text(text[:start] + "\n    " + changed + text[first:])
+    assert wrong_scores(bad) == 1
+
+
 def test_any_label_is_a_valid_c_string(tmp_path):
     from export.c.emit import c_string
     labels = ['say "yes"', "back\\slash", "caf\u00e9", "??=", "tab\there", ""]

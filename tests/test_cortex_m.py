@@ -96,6 +96,8 @@ def test_report_figures(c_lib, tmp_path):
     model = {"arch": "gru", "input_size": 3, "hidden_sizes": [16, 16], "num_classes": 4}
     rep = RP.measure(lib, prefix, "int8", model, get_target("cortex-m4"), e["x"][:2], tmp_path)
     assert rep["host_identical"]
+    assert rep["selftest_wrong_scores"] == 0  # <prefix>_selftest.h built into its own firmware, run on the M4
+    assert "self-test" in RP.format_report(rep) and "passed" in RP.format_report(rep)
     assert rep["instructions"]["macs_per_step"] == e["model"].spec.macs_per_step()
     assert rep["instructions"]["per_mac"] > 0.5
     assert rep["flash"]["weight_bytes"] == e["records"][2]["c"]["weight_bytes"]

@@ -75,6 +75,35 @@ def build(lib_dir, prefix: str, precision: str, target: CortexMTarget, work_dir,
     return Firmware(target, elf, obj, work / f"{prefix}.su", prefix, precision, opt)
 
 
+def run_selftest(lib_dir, prefix: str, precision: str, target: CortexMTarget, work_dir, timeout: float = 60) -> int | None:
+    """Build ``<prefix>_selftest.h`` into a firmware whose ``main`` returns ``<prefix>_selftest()``, run it
+    under QEMU; the number of scores that differ from the exported ones (None: the package has no
+    self-test, exported before it existed). What a user does on the real board, here on the emulated one."""
+    lib_dir = Path(lib_dir).resolve()
+    if not (lib_dir / f"{prefix}_selftest.h").is_file():
+        return None
+    cc, qemu = tool("arm-none-eabi-gcc", "gcc-arm-none-eabi"), tool("qemu-system-arm", "qemu-system-arm")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    main_c = work / "selftest_main.c"
+    main_c.write_text(f'#include <stdio.h>\n#include "{prefix}_selftest.h"\n'
+                      f'int main(void) {{ int wrong = {prefix}_selftest(); printf("selftest %d\\n", wrong); return wrong != 0; }}\n')
+    elf = work / f"{prefix}_selftest.elf"
+    _run([cc, *target.cflags, *WARN, "-O2", "-ffunction-sections", "-fdata-sections", "-I", lib_dir, main_c, STARTUP,
+          lib_dir / f"{prefix}.c", *LINK, "-o", elf, "-lm"], f"{target.name} build of the self-test")
+    cmd = [qemu, "-M", target.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the {target.name} self-test did not finish within {timeout:g} s under QEMU") from None
+    m = re.search(r"selftest (\d+)", p.stdout)
+    if m is None or p.returncode not in (0, 1):
+        why = " (a CPU fault)" if p.returncode == 70 else ""
+        raise UserError(f"the {target.name} self-test exited with code {p.returncode}{why}: {(p.stdout + p.stderr).strip()[-300:]}")
+    return int(m.group(1))
+
+
 def symbol(elf: Path, name: str, nm: tuple[str, str] = ("arm-none-eabi-nm", "binutils-arm-none-eabi")) -> int:
     """Address of function ``name`` in ``elf`` (the Thumb bit cleared), read with ``nm`` = (tool, apt package)."""
     out = _run([tool(*nm), elf], nm[0]).stdout

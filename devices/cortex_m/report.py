@@ -64,6 +64,7 @@ def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTa
     # runtime (runtime/tolerances.py), relative to the scores' peak
     from runtime.tolerances import abs_limit, tolerance_for
     limit = 0.0 if precision == "int8" else abs_limit(tolerance_for("float32"), float(np.max(np.abs(host))))
+    selftest = F.run_selftest(lib_dir, prefix, precision, target, work / "selftest")
     sizes = F.object_sizes(fw.model_obj)
     stack = F.stack_bound(fw.stack_usage, prefix)
     G = 4 if model["arch"] == "lstm" else 3
@@ -89,6 +90,7 @@ def measure(lib_dir, prefix: str, precision: str, model: dict, target: CortexMTa
                          "per_mac": (instr / (macs_step * steps)) if instr else None, "method": COUNTING},
         "host_identical": identical, "host_max_diff": max_diff, "host_limit": limit,
         "host_within_limit": bool(max_diff <= limit), "sequences_checked": int(x.shape[0]),
+        "selftest_wrong_scores": selftest,
     }
 
 
@@ -113,6 +115,10 @@ def format_report(r: dict) -> str:
         verdict = "DIFFERS from"
     lines.append(f"  output {verdict} the host gcc build on {r['sequences_checked']} sequences "
                  f"(max diff {r['host_max_diff']:g})")
+    st = r.get("selftest_wrong_scores")
+    lines.append(f"  self-test ({r['prefix']}_selftest.h, what to run on the real board): "
+                 + ("not in this package (exported before it existed: re-export)" if st is None
+                    else "passed: every score as exported" if st == 0 else f"FAILED: {st} score(s) differ"))
     lines.append(f"  counted with: {i['method']}")
     return "\n".join(lines)
 

@@ -92,6 +92,14 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
         what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")
         files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({meta.get('task', '')})")
+        if x_eval is not None:  # validation on target: test windows and the scores they must give
+            from export.c.selftest import selftest_header
+            from runtime.atomic import write_text
+            from runtime.tolerances import tolerance_for
+            selftest = folder / f"{src.prefix}_selftest.h"
+            write_text(selftest, selftest_header(src, x_eval, qm if precision == "int8" else fm,
+                                                 tolerance_for("float32").max_abs))
+            files.append(selftest)
         files += [folder / "quant.json"] if precision == "int8" else []
         q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None
         q_out = {"scale": quant["output"]["scale"], "zero_point": 0} if precision == "int8" else None

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 from runtime.errors import UserError
 
@@ -36,8 +37,28 @@ def verify_file(path: Path, expected: str | None, what: str = "model file") -> P
     return path
 
 
+def _unsafe_path(value) -> bool:
+    """A manifest path that could leave the artifact folder: absolute, with a '..' part, or not a string."""
+    if not isinstance(value, str) or not value or "\\" in value or "\0" in value:
+        return True
+    p = PurePosixPath(value)
+    return p.is_absolute() or ".." in p.parts
+
+
+def _paths_of(a: dict) -> list:
+    """Every path an artifact entry names (readers join each one to the folder)."""
+    paths = [a["file"]] if a.get("file") is not None else []
+    c = a.get("c")
+    if isinstance(c, dict):
+        paths += [c[k] for k in ("dir", "header", "source") if c.get(k) is not None]
+        paths += list(c.get("files") or []) + list((c.get("file_sha256") or {}).keys())
+        paths += [p.get("file") for p in (c.get("prebuilt") or {}).values() if isinstance(p, dict)]
+    return paths
+
+
 def _structure_problem(data: dict) -> str | None:
-    """What makes a manifest unusable (the fields every reader indexes), or None."""
+    """What makes a manifest unusable (the fields every reader indexes), or None. Paths are checked
+    too: a crafted manifest must not make a reader read or write outside the folder."""
     arts = data.get("artifacts", [])
     if not isinstance(arts, list):
         return "'artifacts' is not a list"
@@ -46,6 +67,16 @@ def _structure_problem(data: dict) -> str | None:
             return f"artifact entry {i} is not an object with a name"
         if a.get("status", "ok") == "ok" and not isinstance(a.get("file"), str):
             return f"artifact {a['name']!r} names no file"
+        bad = next((p for p in _paths_of(a) if _unsafe_path(p)), None)
+        if bad is not None or (isinstance(a.get("c"), dict) and a["c"].get("header") is not None
+                               and PurePosixPath(str(a["c"]["header"])).name != a["c"]["header"]):
+            return f"artifact {a['name']!r} names the path {bad if bad is not None else a['c']['header']!r}, which leaves its folder"
+        c = a.get("c")
+        if isinstance(c, dict) and c.get("prefix") is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(c["prefix"])):
+            return f"artifact {a['name']!r} has C prefix {c['prefix']!r}, which is not a C identifier"
+    g = data.get("golden")
+    if isinstance(g, dict) and g.get("file") is not None and _unsafe_path(g["file"]):
+        return f"the golden file {g['file']!r} leaves the folder"
     pre = data.get("preprocess")
     if pre and not (isinstance(pre, dict) and isinstance(pre.get("mean"), list) and isinstance(pre.get("std"), list)):
         return "'preprocess' needs 'mean' and 'std' lists"
@@ -99,7 +130,14 @@ class Manifest:
         return [a.get("name", "?") for a in self.artifacts]
 
     def file_of(self, entry: dict) -> Path:
-        return self.folder / entry["file"]
+        return self.inside(entry["file"])
+
+    def inside(self, rel: str) -> Path:
+        """``folder / rel``, refused (one line) when it resolves outside the folder (a symlink)."""
+        path = self.folder / rel
+        if not path.resolve().is_relative_to(self.folder.resolve()):
+            raise UserError(f"{path} leads outside {self.folder} (a symbolic link): refusing to read it; re-export")
+        return path
 
     def verified(self, entry: dict) -> Path:
         """The entry's file, after checking its sha256; for a C entry its header too (the source
@@ -108,14 +146,14 @@ class Manifest:
         if entry.get("format") == "c":
             c = entry.get("c") or {}
             rel = str(Path(entry["file"]).parent / str(c.get("header")))
-            verify_file(self.folder / rel, (c.get("file_sha256") or {}).get(rel), f"C header ({entry.get('name')})")
+            verify_file(self.inside(rel), (c.get("file_sha256") or {}).get(rel), f"C header ({entry.get('name')})")
         return path
 
     def golden_path(self) -> Path:
         g = self.data.get("golden") or {}
         if not g.get("file"):
             raise UserError(f"{self.folder}/manifest.json lists no golden samples: re-export to create golden.npz")
-        return verify_file(self.folder / g["file"], g.get("sha256"), "golden file")
+        return verify_file(self.inside(g["file"]), g.get("sha256"), "golden file")
 
     def golden(self, *keys: str) -> dict:
         """The golden samples as arrays (file sha256-verified); one line when the file cannot be

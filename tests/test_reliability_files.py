@@ -485,6 +485,46 @@ def test_damaged_manifest(copy, how, match):
         assert_cli_error(cli("check", copy), match)
 
 
+@pytest.mark.parametrize("how", ["dotdot-file", "absolute-file", "c-dir", "c-header", "c-files", "prebuilt", "golden",
+                                 "c-prefix", "symlink-out"])
+def test_manifest_paths_stay_in_the_folder(copy, tmp_path, how):
+    """Security audit: a crafted manifest made `invoke bundle` write outside the bundle (``..`` in
+    ``file``, through a symlink that verified inside the folder). Every path a reader joins to the
+    folder is checked at Manifest.read, and a file that resolves outside is refused at reading."""
+    from runtime.manifest import Manifest
+    path = copy / "manifest.json"
+    man = json.loads(path.read_text())
+    c = next(a for a in man["artifacts"] if a["name"] == "c-int8")
+    onnx = next(a for a in man["artifacts"] if a["name"] == "onnx-float32")
+    if how == "dotdot-file":
+        onnx["file"] = "s/../../tasks.py"
+    elif how == "absolute-file":
+        onnx["file"] = "/etc/passwd"
+    elif how == "c-dir":
+        c["c"]["dir"] = "../elsewhere"
+    elif how == "c-header":
+        c["c"]["header"] = "../x.h"
+    elif how == "c-files":
+        c["c"]["files"] = c["c"]["files"] + ["../../evil.h"]
+    elif how == "prebuilt":
+        c["c"]["prebuilt"] = {"aarch64": {"file": "/tmp/lib.so", "sha256": "0" * 64}}
+    elif how == "golden":
+        man["golden"]["file"] = "../golden.npz"
+    elif how == "c-prefix":
+        c["c"]["prefix"] = "x; rm -rf ~"
+    elif how == "symlink-out":
+        outside = tmp_path / "outside.onnx"
+        outside.write_bytes((copy / onnx["file"]).read_bytes())
+        (copy / onnx["file"]).unlink()
+        (copy / onnx["file"]).symlink_to(outside)  # same bytes, same sha256: only the location is wrong
+    path.write_text(json.dumps(man))
+    with pytest.raises(UserError, match="leaves|leads outside|not a C identifier") as e:
+        m = Manifest.read(copy)
+        m.verified(onnx if how in ("dotdot-file", "absolute-file", "symlink-out") else c)
+        m.golden_path()
+    one_line(e.value)
+
+
 @pytest.mark.parametrize("how,match", [("truncated", "cannot be read"), ("no-x_raw", "lacks x_raw")])
 def test_damaged_golden_file_fails_check(copy, how, match):
     """Damaged after export (sha256 refuses it), or damaged before (re-signed): one line either way."""

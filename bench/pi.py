@@ -29,7 +29,7 @@ def bench_pi(folders, work_dir=None, progress=None) -> list[dict]:
         if progress:
             progress(f"{name} aarch64")
         try:
-            lib, prefix, model, x = c_library_and_inputs(Path(folder), "int8", 2)
+            lib, prefix, model, x = c_library_and_inputs(Path(folder), "int8", 2, work / name)
             if f"{prefix.upper()}_USE_NEON" not in (lib / f"{prefix}.c").read_text():
                 raise UserError(f"{lib / prefix}.c predates the NEON kernel (2026-11-29): re-export {folder} "
                                 f"(invoke export) to count it")

@@ -37,6 +37,43 @@ def verify_file(path: Path, expected: str | None, what: str = "model file") -> P
     return path
 
 
+def copy_verified_c(folder: Path, entry: dict, dest: Path) -> Path:
+    """The C package of ``entry`` (the ``.c`` and ``.h`` files its ``c.file_sha256`` lists in its
+    folder) written into ``dest`` from bytes checked against the manifest, so that a compiler given
+    ``-I dest`` sees verified files only: an unlisted header left in the artifact folder (a
+    ``string.h`` shadowing the system one) or a changed one is never compiled. The source and its
+    header are required; other listed files are copied where present. Returns ``dest``."""
+    c = entry.get("c") or {}
+    sums = c.get("file_sha256") or {}
+    src_dir = PurePosixPath(entry["file"]).parent
+    needed = {PurePosixPath(entry["file"]).name, str(c.get("header"))}
+    root = Path(folder).resolve()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel, expected in sums.items():
+        p = PurePosixPath(rel)
+        if p.parent != src_dir or p.suffix not in (".c", ".h"):
+            continue
+        path = Path(folder) / rel
+        if p.name not in needed and not path.exists():
+            continue  # a listed extra (the self-test header) that this copy of the folder does not carry
+        if not path.resolve().is_relative_to(root):
+            raise UserError(f"{path} leads outside {folder} (a symbolic link): refusing to compile it; re-export")
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise UserError(f"C file {path} listed in the manifest is missing: re-export the artifacts or restore it") from None
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise UserError(f"C file {path} failed sha256 verification (manifest {str(expected)[:12]}...): it was "
+                            f"modified or corrupted; refusing to compile it - re-export or restore it")
+        (dest / p.name).write_bytes(data)
+        needed.discard(p.name)
+    if needed:
+        raise UserError(f"the manifest lists no sha256 for {', '.join(sorted(needed))} of {entry.get('name')!r}: "
+                        f"refusing to compile unverified code; re-export the artifacts")
+    return dest
+
+
 def _unsafe_path(value) -> bool:
     """A manifest path that could leave the artifact folder: absolute, with a '..' part, or not a string."""
     if not isinstance(value, str) or not value or "\\" in value or "\0" in value:
@@ -148,6 +185,10 @@ class Manifest:
             rel = str(Path(entry["file"]).parent / str(c.get("header")))
             verify_file(self.inside(rel), (c.get("file_sha256") or {}).get(rel), f"C header ({entry.get('name')})")
         return path
+
+    def verified_c(self, entry: dict, dest) -> Path:
+        """``copy_verified_c`` of this folder: the entry's C files, checked, copied into ``dest``."""
+        return copy_verified_c(self.folder, entry, Path(dest))
 
     def golden_path(self) -> Path:
         g = self.data.get("golden") or {}

@@ -188,6 +188,42 @@ def test_tampered_c_header_is_refused_everywhere(copy, tmp_path):
         c_library_and_inputs(copy, "int8", 1)
 
 
+def test_unlisted_files_in_the_c_folder_are_never_compiled(copy, tmp_path):
+    """Security audit: builds used ``-I <artifact C folder>``, so an unlisted ``string.h`` there
+    replaced the system header inside verified code (native code ran in invoke firmware), and an
+    unlisted self-test header ran under QEMU. Builds now see checked copies of the listed files only."""
+    from devices.cortex_m import firmware as F
+    from devices.cortex_m.report import c_library_and_inputs
+    from devices.rpi.bundle import make_bundle
+    from devices.targets import get_target
+    e = entry_of(copy, "c-int8")
+    c_dir, prefix = copy / e["c"]["dir"], e["c"]["prefix"]
+    for name in ("string.h", "stdint.h", "stdio.h", "limits.h"):
+        (c_dir / name).write_text('#error "an unlisted header of the artifact folder was compiled"\n')
+    lib, prefix2, _, x = c_library_and_inputs(copy, "int8", 1, tmp_path / "w")
+    assert prefix2 == prefix and not (lib / "string.h").exists()
+    assert {p.name for p in lib.iterdir()} <= {Path(r).name for r in e["c"]["file_sha256"]}
+    fw = F.build(lib, prefix, "int8", get_target("cortex-m4"), tmp_path / "fw")  # would hit the #error
+    assert F.run(fw, x, count=False).scores.shape[0] == 1
+    make_bundle([copy], tmp_path / "bundle", runtimes=("c",))  # the aarch64 library: built from checked copies
+    # a self-test header that the manifest does not list is not run; a listed one that changed is refused
+    selftest = c_dir / f"{prefix}_selftest.h"
+    listed = f"{e['c']['dir']}/{selftest.name}"
+    if listed in e["c"]["file_sha256"]:
+        selftest.write_text(selftest.read_text() + "\n/* changed */\n")
+        with pytest.raises(UserError, match="sha256 verification"):
+            c_library_and_inputs(copy, "int8", 1, tmp_path / "w2")
+    man = json.loads((copy / "manifest.json").read_text())
+    for a in man["artifacts"]:
+        if a.get("format") == "c":
+            a["c"]["file_sha256"].pop(listed, None)
+            a["c"]["files"] = [f for f in a["c"]["files"] if f != listed]
+    write_json(copy / "manifest.json", man)
+    lib, *_ = c_library_and_inputs(copy, "int8", 1, tmp_path / "w3")
+    assert not (lib / selftest.name).exists()
+    assert F.run_selftest(lib, prefix, "int8", get_target("cortex-m4"), tmp_path / "st") is None
+
+
 def test_c_entry_without_header_sha256_is_refused(copy):
     """A manifest that records no sha256 for the header (one written before they were recorded)."""
     man = json.loads((copy / "manifest.json").read_text())

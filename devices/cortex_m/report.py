@@ -147,14 +147,14 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
         artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None
         checkpoint = None if artifacts else "runs/watch-gru"
     if artifacts:
-        lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences)
+        lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences, work)
     else:
         lib_dir, prefix, model, x = _from_checkpoint(Path(checkpoint), precision, sequences, work / "c")
     rep = measure(lib_dir, prefix, precision, model, tgt, x, work, opt, timeout)
     return json.dumps(rep, indent=2) if as_json else format_report(rep)
 
 
-def c_library_and_inputs(folder: Path, precision: str, sequences: int):
+def c_library_and_inputs(folder: Path, precision: str, sequences: int, work_dir=None):
     """(library folder, prefix, model facts, device input) of an artifact folder's ``c-<precision>``
     entry (sha256-checked), the input being its first ``sequences`` golden windows."""
     from runtime.backends.base import Quant
@@ -172,7 +172,10 @@ def c_library_and_inputs(folder: Path, precision: str, sequences: int):
     x = np.asarray(golden["x"][:sequences], np.float32)
     if precision == "int8":
         x = quantize(x, Quant.from_json(entry["inputs"][0]["quant"]), "int8")
-    return folder / entry["c"]["dir"], entry["c"]["prefix"], man.model, x
+    # compiled from checked copies of the listed files only (security audit: `-I <artifact folder>`
+    # let an unlisted header there shadow a system one)
+    lib = man.verified_c(entry, Path(work_dir or tempfile.mkdtemp(prefix="rnn-edge-c-")) / "verified-c")
+    return lib, entry["c"]["prefix"], man.model, x
 
 
 def _from_checkpoint(path: Path, precision: str, sequences: int, out: Path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from devices.rpi.emulated_root import QEMU_CPU
 from export.c import harness as HN
 from export.c.build import Toolchain, build_harness, build_shared, find_tool
 from runtime.errors import UserError
-from runtime.manifest import sha256_of
+from runtime.manifest import copy_verified_c, sha256_of
 
 PI_MACHINE = "aarch64"  # platform.machine() on Raspberry Pi OS 64-bit
 
@@ -68,7 +69,8 @@ def add_pi_libraries(folder: Path, entries: list[dict]) -> list[Path]:
         rel = f"{PI_MACHINE}/lib{c['prefix']}.so"
         so = source.parent / rel
         if so not in built:
-            pi_library(source.parent, c["prefix"], so, entry.get("precision", "int8"))
+            with tempfile.TemporaryDirectory(prefix="rnn-edge-pi-c-") as tmp:  # checked copies of the listed files
+                pi_library(copy_verified_c(Path(folder), entry, Path(tmp)), c["prefix"], so, entry.get("precision", "int8"))
             built[so] = sha256_of(so)
         entry["c"] = {**c, "prebuilt": {**(c.get("prebuilt") or {}), PI_MACHINE: {"file": rel, "sha256": built[so]}}}
     return list(built)

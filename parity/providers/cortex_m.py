@@ -61,11 +61,10 @@ def cells(ctx) -> list:
                 from devices.targets import get_target
                 from runtime.backends.base import Quant
                 from runtime.quant import dequantize
-                ctx.manifest.verified(entry)  # sha256 of the C source before building it
                 work = Path(tempfile.mkdtemp(prefix=f"parity-{core}-"))
-                try:
-                    fw = F.build(ctx.folder / entry["c"]["dir"], entry["c"]["prefix"], entry["precision"],
-                                 get_target(core), work)
+                try:  # built from checked copies of the listed C files only
+                    fw = F.build(ctx.manifest.verified_c(entry, work / "verified-c"), entry["c"]["prefix"],
+                                 entry["precision"], get_target(core), work)
                     res = F.run(fw, _device_frames(ctx, entry, x_raw), stream=frames, timeout=TIMEOUT_S, count=False)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)

@@ -231,6 +231,35 @@ def test_refusals_name_layer_and_option(tmp_path):
         assert msg.startswith("Keras layer '"), msg
 
 
+def test_a_file_with_code_is_refused_before_keras_loads_it(tmp_path):
+    """Security audit: tf_keras rebuilt a Lambda layer's Python code from an .h5 (or an .h5 renamed
+    .keras) and ran it while loading, before the layer checks refused the layer. The config is now
+    read as JSON first and anything but the supported Keras classes is refused unloaded."""
+    from training.keras_import import import_keras
+    marker = tmp_path / "PWNED"
+    _python(f"""
+        import os, shutil; os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tf_keras as k
+        L = k.layers
+        m = k.Sequential([L.GRU(4, input_shape=(10, 3)),
+                          L.Lambda(lambda t: (__import__("pathlib").Path({str(marker)!r}).write_text("ran"), t)[1]),
+                          L.Dense(2)])
+        m.save("evil.h5")
+        shutil.copy("evil.h5", "evil-h5-named.keras")
+        k.Sequential([L.GRU(4, input_shape=(10, 3)), L.Dense(2)]).save("good.h5")
+    """, cwd=tmp_path)
+    marker.unlink(missing_ok=True)  # building the model in the child ran it once; loading must not
+    for name, match in (("evil.h5", "names 'Lambda': refused before loading"),
+                        ("evil-h5-named.keras", "not a Keras 3 / tf_keras .keras archive")):
+        with pytest.raises(UserError, match=match) as e:
+            import_keras(tmp_path / name, tmp_path / "ck" / "model.safetensors")
+        assert "\n" not in str(e.value)
+        assert not marker.exists(), f"{name}: the Lambda's code ran"
+    # a plain model still imports
+    meta = import_keras(tmp_path / "good.h5", tmp_path / "ck" / "model.safetensors")
+    assert meta["keras"]["check"]["logits_max_abs_vs_keras"] < 1e-5
+
+
 def test_cli_refusal_is_one_error_line(tmp_path):
     """The whole path: child process -> UserError -> `error:` line, exit 2, no traceback, nothing written."""
     _python("""
@@ -254,9 +283,11 @@ def test_bad_files(tmp_path):
     with pytest.raises(UserError, match="not a .keras or .h5"):
         import_keras(tmp_path / "w.txt", tmp_path / "m.safetensors")
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="cannot load") as e:
-        import_keras(tmp_path / "junk.keras", tmp_path / "m.safetensors")
-    assert "\n" not in str(e.value)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    for name, match in (("junk.keras", "not a Keras 3 / tf_keras .keras archive"), ("junk.h5", "not a readable HDF5")):
+        with pytest.raises(UserError, match=match) as e:
+            import_keras(tmp_path / name, tmp_path / "m.safetensors")
+        assert "\n" not in str(e.value)
     assert not (tmp_path / "m.safetensors").exists()
 
 

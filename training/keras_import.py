@@ -50,6 +50,23 @@ MAX_ABS_VS_KERAS = 1e-4  # float32 logits, PyTorch vs Keras: same math, differen
 SYNTHETIC = {"seed": 0, "n_train": 256, "n_val": 32, "n_test": 256}
 LOAD_TIMEOUT_S = 300
 
+# What a model file's config may name before any Keras code deserializes it (security audit: tf_keras
+# rebuilds a Lambda layer's Python code from an .h5 file, ignoring safe mode, and runs it while
+# building the model, before the layer checks below could refuse it). Everything else is refused
+# by name, without loading: only these classes, from Keras' own modules, are rebuilt.
+SAFE_LAYERS = {"InputLayer", "LSTM", "GRU", "Dense", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
+               "Activation", "Softmax"}
+# Keras' own layers that hold no code: loaded, then refused with the specific reason of ``_describe``
+KNOWN_LAYERS = {"Bidirectional", "TimeDistributed", "RNN", "LSTMCell", "GRUCell", "SimpleRNN", "SimpleRNNCell",
+                "Conv1D", "Masking", "ConvLSTM1D", "BatchNormalization", "LayerNormalization", "Flatten", "Reshape"}
+SAFE_OBJECTS = SAFE_LAYERS | KNOWN_LAYERS | {
+    "Sequential", "Functional", "Model", "__keras_tensor__", "DTypePolicy", "Policy",
+    # initializers, regularizers, constraints (plain numbers in their configs)
+    "GlorotUniform", "GlorotNormal", "Orthogonal", "Zeros", "Ones", "Constant", "Identity", "RandomNormal",
+    "RandomUniform", "TruncatedNormal", "VarianceScaling", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform",
+    "L1", "L2", "L1L2", "OrthogonalRegularizer", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}
+SAFE_ACTIVATIONS = {"tanh", "sigmoid", "softmax", "linear", "relu", "hard_sigmoid", None}
+
 
 # -- the child process: everything that touches TensorFlow --------------------------------------
 def _refuse(layer, option: str) -> None:
@@ -261,6 +278,73 @@ def _run_child(keras_path: Path, work: Path, timeout: float, seq_len: int | None
     return desc, arrays
 
 
+def model_config(path: Path) -> dict:
+    """The model's config as stored in the file, read as JSON without any Keras code."""
+    import zipfile
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path} is not a Keras 3 / tf_keras .keras archive (a zip): re-save it with "
+                            f"model.save('model.keras')")
+        try:
+            with zipfile.ZipFile(path) as z:
+                text = z.read("config.json")
+        except (KeyError, zipfile.BadZipFile, OSError) as e:
+            raise UserError(f"{path} has no readable config.json ({e}): re-save it with model.save('model.keras')") from None
+    else:
+        import h5py
+        try:
+            with h5py.File(path, "r") as f:
+                text = f.attrs.get("model_config")
+        except OSError as e:
+            raise UserError(f"{path} is not a readable HDF5 Keras file ({e}): re-save it with model.save('model.keras')") from None
+        if text is None:
+            raise UserError(f"{path} holds weights but no model config: save the whole model (model.save), "
+                            f"not only its weights")
+    try:
+        config = json.loads(text.decode() if isinstance(text, bytes) else text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: the model config is not valid JSON ({e}): re-save the model") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: the model config is not an object: re-save the model")
+    return config
+
+
+def refuse_unsafe_config(config, path: Path) -> None:
+    """Refuse (one line) a config that names anything but the layers and Keras objects this import
+    supports, or carries Python code (Lambda, custom objects, serialized functions), before Keras
+    ever deserializes it."""
+    def walk(node, where: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, where)
+            return
+        if not isinstance(node, dict):
+            return
+        for key in ("function", "function_type", "module_name", "output_shape_type"):
+            if key in node and node.get(key) is not None:
+                raise UserError(f"{path}: {where} carries serialized Python ({key!r}): a Keras file with code "
+                                f"(Lambda or custom layers) is refused before loading; only {', '.join(sorted(SAFE_LAYERS))}")
+        name = node.get("class_name")
+        if name is not None:
+            module = node.get("module")
+            if name not in SAFE_OBJECTS or (module is not None and not str(module).split(".")[0] in ("keras", "tf_keras")) \
+                    or (node.get("registered_name") not in (None, name)):
+                raise UserError(f"{path}: {where} names {name!r}{f' from {module!r}' if module else ''}: refused before "
+                                f"loading (it could carry code); only the layers {', '.join(sorted(SAFE_LAYERS))} "
+                                f"and Keras' own initializers are imported")
+            cfg = node.get("config")
+            if isinstance(cfg, dict):
+                for key in ("activation", "recurrent_activation"):
+                    if key in cfg and not (isinstance(cfg[key], str) or cfg[key] is None):
+                        raise UserError(f"{path}: {where}/{cfg.get('name', name)} has a non-standard {key} "
+                                        f"({str(cfg[key])[:60]}): refused before loading")
+                where = f"{where}/{cfg.get('name', name)}" if name not in ("Sequential", "Functional", "Model") else where
+        for key, value in node.items():
+            if key not in ("class_name", "module", "registered_name"):
+                walk(value, where)
+    walk(config, "the model")
+
+
 def synthetic_inputs(seq_len: int, features: int, seed: int = SYNTHETIC["seed"]) -> dict[str, np.ndarray]:
     """Seeded N(0, 1) windows ``{train, val, test}`` of the model's input shape."""
     rng = np.random.default_rng(seed)
@@ -303,6 +387,7 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
         raise UserError(f"no Keras model at {keras_path}: pass the path of a .keras or .h5 file")
     if keras_path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise UserError(f"{keras_path} is not a .keras or .h5 file: save the model with model.save('model.keras')")
+    refuse_unsafe_config(model_config(keras_path), keras_path)  # before any Keras code reads the file
     with tempfile.TemporaryDirectory(prefix="keras-import-") as tmp:
         work = Path(tmp)
         desc, arrays = _run_child(keras_path, work, timeout, seq_len)

@@ -254,23 +254,24 @@ def _child_main(keras_path: str, work: str, seq_len: int = 0) -> int:
 
 
 # -- the parent: no TensorFlow here ----------------------------------------------------------------
-def _run_child(keras_path: Path, work: Path, timeout: float, seq_len: int | None) -> tuple[dict, dict]:
+def _run_child(keras_path: Path, work: Path, timeout: float, seq_len: int | None,
+               shown: Path | None = None) -> tuple[dict, dict]:
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1",
                CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     cmd = [sys.executable, "-m", "training.keras_import", "--child", str(keras_path), str(work), str(seq_len or 0)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UserError(f"loading {keras_path} with Keras took over {timeout:.0f} s and was stopped: "
+        raise UserError(f"loading {shown or keras_path} with Keras took over {timeout:.0f} s and was stopped: "
                         f"check the file, or re-save it with tf_keras") from None
     desc_path = work / "desc.json"
     if not desc_path.is_file():
         tail = " ".join((proc.stderr or "").strip().splitlines()[-1:])[:300]
-        raise UserError(f"Keras crashed loading {keras_path} (exit {proc.returncode}: {tail or 'no message'}): "
+        raise UserError(f"Keras crashed loading {shown or keras_path} (exit {proc.returncode}: {tail or 'no message'}): "
                         f"re-save the model with tf_keras or Keras 3")
     desc = json.loads(desc_path.read_text())
     if "error" in desc:
-        raise UserError(desc["error"])
+        raise UserError(desc["error"].replace(str(keras_path), str(shown or keras_path)))
     with np.load(work / "weights.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     if (work / "x.npy").is_file():
@@ -278,34 +279,36 @@ def _run_child(keras_path: Path, work: Path, timeout: float, seq_len: int | None
     return desc, arrays
 
 
-def model_config(path: Path) -> dict:
-    """The model's config as stored in the file, read as JSON without any Keras code."""
+def model_config(path: Path, shown: Path | None = None) -> dict:
+    """The model's config as stored in the file, read as JSON without any Keras code (``shown``: the
+    name to use in messages)."""
+    shown = shown or path
     import zipfile
     if path.suffix.lower() == ".keras":
         if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} is not a Keras 3 / tf_keras .keras archive (a zip): re-save it with "
+            raise UserError(f"{shown} is not a Keras 3 / tf_keras .keras archive (a zip): re-save it with "
                             f"model.save('model.keras')")
         try:
             with zipfile.ZipFile(path) as z:
                 text = z.read("config.json")
         except (KeyError, zipfile.BadZipFile, OSError) as e:
-            raise UserError(f"{path} has no readable config.json ({e}): re-save it with model.save('model.keras')") from None
+            raise UserError(f"{shown} has no readable config.json ({e}): re-save it with model.save('model.keras')") from None
     else:
         import h5py
         try:
             with h5py.File(path, "r") as f:
                 text = f.attrs.get("model_config")
         except OSError as e:
-            raise UserError(f"{path} is not a readable HDF5 Keras file ({e}): re-save it with model.save('model.keras')") from None
+            raise UserError(f"{shown} is not a readable HDF5 Keras file ({e}): re-save it with model.save('model.keras')") from None
         if text is None:
-            raise UserError(f"{path} holds weights but no model config: save the whole model (model.save), "
+            raise UserError(f"{shown} holds weights but no model config: save the whole model (model.save), "
                             f"not only its weights")
     try:
         config = json.loads(text.decode() if isinstance(text, bytes) else text)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: the model config is not valid JSON ({e}): re-save the model") from None
+        raise UserError(f"{shown}: the model config is not valid JSON ({e}): re-save the model") from None
     if not isinstance(config, dict):
-        raise UserError(f"{path}: the model config is not an object: re-save the model")
+        raise UserError(f"{shown}: the model config is not an object: re-save the model")
     return config
 
 
@@ -387,10 +390,15 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
         raise UserError(f"no Keras model at {keras_path}: pass the path of a .keras or .h5 file")
     if keras_path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise UserError(f"{keras_path} is not a .keras or .h5 file: save the model with model.save('model.keras')")
-    refuse_unsafe_config(model_config(keras_path), keras_path)  # before any Keras code reads the file
+    import hashlib
     with tempfile.TemporaryDirectory(prefix="keras-import-") as tmp:
         work = Path(tmp)
-        desc, arrays = _run_child(keras_path, work, timeout, seq_len)
+        # one private copy is checked, hashed and loaded: the file cannot change between the check and the load
+        data = keras_path.read_bytes()
+        private = work / f"model{keras_path.suffix.lower()}"
+        private.write_bytes(data)
+        refuse_unsafe_config(model_config(private, keras_path), keras_path)  # before any Keras code reads the file
+        desc, arrays = _run_child(private, work, timeout, seq_len, keras_path)
     T = desc["seq_len"] or seq_len
     if T is None:
         raise UserError(f"{keras_path}: the model's input has no fixed number of time steps: pass --seq-len N")
@@ -428,7 +436,7 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
                     "labels": "argmax of the imported model's own float logits"},
         "val_acc": None,
         "epoch": None,
-        "keras": {"file": str(keras_path), "sha256": file_sha256(keras_path), "framework": desc["framework"],
+        "keras": {"file": str(keras_path), "sha256": hashlib.sha256(data).hexdigest(), "framework": desc["framework"],
                   "layers": desc["layers"], "final_activation": desc["final_activation"],
                   "head": "logits (the final softmax is not part of the imported model)",
                   "check": {"windows": int(len(x_check)), "logits_max_abs_vs_keras": max_abs,

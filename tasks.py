@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 
 from invoke import Exit, task
@@ -99,22 +100,16 @@ def export(c, task=None, arch=None, checkpoint=None, out=None, kinds=None, keras
             "k": "only tests matching this pytest -k expression"})
 def test(c, slow=False, k=None):
     """Run the test suite (the same command CI runs)."""
-    cmd = f"{sys.executable} -m pytest"
-    if slow:
-        cmd += " -m 'slow or not slow'"
-    if k:
-        cmd += f" -k '{k}'"
-    c.run(cmd, pty=False)
+    argv = [sys.executable, "-m", "pytest"] + (["-m", "slow or not slow"] if slow else []) + (["-k", k] if k else [])
+    c.run(shlex.join(argv), pty=False)  # quoted: a -k expression is data, not shell
 
 
 @task(help={"slow": "also the heavy tier (bit flips in every byte, longer fuzzing)"})
 def reliability(c, slow=False):
     """Reliability suite: damaged files, hostile inputs, SIGKILL during training/export, C fuzzing (docs/reliability.md)."""
-    cmd = f"{sys.executable} -m pytest tests/test_reliability_files.py tests/test_reliability_inputs.py " \
-          f"tests/test_reliability_kill.py tests/test_reliability_fuzz.py"
-    if slow:
-        cmd += " -m 'slow or not slow'"
-    c.run(cmd, pty=False)
+    argv = [sys.executable, "-m", "pytest", "tests/test_reliability_files.py", "tests/test_reliability_inputs.py",
+            "tests/test_reliability_kill.py", "tests/test_reliability_fuzz.py"] + (["-m", "slow or not slow"] if slow else [])
+    c.run(shlex.join(argv), pty=False)
 
 
 @task(help={"seconds": "total libFuzzer time, shared among the models", "models": "how many random models",
@@ -122,11 +117,9 @@ def reliability(c, slow=False):
 @user_errors
 def fuzz(c, seconds="60", models="5", seed="1", workdir=None):
     """Fuzz the generated C (random LSTM/GRU models) with libFuzzer + ASan/UBSan and a differential check."""
-    cmd = (f"{sys.executable} tests/fuzz/c_fuzz.py --seconds {_whole('seconds', seconds, 1)} "
-           f"--models {_whole('models', models, 1)} --seed {_whole('seed', seed)}")
-    if workdir:
-        cmd += f" --workdir {workdir}"
-    c.run(cmd, pty=False)
+    argv = [sys.executable, "tests/fuzz/c_fuzz.py", "--seconds", str(_whole("seconds", seconds, 1)),
+            "--models", str(_whole("models", models, 1)), "--seed", str(_whole("seed", seed))]
+    c.run(shlex.join(argv + (["--workdir", workdir] if workdir else [])), pty=False)
 
 
 @task(help={"tasks": "comma-separated tasks (watch,kws)", "archs": "comma-separated (gru,lstm)",

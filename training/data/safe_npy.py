@@ -2,6 +2,11 @@
 
 ``np.load(allow_pickle=True)`` would run any code the file asks for. This reader unpickles with
 an allow-list: numpy arrays, dtypes, scalars and plain containers, nothing else.
+
+It is not a sandbox for hostile files: numpy's own ``dtype`` / ``ndarray`` state setters accept
+forged fields (an object dtype with its has-objects flag cleared crashes the process; security
+audit). So its one caller pins the file: it hashes the bytes, compares the sha256 with the known
+dataset's, and hands this reader those same bytes (``data=``), never the path again.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ class _AllowListUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def load_object_npy(path: str | Path):
-    """Load a 0-d object ``.npy`` (a pickled dict) with the allow-list unpickler."""
+def load_object_npy(path: str | Path, data: bytes | None = None):
+    """Load a 0-d object ``.npy`` (a pickled dict) with the allow-list unpickler; from ``data`` (the
+    file's bytes, already checked by the caller) when given, else from ``path``."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(data) if data is not None else open(path, "rb")) as f:
             version = np.lib.format.read_magic(f)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)

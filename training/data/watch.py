@@ -42,10 +42,11 @@ def find_watch_file() -> Path:
 def read_recordings(path: Path | None = None):
     """The raw recordings: list of [T, 6] arrays, labels, subjects, class names, channel names."""
     path = path or find_watch_file()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes()  # hashed and unpickled from the same bytes: the file is not read twice
+    digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         raise UserError(f"{path} has sha256 {digest[:12]}..., not the known watch dataset: reinstall seglearn==1.2.5")
-    d = load_object_npy(path)
+    d = load_object_npy(path, data=data)
     return d["X"], np.asarray(d["y"]), np.asarray(d["subject"]), list(d["y_labels"]), list(d["X_labels"])
 
 

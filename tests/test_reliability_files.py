@@ -224,6 +224,22 @@ def test_unlisted_files_in_the_c_folder_are_never_compiled(copy, tmp_path):
     assert F.run_selftest(lib, prefix, "int8", get_target("cortex-m4"), tmp_path / "st") is None
 
 
+@pytest.mark.parametrize("backend,artifact", [("onnxruntime", "onnx-float32"), ("litert", "tflite-float32"),
+                                              ("tflm", "tflm-int8")])
+def test_backends_check_the_bytes_they_parse(folder, backend, artifact):
+    """Security audit: the libraries reopened a verified file by its path. Each backend now hashes
+    the bytes it hands to its library, so a file swapped after the manifest check is refused."""
+    from runtime.backends import backend_class
+    if not _installed(backend):
+        pytest.skip(f"{backend} not installed")
+    entry = entry_of(folder, artifact)
+    cls = backend_class(backend)
+    cls(folder / entry["file"], entry=entry)  # the real sha256: loads
+    with pytest.raises(UserError, match="failed sha256 verification") as e:
+        cls(folder / entry["file"], entry={**entry, "sha256": "0" * 64})
+    one_line(e.value)
+
+
 def test_c_entry_without_header_sha256_is_refused(copy):
     """A manifest that records no sha256 for the header (one written before they were recorded)."""
     man = json.loads((copy / "manifest.json").read_text())

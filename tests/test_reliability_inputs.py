@@ -159,7 +159,7 @@ def _api_cases(x):
         "objects": (np.array([[[None] * c] * t] * n, dtype=object), "dtype object"),
         "ragged list": ([[[0.0] * c] * t, [[0.0] * c] * (t - 1)], "numeric array"),
         "scalar": (3.0, "expected \\[N, T, C\\]"),
-        "None": (None, "dtype object"),
+        "None": (None, "is None: pass a numeric array"),
     }
 
 

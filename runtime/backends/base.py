@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -107,6 +108,21 @@ class Backend(abc.ABC):
         return self.name
 
     # -- helpers for subclasses ------------------------------------------------------
+    @staticmethod
+    def read_model(path: Path, entry: dict | None) -> bytes:
+        """The model file's bytes, checked against the manifest entry's sha256 (when there is one) on
+        the very bytes the library then parses: nothing can swap the file between the check and the
+        load (security audit: the libraries reopened a verified file by its path)."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise UserError(f"model file {path} cannot be read ({e.strerror or e}): re-export or restore it") from None
+        expected = (entry or {}).get("sha256")
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise UserError(f"model file {path} failed sha256 verification (manifest {expected[:12]}...): it was "
+                            f"modified or corrupted; refusing to load it - re-export or restore it")
+        return data
+
     @staticmethod
     def load_error(path, library: str, exc: BaseException) -> UserError:
         """The one-line error for a file the library could not load."""

@@ -34,7 +34,6 @@ import numpy as np
 from runtime.backends.base import Backend, Quant, TensorSpec
 from runtime.cache import private_dir
 from runtime.errors import MissingDependency, UserError
-from runtime.manifest import verify_file
 
 
 def _compile_command(cc: str, precision: str, source="SOURCE", out="OUT") -> list[str]:
@@ -69,13 +68,25 @@ def _prebuilt_here(entry: dict | None) -> dict | None:
 
 
 def prebuilt_library(source: Path, entry: dict | None) -> Path | None:
-    """The entry's library prebuilt for this machine (``c.prebuilt[platform.machine()]``), checked
-    against its sha256; None when the entry has none for this machine."""
+    """The entry's library prebuilt for this machine (``c.prebuilt[platform.machine()]``): its bytes
+    checked against the sha256 and written to the user's private cache, which is what gets loaded
+    (security audit: ctypes loaded the verified file by its path, which could be swapped after the
+    check). None when the entry has none for this machine."""
     pre = _prebuilt_here(entry)
     if not pre:
         return None
-    return verify_file(Path(source).parent / pre.get("file", ""), pre.get("sha256"),
-                       f"C library prebuilt for {platform.machine()}")
+    what = f"C library prebuilt for {platform.machine()}"
+    path = Path(source).parent / pre.get("file", "")
+    if not pre.get("sha256"):
+        raise UserError(f"the manifest lists no sha256 for the {what} {path}: refusing to load an unverified file; re-export")
+    data = _checked_bytes(path, pre["sha256"], what)
+    private = private_dir("c") / f"prebuilt-{pre['sha256'][:24]}-{Path(pre['file']).name}"
+    if not private.is_file():
+        fd, tmp = tempfile.mkstemp(prefix=".prebuilt-", suffix=".so", dir=private.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, private)
+    return private
 
 
 def _checked_bytes(path: Path, expected: str | None, what: str) -> bytes:

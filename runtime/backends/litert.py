@@ -91,8 +91,9 @@ class LiteRTBackend(Backend):
         kwargs = {"num_threads": max(1, int(threads))}
         if reference_kernels:
             kwargs["experimental_op_resolver_type"] = _reference_resolver(self.source)
+        self._model = self.read_model(self.path, entry)  # kept alive: the interpreter reads from it
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), **kwargs)
+            self.interpreter = Interpreter(model_content=self._model, **kwargs)
             self.interpreter.allocate_tensors()
         except Exception as e:  # ValueError / RuntimeError from the flatbuffer verifier
             raise self.load_error(self.path, f"LiteRT ({self.source})", e) from None

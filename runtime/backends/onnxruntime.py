@@ -44,8 +44,9 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        model = self.read_model(self.path, entry)
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise self.load_error(self.path, self.what, e) from None
         self.inputs = [_spec(i) for i in self.session.get_inputs()]

@@ -42,7 +42,7 @@ class TFLMBackend(Backend):
                  arena_size: int | None = None, **options):
         tflm = self.library()
         self.path = Path(path)
-        data = self.path.read_bytes()
+        data = self.read_model(self.path, entry)
         if len(data) < 8 or data[4:8] != b"TFL3":  # the flatbuffer file identifier
             raise UserError(f"model file {self.path} is not a TFLite flatbuffer (no TFL3 identifier): "
                             f"it is corrupted or truncated; re-export or restore it")

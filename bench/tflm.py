@@ -44,9 +44,10 @@ def _level(res: dict) -> dict:
     return out
 
 
-def _kernel_calls(c_model, t_model, x_raw: np.ndarray, c_source: Path, work: Path):
+def _kernel_calls(c_model, t_model, x_raw: np.ndarray, c_dir: Path, work: Path):
     """Zero-argument callables running the bare engines on pre-quantized int8 input: our C as the C
-    backend compiled it, our C built with ``<PREFIX>_PORTABLE``, and TFLM."""
+    backend compiled it, our C built with ``<PREFIX>_PORTABLE`` (from ``c_dir``: checked copies of the
+    package's files), and TFLM."""
     from export.c.build import build_shared
     from runtime.quant import quantize
     cb = c_model.sequence_graph.backend
@@ -65,7 +66,7 @@ def _kernel_calls(c_model, t_model, x_raw: np.ndarray, c_source: Path, work: Pat
         run(state, xp, steps, sp)
         return scores
 
-    so = build_shared(c_source.parent, cb.prefix, work / f"lib{cb.prefix}_portable.so", "int8",
+    so = build_shared(c_dir, cb.prefix, work / f"lib{cb.prefix}_portable.so", "int8",
                       defines=(f"{cb.prefix.upper()}_PORTABLE",))
     plib = ctypes.CDLL(str(so.resolve()))
     prun = getattr(plib, f"{cb.prefix}_run")
@@ -119,7 +120,8 @@ def compare_tflm_host(folder, rounds: int = 200, warmup: int = 10, m4_row: dict 
         return t_model.predict(seq())
     rt = interleaved({"c": rt_c, "tflm": rt_t}, rounds, warmup)
     with tempfile.TemporaryDirectory(prefix="rnn-edge-bench-tflm-") as work:
-        c_call, p_call, t_call = _kernel_calls(c_model, t_model, xs[:1], folder / c_entry["file"], Path(work))
+        c_dir = man.verified_c(c_entry, Path(work) / "verified-c")  # never compiled from the folder itself
+        c_call, p_call, t_call = _kernel_calls(c_model, t_model, xs[:1], c_dir, Path(work))
         kn = interleaved({"c": c_call, "c_portable": p_call, "tflm": t_call}, rounds, warmup)
 
     sc = np.concatenate([c_model.predict(xs[j:j + 1]) for j in range(len(xs))])

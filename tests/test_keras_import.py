@@ -260,6 +260,48 @@ def test_a_file_with_code_is_refused_before_keras_loads_it(tmp_path):
     assert meta["keras"]["check"]["logits_max_abs_vs_keras"] < 1e-5
 
 
+def test_weights_stored_outside_the_file_are_refused(tmp_path):
+    """Security re-audit: an HDF5 dataset with external storage (an absolute path) made Keras read a
+    host file into the weights, and the import carried it into the checkpoint and every export."""
+    import h5py
+    import zipfile
+    from training.keras_import import import_keras
+    _python("""
+        import os; os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tf_keras as k
+        m = k.Sequential([k.layers.GRU(3, input_shape=(4, 2)), k.layers.Dense(2)])
+        m.save("plain.h5"); m.save("plain.keras")
+    """, cwd=tmp_path)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"SECRET" * 100)
+
+    def externalize(h5_file: Path) -> None:
+        with h5py.File(h5_file, "r+") as f:
+            names = []
+            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            shape, dtype = f[names[0]].shape, f[names[0]].dtype
+            del f[names[0]]
+            f.create_dataset(names[0], shape=shape, dtype=dtype, external=[(str(secret), 0, int(np.prod(shape)) * dtype.itemsize)])
+
+    evil_h5 = tmp_path / "evil.h5"
+    evil_h5.write_bytes((tmp_path / "plain.h5").read_bytes())
+    externalize(evil_h5)
+    weights = tmp_path / "model.weights.h5"
+    with zipfile.ZipFile(tmp_path / "plain.keras") as z:
+        weights.write_bytes(z.read("model.weights.h5"))
+        members = {n: z.read(n) for n in z.namelist()}
+    externalize(weights)
+    with zipfile.ZipFile(tmp_path / "evil.keras", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, weights.read_bytes() if n == "model.weights.h5" else data)
+    for name in ("evil.h5", "evil.keras"):
+        with pytest.raises(UserError, match="takes its bytes from outside the file") as e:
+            import_keras(tmp_path / name, tmp_path / "ck" / "model.safetensors")
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "ck" / "model.safetensors").exists()
+    import_keras(tmp_path / "plain.keras", tmp_path / "ck" / "model.safetensors")  # the untouched model imports
+
+
 def test_cli_refusal_is_one_error_line(tmp_path):
     """The whole path: child process -> UserError -> `error:` line, exit 2, no traceback, nothing written."""
     _python("""

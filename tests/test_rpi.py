@@ -456,6 +456,28 @@ def test_emulate_leaves_no_server_behind(pi_root, sig):
 
 
 @needs_pi
+def test_pi_parity_stages_checked_files_only(fixture_artifacts, pi_root, tmp_path):
+    """Security re-audit: staging for the emulated Pi copied entry and golden files by path, so a
+    symlink in the folder copied a host file into the Pi. Staged files now come through the checks."""
+    from devices.rpi.parity import PiScores
+    folder = tmp_path / "art"
+    shutil.copytree(fixture_artifacts("gru"), folder)
+    man = json.loads((folder / "manifest.json").read_text())
+    rel = next(a["file"] for a in man["artifacts"] if a["name"] == "onnx-float32")
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes((folder / rel).read_bytes())  # the same bytes: only the location is wrong
+    (folder / rel).unlink()
+    (folder / rel).symlink_to(outside)
+    scores = PiScores(folder, pi=pi_root)
+    try:
+        with pytest.raises(UserError, match="leads outside"):
+            scores._stage()
+        assert not (scores.pi.host_path("/home/pi") / "artifacts" / rel).exists()
+    finally:
+        scores.close()
+
+
+@needs_pi
 def test_aarch64_parity(fixture_artifacts, arch, pi_root):
     """Every ONNX Runtime / LiteRT / C artifact on the emulated Pi 4 vs this x86 host, same inputs."""
     from devices.rpi.parity import aarch64_parity

@@ -348,6 +348,41 @@ def refuse_unsafe_config(config, path: Path) -> None:
     walk(config, "the model")
 
 
+def refuse_external_storage(path: Path, shown: Path, work: Path) -> None:
+    """Refuse (one line) HDF5 weights that take their bytes from elsewhere: a dataset with external
+    storage or a virtual one, an external or soft link (security re-audit: a dataset backed by an
+    absolute path copied a host file into the imported weights, and from there into every export).
+    ``path``: the private copy (an ``.h5``, or a ``.keras`` zip whose ``model.weights.h5`` is checked)."""
+    import zipfile
+
+    import h5py
+    h5 = path
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if "model.weights.h5" not in z.namelist():
+                return  # weights in another form (Keras 3 .npz is read with allow_pickle=False)
+            h5 = work / "weights-check.h5"
+            h5.write_bytes(z.read("model.weights.h5"))
+
+    def walk(group, where: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                raise UserError(f"{shown}: the weights entry {where}/{name} is a {type(link).__name__}: refused (weights "
+                                f"must be stored in the file itself); re-save the model")
+            obj = group.get(name)
+            if isinstance(obj, h5py.Group):
+                walk(obj, f"{where}/{name}")
+            elif isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+                raise UserError(f"{shown}: the weights entry {where}/{name} takes its bytes from outside the file "
+                                f"({'external storage' if obj.external else 'a virtual dataset'}): refused; re-save the model")
+    try:
+        with h5py.File(h5, "r") as f:
+            walk(f, "")
+    except OSError as e:
+        raise UserError(f"{shown}: the weights are not readable HDF5 ({e}): re-save the model") from None
+
+
 def synthetic_inputs(seq_len: int, features: int, seed: int = SYNTHETIC["seed"]) -> dict[str, np.ndarray]:
     """Seeded N(0, 1) windows ``{train, val, test}`` of the model's input shape."""
     rng = np.random.default_rng(seed)
@@ -398,6 +433,7 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
         private = work / f"model{keras_path.suffix.lower()}"
         private.write_bytes(data)
         refuse_unsafe_config(model_config(private, keras_path), keras_path)  # before any Keras code reads the file
+        refuse_external_storage(private, keras_path, work)
         desc, arrays = _run_child(private, work, timeout, seq_len, keras_path)
     T = desc["seq_len"] or seq_len
     if T is None:

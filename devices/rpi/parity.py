@@ -89,13 +89,15 @@ class PiScores:
         dest = home / "artifacts"
         dest.mkdir()
         entries = [e for e in pi_entries(self.manifest) if not not_runnable_here(e)]
-        files = {e["file"] for e in entries} | {f for e in entries for f in c_companions(e)}
+        # checked files only (security re-audit: a symlinked entry or golden file copied a host file here)
+        files = {e["file"]: self.manifest.verified(e) for e in entries}
+        files.update({rel: self.manifest.inside(rel) for e in entries for rel in c_companions(e)})  # checked by verified()
         golden = (self.manifest.data.get("golden") or {}).get("file")
         if golden:
-            files.add(golden)
-        for rel in sorted(files):
+            files[golden] = self.manifest.golden_path()
+        for rel, src in sorted(files.items()):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(self.folder / rel, dest / rel)
+            shutil.copy2(src, dest / rel)
         data = dict(self.manifest.data)
         data["artifacts"] = [dict(a) for a in self.manifest.artifacts]
         add_pi_libraries(dest, [a for a in data["artifacts"] if a in entries])  # as a bundle ships C

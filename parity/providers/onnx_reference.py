@@ -31,8 +31,14 @@ def cells(ctx) -> list:
         def run(x_raw: np.ndarray, entry=entry) -> Outputs:
             import onnx
             from onnx.reference import ReferenceEvaluator
+            from runtime.backends.base import Backend
+            from runtime.errors import UserError
             path = ctx.manifest.verified(entry)
-            sess = ReferenceEvaluator(onnx.load(str(path)))
+            # the bytes whose sha256 was checked, and nothing else (no external data files)
+            proto = onnx.load_from_string(Backend.read_model(path, entry))
+            if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+                raise UserError(f"{path} keeps weights in external files the manifest does not hash: re-export")
+            sess = ReferenceEvaluator(proto)
             x = x_raw
             if ctx.manifest.preprocess is not None:
                 mean, std = (np.asarray(v, np.float32) for v in ctx.manifest.preprocess)

@@ -113,9 +113,4 @@ def swap_in(new: Path, out_dir: Path) -> None:
             os.rename(old, out_dir)
             raise
         shutil.rmtree(old, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        fd = os.open(out_dir.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync_dir(out_dir.parent)

@@ -37,6 +37,19 @@ def verify_file(path: Path, expected: str | None, what: str = "model file") -> P
     return path
 
 
+def checked_bytes(path: Path, expected: str | None, what: str = "model file", use: str = "load") -> bytes:
+    """The bytes of ``path``, refused (one line) when ``expected`` is given and their sha256 differs.
+    Callers parse these very bytes, so nothing can swap the file between the check and the use."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise UserError(f"{what} {path} is missing or unreadable: re-export the artifacts or restore it") from None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise UserError(f"{what} {path} failed sha256 verification (manifest {str(expected)[:12]}...): it was "
+                        f"modified or corrupted; refusing to {use} it - re-export or restore it")
+    return data
+
+
 def copy_verified_c(folder: Path, entry: dict, dest: Path) -> Path:
     """The C package of ``entry`` (the ``.c`` and ``.h`` files its ``c.file_sha256`` lists in its
     folder) written into ``dest`` from bytes checked against the manifest, so that a compiler given
@@ -59,14 +72,7 @@ def copy_verified_c(folder: Path, entry: dict, dest: Path) -> Path:
             continue  # a listed extra (the self-test header) that this copy of the folder does not carry
         if not path.resolve().is_relative_to(root):
             raise UserError(f"{path} leads outside {folder} (a symbolic link): refusing to compile it; re-export")
-        try:
-            data = path.read_bytes()
-        except OSError:
-            raise UserError(f"C file {path} listed in the manifest is missing: re-export the artifacts or restore it") from None
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise UserError(f"C file {path} failed sha256 verification (manifest {str(expected)[:12]}...): it was "
-                            f"modified or corrupted; refusing to compile it - re-export or restore it")
-        (dest / p.name).write_bytes(data)
+        (dest / p.name).write_bytes(checked_bytes(path, expected, "C file", "compile"))
         needed.discard(p.name)
     if needed:
         raise UserError(f"the manifest lists no sha256 for {', '.join(sorted(needed))} of {entry.get('name')!r}: "

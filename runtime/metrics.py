@@ -33,12 +33,11 @@ def compare(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
         "cosine_min": float(np.min(cos)) if len(cos) else 1.0,
         "ref_peak": float(np.max(np.abs(r))) if r.size else 0.0,  # scales float limits (tolerances.abs_limit)
     }
-    # RMSE relative to the range of the reference outputs (tolerances.score_breaches): scores judged
-    # on decisions alone would pass a shifted or rescaled output (a dropped zero point, a wrong scale)
-    ref_range = float(np.max(r) - np.min(r)) if r.size else 0.0
-    out["ref_range"], out["rel_err"] = ref_range, out["rmse"] / max(ref_range, 1e-30)
+    # errors relative to the range of the reference outputs, for every head (tolerances.score_breaches:
+    # scores judged on decisions alone would pass a shifted or rescaled output, e.g. a dropped zero point)
+    out.update(relative_errors(a, r))
     if head == "forecast":
-        out.update(regression(a, r))
+        out["head"] = "forecast"  # its relative errors are above
         if labels is not None:
             out.update(target_errors(a, r, labels))
         return out
@@ -50,20 +49,21 @@ def compare(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
     return out
 
 
-def regression(outputs: np.ndarray, reference: np.ndarray) -> dict:
-    """A regression cell against the float reference: error relative to the reference signal's range.
-
-    ``ref_range`` = max - min over all reference outputs; ``rel_err`` = RMSE / ref_range;
-    ``max_rel_err`` = max |error| / ref_range.
-    """
+def relative_errors(outputs: np.ndarray, reference: np.ndarray) -> dict:
+    """Errors relative to the reference outputs' range: ``ref_range`` = max - min over all reference
+    outputs; ``rel_err`` = RMSE / ref_range; ``max_rel_err`` = max |error| / ref_range."""
     a = np.asarray(outputs, np.float64)
     r = np.asarray(reference, np.float64)
     d = a - r
     rng = float(np.max(r) - np.min(r)) if r.size else 0.0
     rmse = float(np.sqrt(np.mean(d ** 2))) if d.size else 0.0
     mx = float(np.max(np.abs(d))) if d.size else 0.0
-    return {"head": "forecast", "ref_range": rng, "rel_err": rmse / max(rng, 1e-30),
-            "max_rel_err": mx / max(rng, 1e-30)}
+    return {"ref_range": rng, "rel_err": rmse / max(rng, 1e-30), "max_rel_err": mx / max(rng, 1e-30)}
+
+
+def regression(outputs: np.ndarray, reference: np.ndarray) -> dict:
+    """A regression cell against the float reference: ``relative_errors``, marked as a forecast."""
+    return {"head": "forecast", **relative_errors(outputs, reference)}
 
 
 def target_errors(outputs: np.ndarray, reference: np.ndarray, targets: np.ndarray) -> dict:

@@ -65,7 +65,6 @@ SAFE_OBJECTS = SAFE_LAYERS | KNOWN_LAYERS | {
     "GlorotUniform", "GlorotNormal", "Orthogonal", "Zeros", "Ones", "Constant", "Identity", "RandomNormal",
     "RandomUniform", "TruncatedNormal", "VarianceScaling", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform",
     "L1", "L2", "L1L2", "OrthogonalRegularizer", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}
-SAFE_ACTIVATIONS = {"tanh", "sigmoid", "softmax", "linear", "relu", "hard_sigmoid", None}
 
 
 # -- the child process: everything that touches TensorFlow --------------------------------------
@@ -417,7 +416,7 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
     """
     import torch
     from export.keras_rebuild import keras_to_torch_weights
-    from training.checkpoint import file_sha256, save_model
+    from training.checkpoint import save_model
     from training.models import ModelSpec, SequenceModel
 
     keras_path, checkpoint = Path(keras_path), Path(checkpoint)

@@ -95,10 +95,8 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         if x_eval is not None:  # validation on target: test windows and the scores they must give
             from export.c.selftest import selftest_header
             from runtime.atomic import write_text
-            from runtime.tolerances import tolerance_for
             selftest = folder / f"{src.prefix}_selftest.h"
-            write_text(selftest, selftest_header(src, x_eval, qm if precision == "int8" else fm,
-                                                 tolerance_for("float32").max_abs))
+            write_text(selftest, selftest_header(src, x_eval, qm if precision == "int8" else fm))
             files.append(selftest)
         files += [folder / "quant.json"] if precision == "int8" else []
         q_in = {"scale": quant["input"]["scale"], "zero_point": 0} if precision == "int8" else None

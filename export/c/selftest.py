@@ -15,11 +15,12 @@ import numpy as np
 from export.c import reference as R
 from export.c.codegen import CSource
 from export.c.emit import array, c_float
+from runtime.tolerances import abs_limit, tolerance_for
 
 WINDOWS = 2  # enough to catch a wrong table or kernel; small enough for any flash
 
 
-def selftest_header(src: CSource, x_norm: np.ndarray, model: dict, float_tolerance: float) -> str:
+def selftest_header(src: CSource, x_norm: np.ndarray, model: dict) -> str:
     """The header text for the first ``WINDOWS`` of ``x_norm`` (normalized test windows [N, T, C]).
 
     ``model``: the integer model (``qm``) for int8, the float weights (``fm``) for float32.
@@ -32,14 +33,14 @@ def selftest_header(src: CSource, x_norm: np.ndarray, model: dict, float_toleran
         want = R.int_run(model, xq)
         inputs = array("int8_t", f"{P}_SELFTEST_X", xq, f"{n} windows x {t} frames x {c} inputs, quantized")
         scores = array("int32_t", f"{P}_SELFTEST_SCORES", want, "the scores the library must give after each window")
-        xt, st, compare = "int8_t", "int32_t", "got[k] != want[k]"
+        st, compare = "int32_t", "got[k] != want[k]"
         rule = "bit-exact: the library is integer-only"
     else:
         want = R.float_run(model, x)
         inputs = array("float", f"{P}_SELFTEST_X", x, f"{n} windows x {t} frames x {c} inputs, normalized")
         scores = array("float", f"{P}_SELFTEST_SCORES", want, "the scores the library gives after each window")
-        limit = float_tolerance * max(1.0, float(np.max(np.abs(want))))
-        xt, st, compare = "float", "float", f"!(fabsf(got[k] - want[k]) <= {c_float(limit)})"
+        limit = abs_limit(tolerance_for("float32"), float(np.max(np.abs(want))))
+        st, compare = "float", f"!(fabsf(got[k] - want[k]) <= {c_float(limit)})"
         rule = f"within {limit:.2g} (float32 tolerance; libm and FPU rounding differ between cores)"
     includes = "#include <math.h>\n" if src.precision != "int8" else ""
     k = int(np.asarray(want).shape[-1])
@@ -64,7 +65,7 @@ static inline int {p}_selftest(void)
     int w, k, wrong = 0;
     for (w = 0; w < {n}; ++w) {{
         const {st} *want = {P}_SELFTEST_SCORES + w * {k};
-        {p}_run(&s, ({xt} const *){P}_SELFTEST_X + w * {t * c}, {t}, got);
+        {p}_run(&s, {P}_SELFTEST_X + w * {t * c}, {t}, got);
         for (k = 0; k < {k}; ++k)
             if ({compare}) ++wrong;
     }}

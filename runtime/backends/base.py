@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -113,15 +112,8 @@ class Backend(abc.ABC):
         """The model file's bytes, checked against the manifest entry's sha256 (when there is one) on
         the very bytes the library then parses: nothing can swap the file between the check and the
         load (security audit: the libraries reopened a verified file by its path)."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise UserError(f"model file {path} cannot be read ({e.strerror or e}): re-export or restore it") from None
-        expected = (entry or {}).get("sha256")
-        if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise UserError(f"model file {path} failed sha256 verification (manifest {expected[:12]}...): it was "
-                            f"modified or corrupted; refusing to load it - re-export or restore it")
-        return data
+        from runtime.manifest import checked_bytes
+        return checked_bytes(path, (entry or {}).get("sha256") or None)
 
     @staticmethod
     def load_error(path, library: str, exc: BaseException) -> UserError:

@@ -33,7 +33,9 @@ import numpy as np
 
 from runtime.backends.base import Backend, Quant, TensorSpec
 from runtime.cache import private_dir
+from runtime.atomic import write_bytes
 from runtime.errors import MissingDependency, UserError
+from runtime.manifest import checked_bytes
 
 
 def _compile_command(cc: str, precision: str, source="SOURCE", out="OUT") -> list[str]:
@@ -79,26 +81,11 @@ def prebuilt_library(source: Path, entry: dict | None) -> Path | None:
     path = Path(source).parent / pre.get("file", "")
     if not pre.get("sha256"):
         raise UserError(f"the manifest lists no sha256 for the {what} {path}: refusing to load an unverified file; re-export")
-    data = _checked_bytes(path, pre["sha256"], what)
+    data = checked_bytes(path, pre["sha256"], what)
     private = private_dir("c") / f"prebuilt-{pre['sha256'][:24]}-{Path(pre['file']).name}"
     if not private.is_file():
-        fd, tmp = tempfile.mkstemp(prefix=".prebuilt-", suffix=".so", dir=private.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, private)
+        write_bytes(private, data)
     return private
-
-
-def _checked_bytes(path: Path, expected: str | None, what: str) -> bytes:
-    """The bytes of ``path``, refused (one line) when ``expected`` is given and their sha256 differs."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        raise UserError(f"{what} {path} is missing: re-export the artifacts or restore it") from None
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise UserError(f"{what} {path} failed sha256 verification (manifest {expected[:12]}...): it was modified "
-                        f"or corrupted; refusing to compile it - re-export or restore it")
-    return data
 
 
 def compiled_library(source: Path, prefix: str, precision: str, entry: dict | None) -> Path:
@@ -119,8 +106,8 @@ def compiled_library(source: Path, prefix: str, precision: str, entry: dict | No
         if not src_sha or not hdr_sha:
             raise UserError(f"the manifest lists no sha256 for the C {'source' if not src_sha else 'header'} of "
                             f"{entry.get('name')!r}: refusing to compile unverified code; re-export the artifacts")
-    src = _checked_bytes(source, src_sha, "C model source")
-    hdr = _checked_bytes(header, hdr_sha, "C model header") if (entry is not None or header.is_file()) else b""
+    src = checked_bytes(source, src_sha, "C model source", "compile")
+    hdr = checked_bytes(header, hdr_sha, "C model header", "compile") if (entry is not None or header.is_file()) else b""
     cc = CBackend.library()
     key = hashlib.sha256(b"\0".join([src, hdr, " ".join(_compile_command(cc, precision)).encode()])).hexdigest()
     so = private_dir("c") / f"lib{prefix}-{key[:24]}.so"

@@ -379,6 +379,17 @@ def _finish_record(rec: dict, path: Path, arch: str) -> None:
         rec["status"], rec["error"] = "failed", f"the LSTM did not convert to the fused UNIDIRECTIONAL_SEQUENCE_LSTM op (ops: {ops})"
 
 
+def _mark_dequantized(rec: dict, path: Path) -> None:
+    """Float outputs that an integer graph computes with a DEQUANTIZE (the GRU's int8 step graph) get
+    ``dequantized_from``: the integer tensor's type and scale, so that parity can count the distance
+    between two runtimes of the file in its LSBs."""
+    from export.tflite_inspect import dequantized_outputs
+    found = dequantized_outputs(path)
+    for o in rec["outputs"]:
+        if o.get("quant") is None and o.get("tensor") in found:
+            o["dequantized_from"] = found[o["tensor"]]
+
+
 def _tflm_record(litert: dict, extra: dict) -> dict:
     rec = {k: v for k, v in litert.items() if k not in ("metrics", "accuracy", "status", "error", "reset_check")}
     rec.update(name=litert["name"].replace("tflite-", "tflm-"), runtime="tflm", **extra)
@@ -491,6 +502,7 @@ def _make_one(worker, job, arch, hidden, workdir, out_dir, ref, sequence_scores,
     if rec["status"] == "failed":
         return [rec]
     rec.update(verify_litert(path, job, ref, sequence_scores))
+    _mark_dequantized(rec, path)
     out = [rec]
     if job.tflm:
         try:

@@ -95,3 +95,39 @@ def clear_lstm_cell_clip(buf: bytes) -> bytes:
     if any(c != 0.0 for c in lstm_cell_clips(out)):
         raise RuntimeError("could not clear the fused LSTM cell_clip")
     return out
+
+
+def dequantized_outputs(path_or_bytes) -> dict[str, dict]:
+    """For float outputs computed by a DEQUANTIZE of an integer tensor: that tensor's type and scale.
+
+    An int8 graph with float inputs and outputs (the GRU's int8 step graph) ends each output in a
+    DEQUANTIZE: two runtimes that run the same file can then differ only by whole steps of that
+    tensor's scale, which makes their outputs comparable in LSBs although the output is float.
+    Keys are the output tensors' names (``StatefulPartitionedCall:0``, as in the manifest's ``tensor``).
+    """
+    from tflite.TensorType import TensorType
+    type_names = {v: k.lower() for k, v in vars(TensorType).items() if not k.startswith("_") and isinstance(v, int)}
+    names = _builtin_names()
+    model = read_model(path_or_bytes)
+    sg = model.Subgraphs(0)
+    producer = {}
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        for j in range(op.OutputsLength()):
+            producer[op.Outputs(j)] = op
+    found = {}
+    for k in range(sg.OutputsLength()):
+        t = sg.Outputs(k)
+        op = producer.get(t)
+        if op is None:
+            continue
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        if names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())) != "DEQUANTIZE":
+            continue
+        src = sg.Tensors(op.Inputs(0))
+        q = src.Quantization()
+        if q is None or q.ScaleLength() != 1:
+            continue  # per-channel or unquantized: no single step to count in
+        found[sg.Tensors(t).Name().decode()] = {"dtype": type_names.get(src.Type(), str(src.Type())),
+                                                "scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))}
+    return found

@@ -272,3 +272,35 @@ def test_full_matrix(fixture_run, tmp_path, arch):
     if arch == "lstm":
         assert recs["tflm-int8-step"]["arena_bytes"] > 0
     assert recs["tflite-float16"]["metrics"]["max_abs_err"] < 5e-2
+
+
+def test_float_outputs_of_the_int8_step_graph_record_their_int8_step(fixture_artifacts):
+    """The GRU's int8 step graph has float scores (a DEQUANTIZE at the edge); the manifest records
+    the int8 tensor behind them (``dequantized_from``), which parity counts LSBs in. Checked against
+    what the graph computes: every score LiteRT returns is (q - zero_point) * scale for an int8 q."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from runtime.manifest import Manifest
+    folder = fixture_artifacts("gru")
+    man = Manifest.read(folder)
+    step = man.by_name("tflite-int8-step")
+    scores = next(o for o in step["outputs"] if o["name"] == "scores")
+    d = scores["dequantized_from"]
+    assert scores["quant"] is None and d["dtype"] == "int8" and d["scale"] > 0 and -128 <= d["zero_point"] <= 127
+    assert all(o["dequantized_from"]["scale"] > 0 for o in step["outputs"])  # the state outputs too
+    assert not any("dequantized_from" in o for o in man.by_name("tflite-float32-step")["outputs"])
+    it = Interpreter(model_path=str(man.verified(step)), num_threads=1)
+    it.allocate_tensors()
+    rng = np.random.default_rng(0)
+    seen = []
+    for _ in range(20):
+        for det in it.get_input_details():
+            it.set_tensor(det["index"], rng.normal(0, 1, det["shape"]).astype(np.float32))
+        it.invoke()
+        out = next(o for o in it.get_output_details() if o["name"] == scores["tensor"])
+        seen.append(it.get_tensor(out["index"]).ravel())
+    q = np.concatenate(seen) / d["scale"] + d["zero_point"]
+    assert np.allclose(q, np.rint(q), atol=1e-3) and q.min() >= -128.5 and q.max() <= 127.5
+    levels = np.unique(np.rint(q))
+    assert len(levels) > 5  # not a constant output that any scale would fit
+    assert 1 in np.diff(levels)  # a step of one: not a multiple of the real scale (half of it fits the rest)

@@ -42,10 +42,17 @@ def missing_reason(backend: str) -> str | None:
 
 
 def output_scale(entry: dict) -> float | None:
+    """One LSB of the ``scores`` output: its own scale when it is an integer tensor, else the scale of
+    the integer tensor it is dequantized from (``dequantized_from``: an int8 graph with float outputs);
+    None for a float graph."""
     outs = entry.get("outputs") or []
-    q = (outs[0].get("quant") if outs else None) or None
-    if q and str(outs[0].get("dtype", "")).startswith(("int", "uint")):
-        return float(q["scale"])
+    out = next((o for o in outs if o.get("name") == "scores"), outs[0] if outs else None)
+    if out is None:
+        return None
+    for dtype, q in ((out.get("dtype"), out.get("quant")),
+                     ((out.get("dequantized_from") or {}).get("dtype"), out.get("dequantized_from"))):
+        if q and str(dtype or "").startswith(("int", "uint")):
+            return float(q["scale"])
     return None
 
 

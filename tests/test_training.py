@@ -221,6 +221,9 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     (["--task", "fixture", "--bogus"], "unrecognized arguments: --bogus: see python -m training.train --help"),
     (["--task", "/nonexistent/path"], "error: data path /nonexistent/path does not exist"),
     (["--task", "fixture", "--set", "data.length.x=1"], "option length={'x': 1} of task fixture must be an integer"),
+    (["--task", "fixture", "--set", "subject_adversary=0.3"],
+     "subject_adversary = 0.3 needs a classification task that records who made each training window (watch)"),
+    (["--task", "fixture", "--set", "subject_adversary=-1"], "subject_adversary = -1.0 is out of range"),
 ])
 def test_bad_training_input_is_one_line(args, expect, tmp_path):
     if "--device" in args and torch.cuda.is_available():

@@ -108,11 +108,14 @@ class SequenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``
         (``head="frames"``: ``[batch, time, classes]``, the head at every step)."""
+        x = self.features(x)
+        return self.head(self.drop(x if self.spec.head == "frames" else x[:, -1]))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's hidden state at every step, ``[batch, time, hidden]``: what the head reads."""
         for i, layer in enumerate(self.layers):
             x, _ = layer(x if i == 0 else self.drop(x))
-        if self.spec.head == "frames":
-            return self.head(self.drop(x))
-        return self.head(self.drop(x[:, -1]))
+        return x
 
     # -- streaming -----------------------------------------------------------------------
     def init_state(self, batch: int = 1, device=None) -> State:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from runtime.atomic import write_json
 from runtime.errors import UserError
+from training.adversary import SubjectAdversary, reversal_weight, subject_indices
 from training.checkpoint import load_train_state, save_model, save_train_state
 from training.config import TrainConfig
 from training import forecast
@@ -329,6 +330,13 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
+    if cfg.subject_adversary > 0:
+        why = ("needs a classification task that records who made each training window (watch)"
+               if data.groups_train is None or is_forecast or is_frames else
+               "trains in one process (its classifier is outside the DDP model)" if dist.world > 1 else
+               "mixes windows of two subjects with mixup; use mixup = 0" if cfg.mixup > 0 else None)
+        if why:
+            raise UserError(f"subject_adversary = {cfg.subject_adversary} {why}: use subject_adversary = 0 here")
     if is_forecast:  # targets in the model's (normalized) space; float32 [N, horizon * C]
         if cfg.augment != "none":
             raise UserError(f"augment = {cfg.augment!r} changes the inputs but not the future frames a forecast "
@@ -339,7 +347,12 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
 
     torch.manual_seed(cfg.seed)
     model = SequenceModel(spec, dropout=cfg.dropout).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adversary, subject_of = None, None
+    if cfg.subject_adversary > 0:  # training only: never saved with the model (training/adversary.py)
+        subject_of, n_subjects = subject_indices(data.groups_train)
+        adversary = SubjectAdversary(spec.hidden_sizes[-1], n_subjects).to(device)
+    trained = list(model.parameters()) + (list(adversary.parameters()) if adversary is not None else [])
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if swa_start < cfg.epochs:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_factor(swa_start, cfg.swa_lr / cfg.lr))
         averaged = torch.optim.swa_utils.AveragedModel(model)
@@ -360,6 +373,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         sched.load_state_dict(st["scheduler"])
         if averaged is not None:
             averaged.load_state_dict(st["averaged"])
+        if adversary is not None:
+            adversary.load_state_dict(st["adversary"])
         start_epoch, best_acc, best_epoch = st["epoch"] + 1, st["best_acc"], st["best_epoch"]
         history, elapsed_before = json.loads(st["history"]), st["elapsed_s"]
         if "rng" in st:  # random draws continue where the killed run left them: dropout (CPU generator) ...
@@ -409,11 +424,17 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             xb, yb = xb.to(device, non_blocking=True), yb.to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
+            elif adversary is not None:  # one process, classification (checked above)
+                h = model.features(xb)[:, -1]
+                loss = frame_loss(model.head(model.drop(h)), yb, label_smoothing=cfg.label_smoothing)
+                weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
+                who = torch.from_numpy(subject_of[idx]).to(device)
+                loss = loss + F.cross_entropy(adversary(h, weight), who)
             else:
                 loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained if adversary is not None else net.parameters(), cfg.grad_clip)
             opt.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
         sched.step()
@@ -445,6 +466,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             save_train_state(state_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 **({"averaged": averaged.state_dict(), "swa_start": swa_start} if averaged is not None else {}),
+                **({"adversary": adversary.state_dict()} if adversary is not None else {}),
                 "rng": torch.get_rng_state(), "aug_rng": gen.get_state(),
                 "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
                 "elapsed_s": time.perf_counter() - t0, "model_fields": cfg.model_fields(), "resume_fields": cfg.resume_fields(),

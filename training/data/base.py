@@ -32,6 +32,7 @@ class SequenceData:
     y_test: np.ndarray
     info: dict = dataclasses.field(default_factory=dict)
     head: str = "classify"  # "classify" | "forecast" | "frames"
+    groups_train: np.ndarray | None = None  # who recorded each training window (watch: the subject), if known
 
     def __post_init__(self):
         for split in ("train", "val", "test"):
@@ -53,6 +54,11 @@ class SequenceData:
                 setattr(self, f"y_{split}", y)
             else:
                 setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
+        if self.groups_train is not None:
+            self.groups_train = np.asarray(self.groups_train, dtype=np.int64)
+            if self.groups_train.shape != (len(self.X_train),):
+                raise UserError(f"dataset {self.name!r}: groups_train must hold one group per training window "
+                                f"({len(self.X_train)}), got shape {self.groups_train.shape}")
 
     @property
     def input_size(self) -> int:

@@ -111,16 +111,20 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
     hop = max(1, int(round(length * (1 - overlap))))
     train_hop = hop if train_overlap is None else max(1, int(round(length * (1 - train_overlap))))
     parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    groups = []  # the subject of each training window
     for rec, label, subject in zip(recs, labels, subjects):
         split = "test" if subject in test_subjects else "val" if subject in val_subjects else "train"
         rec = np.asarray(rec, dtype=np.float32)
         w = window(rec, length, train_hop if split == "train" else hop)
         parts[split][0].append(w)
         parts[split][1].append(np.full(len(w), int(label)))
+        if split == "train":
+            groups.append(np.full(len(w), int(subject)))
         if split == "val" and val_in_train:
             wt = window(rec, length, train_hop)
             parts["train"][0].append(wt)
             parts["train"][1].append(np.full(len(wt), int(label)))
+            groups.append(np.full(len(wt), int(subject)))
     arrays = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in parts.items()}
     return SequenceData(
         name="watch", class_names=class_names,
@@ -131,4 +135,5 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
               "sample_rate_hz": rate, "window": length, "hop": hop, "train_hop": train_hop,
               "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects)),
               "val_in_train": bool(val_in_train)},
+        groups_train=np.concatenate(groups),
     )

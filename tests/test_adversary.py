@@ -82,7 +82,8 @@ def test_watch_trains_with_the_adversary_resumes_and_exports_only_the_model(tmp_
     off = train(load_config("watch", out=str(tmp_path / "b"), **{**kw, "subject_adversary": 0.0}),
                 resume=False, progress=False)
     other, _ = load_model(tmp_path / "b" / "model.safetensors")
-    assert off["history"][0]["train_loss"] < m["history"][0]["train_loss"]  # the adversary's loss is added
+    assert "subject_loss" not in off["history"][0]
+    assert 0 < m["history"][0]["subject_loss"] < 2 * math.log(8)  # 8 training subjects: ln 8 when guessing
     assert not torch.equal(other.head.weight, model.head.weight)
 
 

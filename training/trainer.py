@@ -412,7 +412,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         ep_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # same order on every rank
         order = torch.randperm(len(Xtr), generator=ep_gen).numpy()
         order = order[dist.rank::dist.world]  # this rank's shard
-        total, seen = 0.0, 0
+        total, seen, subject_total = 0.0, 0, 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(Xtr[idx])
@@ -429,11 +429,12 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                 loss = frame_loss(model.head(model.drop(h)), yb, label_smoothing=cfg.label_smoothing)
                 weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
                 who = torch.from_numpy(subject_of[idx]).to(device)
-                loss = loss + F.cross_entropy(adversary(h, weight), who)
+                subject_loss = F.cross_entropy(adversary(h, weight), who)
+                subject_total += subject_loss.item() * len(idx)
             else:
                 loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if adversary is None else loss + subject_loss).backward()
             torch.nn.utils.clip_grad_norm_(trained if adversary is not None else net.parameters(), cfg.grad_clip)
             opt.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
@@ -452,6 +453,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             va_loss, va_acc, _ = evaluate(scored, Xva, data.y_val, device, ignore_frames=ignore_frames)
             history.append({"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": va_loss, "val_acc": va_acc,
                             "elapsed_s": time.perf_counter() - t0})
+            if adversary is not None:  # the subject classifier's loss (ln S: it cannot tell the subjects apart)
+                history[-1]["subject_loss"] = subject_total / max(1, seen)
             if track_test:
                 history[-1]["test_acc"] = evaluate(scored, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
         improved = va_acc > best_acc or cfg.keep == "last"

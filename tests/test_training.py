@@ -224,6 +224,7 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
     (["--task", "fixture", "--set", "subject_adversary=0.3"],
      "subject_adversary = 0.3 needs a classification task that records who made each training window (watch)"),
     (["--task", "fixture", "--set", "subject_adversary=-1"], "subject_adversary = -1.0 is out of range"),
+    (["--task", "fixture", "--set", "target_replication=2"], "target_replication = 2.0 is out of range"),
 ])
 def test_bad_training_input_is_one_line(args, expect, tmp_path):
     if "--device" in args and torch.cuda.is_available():

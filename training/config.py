@@ -35,6 +35,7 @@ class TrainConfig:
     dropout: float = 0.0  # between layers and before the head, training only
     label_smoothing: float = 0.0
     mixup: float = 0.0  # classification: mix training windows and their labels with weights ~ Beta(mixup, mixup)
+    target_replication: float = 0.0  # classification: weight of the label asked at every step of the window's second half (0: off)
     subject_adversary: float = 0.0  # watch: weight of a subject classifier trained through a gradient reversal (training/adversary.py; 0: off)
     swa: float = 0.0  # stochastic weight averaging over this fraction of the epochs at the end (0: off)
     swa_lr: float = 1e-3  # the constant learning rate of the averaging epochs
@@ -190,6 +191,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("dropout", 0 <= cfg.dropout < 1, "at least 0 and below 1"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
             ("mixup", 0 <= cfg.mixup <= 10, "the Beta distribution's parameter, 0 (off) to 10"),
+            ("target_replication", 0 <= cfg.target_replication <= 1, "a weight from 0 (off) to 1"),
             ("subject_adversary", 0 <= cfg.subject_adversary <= 10, "the gradient reversal's weight, 0 (off) to 10"),
             ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),
             ("swa_lr", cfg.swa_lr > 0, "a positive learning rate"),

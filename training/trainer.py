@@ -247,6 +247,18 @@ def frame_loss(logits: torch.Tensor, y: torch.Tensor, ignore_frames: int = 0, **
     return F.cross_entropy(lg.reshape(-1, k), yy.reshape(-1), **kw)
 
 
+def replicated_target_loss(frame_logits: torch.Tensor, y: torch.Tensor, weight: float, **kw) -> torch.Tensor:
+    """Target replication (Lipton et al., "Learning to diagnose with LSTM recurrent neural networks",
+    ICLR 2016) for a classifier read at the last step: ``(1 - weight) * CE(last step) + weight * mean CE
+    over the second half of the window``, every step there asked for the window's label. The first
+    half is left out: a few frames into a window the class is not yet in the input."""
+    t = frame_logits.shape[1]
+    last = F.cross_entropy(frame_logits[:, -1], y, **kw)
+    half = frame_logits[:, t // 2:]
+    rep = F.cross_entropy(half.reshape(-1, half.shape[-1]), y.repeat_interleave(half.shape[1]), **kw)
+    return (1 - weight) * last + weight * rep
+
+
 @torch.no_grad()
 def predict(model: SequenceModel, X: np.ndarray, device, batch: int = 512) -> np.ndarray:
     """Head outputs ``[N, K]`` on a normalized split."""
@@ -330,6 +342,12 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
+    if cfg.target_replication > 0:
+        why = ("needs a classification head read at the last step" if is_forecast or is_frames else
+               "trains in one process (it reads the model's steps outside the DDP wrapper)" if dist.world > 1 else
+               "asks every step for one label, and mixup mixes two; use mixup = 0" if cfg.mixup > 0 else None)
+        if why:
+            raise UserError(f"target_replication = {cfg.target_replication} {why}: use target_replication = 0 here")
     if cfg.subject_adversary > 0:
         why = ("needs a classification task that records who made each training window (watch)"
                if data.groups_train is None or is_forecast or is_frames else
@@ -424,13 +442,18 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             xb, yb = xb.to(device, non_blocking=True), yb.to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
-            elif adversary is not None:  # one process, classification (checked above)
-                h = model.features(xb)[:, -1]
-                loss = frame_loss(model.head(model.drop(h)), yb, label_smoothing=cfg.label_smoothing)
-                weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
-                who = torch.from_numpy(subject_of[idx]).to(device)
-                subject_loss = F.cross_entropy(adversary(h, weight), who)
-                subject_total += subject_loss.item() * len(idx)
+            elif adversary is not None or cfg.target_replication > 0:  # one process, classification (checked above)
+                h = model.features(xb)
+                if cfg.target_replication > 0:
+                    loss = replicated_target_loss(model.head(model.drop(h)), yb, cfg.target_replication,
+                                                  label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = frame_loss(model.head(model.drop(h[:, -1])), yb, label_smoothing=cfg.label_smoothing)
+                if adversary is not None:
+                    weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
+                    who = torch.from_numpy(subject_of[idx]).to(device)
+                    subject_loss = F.cross_entropy(adversary(h[:, -1], weight), who)
+                    subject_total += subject_loss.item() * len(idx)
             else:
                 loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)

@@ -1,5 +1,5 @@
-"""Subject-adversarial training (training/adversary.py): the gradient reversal, the ramp, and that the
-option trains, resumes and leaves the exported model as it is."""
+"""Training-only loss options: subject-adversarial training (training/adversary.py: the gradient reversal, the
+ramp, training, resuming, the exported model left as it is) and target replication."""
 
 from __future__ import annotations
 
@@ -93,4 +93,35 @@ def test_adversary_refuses_mixup_and_other_heads(tmp_path):
               resume=False, progress=False)
     with pytest.raises(UserError, match="needs a classification task"):
         train(load_config("watch-forecast", arch="gru", out=str(tmp_path / "f"), epochs=1, subject_adversary=0.3),
+              resume=False, progress=False)
+
+
+def test_target_replication_mixes_the_last_step_with_the_second_half():
+    """``replicated_target_loss``: weight 0 is the plain last-step loss; weight 1 the mean loss of the
+    second half's steps, each asked for the window's label; the first half never counts."""
+    from training.trainer import replicated_target_loss
+    torch.manual_seed(0)
+    logits, y = torch.randn(3, 6, 4), torch.tensor([0, 2, 3])
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(replicated_target_loss(logits, y, 0.0), ce(logits[:, -1], y))
+    half = torch.stack([ce(logits[:, t], y) for t in (3, 4, 5)]).mean()
+    torch.testing.assert_close(replicated_target_loss(logits, y, 1.0), half)
+    torch.testing.assert_close(replicated_target_loss(logits, y, 0.5), 0.5 * ce(logits[:, -1], y) + 0.5 * half)
+    early = logits.clone()
+    early[:, :3] = 100 * torch.randn(3, 3, 4)  # the first half changes nothing
+    torch.testing.assert_close(replicated_target_loss(early, y, 0.5), replicated_target_loss(logits, y, 0.5))
+
+
+def test_target_replication_trains_watch_and_refuses_other_heads(tmp_path):
+    m = train(load_config("watch", arch="gru", out=str(tmp_path / "r"), epochs=1, target_replication=0.5),
+              resume=False, progress=False)
+    plain = train(load_config("watch", arch="gru", out=str(tmp_path / "p"), epochs=1), resume=False, progress=False)
+    assert m["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
+    model, _ = load_model(tmp_path / "r" / "model.safetensors")
+    assert model.state_dict().keys() == SequenceModel(model.spec).state_dict().keys()
+    with pytest.raises(UserError, match="needs a classification head read at the last step"):
+        train(load_config("watch-frames", arch="gru", out=str(tmp_path / "f"), epochs=1, target_replication=0.5),
+              resume=False, progress=False)
+    with pytest.raises(UserError, match="mixup"):
+        train(load_config("watch", arch="gru", out=str(tmp_path / "m"), epochs=1, target_replication=0.5, mixup=0.2),
               resume=False, progress=False)

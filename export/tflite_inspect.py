@@ -19,6 +19,15 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def _op_name(model, op, names: dict[int, str]) -> str:
+    """An operator's builtin name (``CUSTOM:<name>`` for custom ops)."""
+    oc = model.OperatorCodes(op.OpcodeIndex())
+    # Codes < 127 live in the deprecated int8 field, newer ones in the int32 field.
+    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+    name = names.get(code, f"BUILTIN_{code}")
+    return f"CUSTOM:{oc.CustomCode().decode()}" if name == "CUSTOM" else name
+
+
 def read_model(path_or_bytes):
     import tflite
     buf = Path(path_or_bytes).read_bytes() if not isinstance(path_or_bytes, (bytes, bytearray)) else bytes(path_or_bytes)
@@ -36,13 +45,7 @@ def op_counts(path_or_bytes) -> tuple[dict[str, int], int]:
     for g in range(model.SubgraphsLength()):
         sg = model.Subgraphs(g)
         for i in range(sg.OperatorsLength()):
-            oc = model.OperatorCodes(sg.Operators(i).OpcodeIndex())
-            # Codes < 127 live in the deprecated int8 field, newer ones in the int32 field.
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            name = names.get(code, f"BUILTIN_{code}")
-            if name == "CUSTOM":
-                name = f"CUSTOM:{oc.CustomCode().decode()}"
-            counts[name] += 1
+            counts[_op_name(model, sg.Operators(i), names)] += 1
     return dict(counts.most_common()), model.SubgraphsLength()
 
 
@@ -121,8 +124,7 @@ def dequantized_outputs(path_or_bytes) -> dict[str, dict]:
         op = producer.get(t)
         if op is None:
             continue
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        if names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())) != "DEQUANTIZE":
+        if _op_name(model, op, names) != "DEQUANTIZE":
             continue
         src = sg.Tensors(op.Inputs(0))
         q = src.Quantization()

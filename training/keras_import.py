@@ -34,11 +34,13 @@ with the float model's own argmax, for int8 calibration and verification.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -282,7 +284,6 @@ def model_config(path: Path, shown: Path | None = None) -> dict:
     """The model's config as stored in the file, read as JSON without any Keras code (``shown``: the
     name to use in messages)."""
     shown = shown or path
-    import zipfile
     if path.suffix.lower() == ".keras":
         if not zipfile.is_zipfile(path):
             raise UserError(f"{shown} is not a Keras 3 / tf_keras .keras archive (a zip): re-save it with "
@@ -352,8 +353,6 @@ def refuse_external_storage(path: Path, shown: Path, work: Path) -> None:
     storage or a virtual one, an external or soft link (security re-audit: a dataset backed by an
     absolute path copied a host file into the imported weights, and from there into every export).
     ``path``: the private copy (an ``.h5``, or a ``.keras`` zip whose ``model.weights.h5`` is checked)."""
-    import zipfile
-
     import h5py
     h5 = path
     if zipfile.is_zipfile(path):
@@ -424,7 +423,6 @@ def import_keras(keras_path, checkpoint, *, seq_len: int | None = None, timeout:
         raise UserError(f"no Keras model at {keras_path}: pass the path of a .keras or .h5 file")
     if keras_path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise UserError(f"{keras_path} is not a .keras or .h5 file: save the model with model.save('model.keras')")
-    import hashlib
     with tempfile.TemporaryDirectory(prefix="keras-import-") as tmp:
         work = Path(tmp)
         # one private copy is checked, hashed and loaded: the file cannot change between the check and the load

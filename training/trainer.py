@@ -342,19 +342,19 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
-    if cfg.target_replication > 0:
-        why = ("needs a classification head read at the last step" if is_forecast or is_frames else
-               "trains in one process (it reads the model's steps outside the DDP wrapper)" if dist.world > 1 else
-               "asks every step for one label, and mixup mixes two; use mixup = 0" if cfg.mixup > 0 else None)
-        if why:
-            raise UserError(f"target_replication = {cfg.target_replication} {why}: use target_replication = 0 here")
-    if cfg.subject_adversary > 0:
-        why = ("needs a classification task that records who made each training window (watch)"
-               if data.groups_train is None or is_forecast or is_frames else
-               "trains in one process (its classifier is outside the DDP model)" if dist.world > 1 else
-               "mixes windows of two subjects with mixup; use mixup = 0" if cfg.mixup > 0 else None)
-        if why:
-            raise UserError(f"subject_adversary = {cfg.subject_adversary} {why}: use subject_adversary = 0 here")
+    # The training-only losses read the model's steps outside the DDP wrapper and need one whole label
+    # per window: a last-step classifier, one process, no mixup. (option, what it needs, why not mixup)
+    for name, needs, mixed in (
+            ("target_replication", "a classification head read at the last step",
+             "asks every step for one label, and mixup mixes two"),
+            ("subject_adversary", "a classification task that records who made each training window (watch)",
+             "mixes windows of two subjects with mixup")):
+        if getattr(cfg, name) > 0:
+            why = (f"needs {needs}" if is_forecast or is_frames or (name == "subject_adversary" and data.groups_train is None)
+                   else "trains in one process (it reads the model's steps outside the DDP wrapper)" if dist.world > 1
+                   else f"{mixed}; use mixup = 0" if cfg.mixup > 0 else None)
+            if why:
+                raise UserError(f"{name} = {getattr(cfg, name)} {why}: use {name} = 0 here")
     if is_forecast:  # targets in the model's (normalized) space; float32 [N, horizon * C]
         if cfg.augment != "none":
             raise UserError(f"augment = {cfg.augment!r} changes the inputs but not the future frames a forecast "

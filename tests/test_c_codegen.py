@@ -119,7 +119,7 @@ def test_kernel_files_are_pasted_whole_under_the_model_prefix(c_export):
             body = (KERNEL_DIR / name).read_text().replace("PREFIX_", f"{prefix.upper()}_")
             assert body in source, name
         assert "PREFIX_" not in source
-        assert source.count("static void dot4(") == len(DOT4_VARIANTS)  # one per variant, each behind its guard
+        assert source.count("static const int8_t *dot4(") == len(DOT4_VARIANTS)  # one per variant, each behind its guard
         used.update(names)
     assert used == {f.name for f in KERNEL_DIR.iterdir() if f.suffix in (".c", ".h")}
 
@@ -286,6 +286,35 @@ def test_quantized_tables_dequantize_to_the_pytorch_weights(arch, c_export):
     w, step = weights(qm["head_w"].astype(np.float64), qm["head_mult"], qm["head_shift"], 2.0 ** -STATE_FRAC, SCORE_FRAC)
     assert np.all(np.abs(w - sd["head.weight"]) <= 0.5 * step[:, None] * (1 + 1e-6))
     np.testing.assert_allclose(qm["head_bias"] / 2.0 ** SCORE_FRAC, sd["head.bias"], atol=2.0 ** -(SCORE_FRAC + 1) + 1e-12)
+
+
+def test_the_bias_folded_into_the_requantization_word_adds_exactly_the_bias():
+    """The C adds each row's bias inside requantize's rounding (word = (1 + 2 b) * 256 + rs - 1):
+    the same integers as requantize + b, over the whole range of shifts, signs and bias sizes."""
+    rng = np.random.default_rng(0)
+    n = 200_000
+    rs = rng.integers(1, 32, n)
+    ls = np.where(rng.random(n) < 0.2, rng.integers(0, 3, n), 0)
+    acc = rng.integers(-2 ** 28, 2 ** 28, n)
+    mult = rng.integers(2 ** 30, 2 ** 31, n)
+    bias = rng.integers(-2 ** 21, 2 ** 21, n)
+    bias[:8] = [0, 1, -1, 2 ** 21, -2 ** 21, 4095, -4096, 7]
+    expected = R.requantize(acc, mult, np.stack([ls, rs], 1)) + bias
+    np.testing.assert_array_equal(R.requantize_word(acc, mult, ls, R.requant_word(rs, bias)), expected)
+    # the word's low byte is the shift, the rest the rounding term
+    w = R.requant_word(rs, bias)
+    np.testing.assert_array_equal(w & 255, rs - 1)
+    np.testing.assert_array_equal(w >> 8, 1 + 2 * bias)
+
+
+def test_a_bias_too_large_for_the_requantization_word_is_refused(c_export):
+    from export.c import quantize as Q
+    e = c_export("gru")
+    qm = Q.quantize(Q.float_weights(e["model"]), e["quant"])
+    qm["layers"][0]["bias"] = qm["layers"][0]["bias"].copy()
+    qm["layers"][0]["bias"][0] = 2 ** 23  # 2048 in Q3.12: (1 + 2 b) * 256 no longer fits int32
+    with pytest.raises(UserError, match="layer 0: worst-case accumulator"):
+        Q.check_bounds(qm)
 
 
 ARDUINO_STUB = """#pragma once

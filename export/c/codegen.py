@@ -152,15 +152,17 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
     header = _header(p, P, "int8", arch, desc, state_fields, {"x": "int8_t", "scores": "int32_t",
                                                             "input_size": qm["input_size"], "classes": qm["num_classes"]}, defines)
 
-    def requant_tables(name: str, mult, shift, what: str) -> tuple[str, str]:
-        """Per row (padded to x4) the pair {mult, rs - 1} (one LDRD), and the left shifts ls only where a
-        row of the matrix has one (else the C gets a null pointer and skips them). -> (C text, ls name)."""
+    def requant_tables(name: str, mult, shift, bias, what: str) -> tuple[str, str]:
+        """Per row (padded to x4) the pair {mult, word} (one LDRD), word = (1 + 2 b) * 256 + rs - 1
+        carrying the row's bias b (reference.requant_word), and the left shifts ls only where a row
+        of the matrix has one (else the C gets a null pointer and skips them). -> (C text, ls name)."""
         rows = pad4(len(mult))
         rq = np.zeros((rows, 2), np.int64)
+        rq[:, 1] = R.requant_word(1, 0)  # padding rows: mult 0, so 0 out
         rq[:len(mult), 0] = mult
-        rq[:len(mult), 1] = np.asarray(shift, np.int64)[:, 1] - 1
-        text = array("int32_t", f"{name}_RQ", rq, f"{what}: {{mult, rs - 1}} per row for requantize", per_line=8,
-                     attribute=f"{P}_ALIGN4")
+        rq[:len(mult), 1] = R.requant_word(np.asarray(shift, np.int64)[:, 1], bias)
+        text = array("int32_t", f"{name}_RQ", rq, f"{what}: {{mult, (1 + 2 b) * 256 + rs - 1}} per row for requantize",
+                     per_line=8, attribute=f"{P}_ALIGN4")
         ls = np.zeros(rows, np.int64)
         ls[:len(mult)] = np.asarray(shift, np.int64)[:, 0]
         if not ls.any():
@@ -175,31 +177,32 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
         wx, wh = group_rows4(L["wx"]), group_rows4(L["wh"])
         data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names} stacked as rows ---- */\n")
         data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}", attribute=f"{P}_ALIGN4"))
-        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], "W_ih rows (gate input part in Q3.12)")
+        bias_doc = "b = b_ih + b_hh" if arch == "lstm" else "b = b_ir + b_hr, b_iz + b_hz, b_in"
+        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], L["bias"],
+                                     f"W_ih rows (gate input part + bias in Q3.12; {bias_doc})")
         data.append(text)
         data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout", attribute=f"{P}_ALIGN4"))
-        text, wh_ls = requant_tables(f"L{i}_WH", L["wh_mult"], L["wh_shift"], "W_hh rows (recurrent part in Q3.12)")
+        hn_bias = np.zeros(G * H, np.int64)
+        if arch == "gru":
+            hn_bias[2 * H:] = L["bias_hn"]
+        text, wh_ls = requant_tables(f"L{i}_WH", L["wh_mult"], L["wh_shift"], hn_bias,
+                                     "W_hh rows (recurrent part in Q3.12" + ("; b = b_hn on the n rows, 0 on r and z)" if arch == "gru" else "; b = 0)"))
         data.append(text)
         ls_names.append((wx_ls, wh_ls))
-        bias_doc = "b_ih + b_hh" if arch == "lstm" else "b_ir + b_hr, b_iz + b_hz, b_in"
-        data.append(array("int32_t", f"L{i}_BIAS", L["bias"], f"{bias_doc}, Q3.12", per_line=8))
-        if arch == "gru":
-            data.append(array("int32_t", f"L{i}_BIAS_HN", L["bias_hn"], "b_hn (inside r * (W_hn h + b_hn)), Q3.12", per_line=8))
     hw = group_rows4(qm["head_w"])
     data.append("/* ---- classification head: scores = W h_last + b, int32 with 16 fractional bits ---- */\n")
     data.append(array("int8_t", "HEAD_W", hw, f"[{qm['num_classes']}][{hidden[-1]}], same layout as the gate weights",
                       attribute=f"{P}_ALIGN4"))
-    text, head_ls = requant_tables("HEAD", qm["head_mult"], qm["head_shift"], "head rows (scores, 16 fractional bits)")
+    text, head_ls = requant_tables("HEAD", qm["head_mult"], qm["head_shift"], qm["head_bias"],
+                                   "head rows (scores + bias b, 16 fractional bits)")
     data.append(text)
-    data.append(array("int32_t", "HEAD_BIAS", qm["head_bias"], per_line=8))
     data.append(array("int16_t", "SIGMOID_Q15", R.SIGMOID_TABLE, "sigmoid(v) in Q0.15 at v = -8, -8 + 1/16, ..., 8 (257 points)", per_line=12))
     data.append(array("int16_t", "TANH_Q15", R.TANH_TABLE, "tanh(v) in Q0.15 at the same points", per_line=12))
 
     descs = []
     for i, L in enumerate(qm["layers"]):
-        bhn = f"L{i}_BIAS_HN" if arch == "gru" else "0"
         descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {pad4(G * L['hidden'])}, {L['cell_frac']},\n"
-                     f"     L{i}_WX, L{i}_WX_RQ, {ls_names[i][0]}, L{i}_WH, L{i}_WH_RQ, {ls_names[i][1]}, L{i}_BIAS, {bhn}}},")
+                     f"     L{i}_WX, L{i}_WX_RQ, {ls_names[i][0]}, L{i}_WH, L{i}_WH_RQ, {ls_names[i][1]}}},")
     scratch = pad4(max(max(G * h for h in hidden), qm["num_classes"]))
 
     cell_file, layer_call = (("lstm_cell_q.c", "lstm_cell(L, gx, gh, h[l], c[l]);") if arch == "lstm"
@@ -256,7 +259,7 @@ void {p}_info(int32_t info[4])
 static const int16_t *advance({p}_state *s, const int8_t *x)
 {{
     int16_t x16[{in4}] {P}_ALIGN4;     /* the int8 frame widened to int16, padded to x4 */
-    int32_t gx[{scratch}], gh[{scratch}]; /* W_ih x and W_hh h of the current layer, Q3.12 */
+    int32_t gx[{scratch}], gh[{scratch}]; /* W_ih x + b and W_hh h (+ b_hn) of the current layer, Q3.12 */
     int16_t *h[{nl}];
 {c_decl}    const int16_t *in = x16;
     int32_t l, j;
@@ -264,21 +267,20 @@ static const int16_t *advance({p}_state *s, const int8_t *x)
         x16[j] = (int16_t)(j < {P}_INPUT_SIZE ? x[j] : 0);
     for (l = 0; l < {nl}; ++l) {{
         const layer_q *L = &LAYERS[l];
-        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_rq, L->wx_ls, gx);   /* gx = W_ih x   */
-        matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_rq, L->wh_ls, gh);  /* gh = W_hh h   */
+        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_rq, L->wx_ls, gx);   /* gx = W_ih x + b */
+        matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_rq, L->wh_ls, gh);  /* gh = W_hh h (+ b_hn) */
         {layer_call}
         in = h[l];                    /* this layer's new h is the next layer's input */
     }}
     return in;
 }}
 
-/* scores = W_head h_last + b (int32, 16 fractional bits) */
+/* scores = W_head h_last + b (int32, 16 fractional bits; b rides in HEAD_RQ) */
 static void head(const int16_t *h, int32_t *scores)
 {{
-    int32_t y[{pad4(qm['num_classes'])}], j;
+    int32_t y[{pad4(qm['num_classes'])}];
     matvec_q(HEAD_W, h, {pad4(hidden[-1])}, {pad4(qm['num_classes'])}, HEAD_RQ, {head_ls}, y);
-    for (j = 0; j < {P}_NUM_CLASSES; ++j)
-        scores[j] = y[j] + HEAD_BIAS[j];
+    memcpy(scores, y, sizeof(int32_t) * {P}_NUM_CLASSES);
 }}
 
 void {p}_step({p}_state *s, const int8_t *x, int32_t *scores)

@@ -126,6 +126,13 @@ def _row_bound(wq, mult, shift, a_max: int):
     return acc, acc * mult.astype(np.float64) / 2.0 ** (32 + shift[:, 1]) + 2
 
 
+def _folded_bias_bound(y, bias) -> float:
+    """The largest int32 the C's requantize meets when it adds ``bias`` inside the rounding
+    (``reference.requant_word``): the packed word itself and ``(v >> (rs - 1)) + 1 + 2 * bias``."""
+    b = np.abs(np.asarray(bias, np.float64))
+    return float(max(((1 + 2 * b) * 256 + 31).max(initial=0), (2 * y + 1 + 2 * b).max(initial=0)))
+
+
 def check_bounds(qm: dict) -> None:
     """Raise ``UserError`` unless every int32 intermediate fits for every possible input."""
     a_max = 128  # |int8 input|
@@ -133,14 +140,16 @@ def check_bounds(qm: dict) -> None:
         acc_x, gx = _row_bound(L["wx"], L["wx_mult"], L["wx_shift"], a_max)
         acc_h, gh = _row_bound(L["wh"], L["wh_mult"], L["wh_shift"], 32768)
         pre = gx + np.abs(L["bias"]) + gh
+        folded = max(_folded_bias_bound(gx, L["bias"]), _folded_bias_bound(gh, 0))
         if L["bias_hn"] is not None:
             H = L["hidden"]  # n: gx + b_in + (r * (gh + b_hn)) >> 15, with r < 1
             pre = np.concatenate([pre[:2 * H], gx[2 * H:] + np.abs(L["bias"][2 * H:]) + gh[2 * H:] + np.abs(L["bias_hn"])])
-        worst = max(acc_x.max(), acc_h.max(), pre.max())
+            folded = max(folded, _folded_bias_bound(gh[2 * H:], L["bias_hn"]))
+        worst = max(acc_x.max(), acc_h.max(), pre.max(), folded)
         if worst >= 2 ** 31 - 1:
             raise UserError(f"layer {i}: worst-case accumulator {worst:.3g} overflows int32: "
                             "the weights are too large for the int8 C export (retrain with weight decay)")
         a_max = 32768
     acc, y = _row_bound(qm["head_w"], qm["head_mult"], qm["head_shift"], 32768)
-    if max(acc.max(), (y + np.abs(qm["head_bias"])).max()) >= 2 ** 31 - 1:
+    if max(acc.max(), (y + np.abs(qm["head_bias"])).max(), _folded_bias_bound(y, qm["head_bias"])) >= 2 ** 31 - 1:
         raise UserError("the classification head's scores overflow int32 in the int8 C export: the head weights are too large")

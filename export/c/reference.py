@@ -48,6 +48,24 @@ def requantize(acc, mult, shift):
     return rshift_round(smmulr(acc, mult), shift[..., 1])
 
 
+def requant_word(rs, bias):
+    """The C's second requantization word: ``(1 + 2 * bias) * 256 + (rs - 1)`` (int64 array).
+
+    The generated C adds a row's bias inside ``requantize``'s rounding:
+    ``((v >> (rs - 1)) + 1 + 2 * bias) >> 1 == rshift_round(v, rs) + bias`` for any integer bias
+    (``requantize_word``); the low byte holds the shift, the rest the rounding term.
+    """
+    return (1 + 2 * np.asarray(bias, np.int64)) * 256 + (np.asarray(rs, np.int64) - 1)
+
+
+def requantize_word(acc, mult, ls, word):
+    """Twin of the C ``requantize(acc << ls, {mult, word})``: ``requantize(acc, mult, [ls, rs]) + bias``
+    computed the C's way, from ``word = requant_word(rs, bias)``."""
+    word = np.asarray(word, np.int64)
+    v = smmulr(np.asarray(acc, np.int64) << np.asarray(ls, np.int64), mult)
+    return ((v >> (word & 255)) + (word >> 8)) >> 1
+
+
 def sat16(x):
     return np.clip(np.asarray(x, np.int64), -32768, 32767)
 

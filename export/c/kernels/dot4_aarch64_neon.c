@@ -5,7 +5,7 @@
  * a c b d order, twice; SMLAL (low halves) and SMLAL2 (high halves) multiply 4 lanes and add them
  * to one row's 4 int32 partial sums, which are added together after the last block (integer sums:
  * the same result in any order). */
-static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     const uint8x16_t acbd = vreinterpretq_u8_u64(vdupq_n_u64(0x0706030205040100ULL)); /* halfwords 0 2 1 3, twice */
     int32x4_t r0 = vdupq_n_s32(0), r1 = r0, r2 = r0, r3 = r0;
@@ -21,5 +21,6 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
         r3 = vmlal_high_s16(r3, w23, xx);
     }
     acc[0] = vaddvq_s32(r0); acc[1] = vaddvq_s32(r1); acc[2] = vaddvq_s32(r2); acc[3] = vaddvq_s32(r3);
+    return w;
 }
 #endif

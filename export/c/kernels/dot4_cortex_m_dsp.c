@@ -15,7 +15,7 @@ PREFIX_INLINE int32_t sxtb16_ror8(int32_t v)
  * branch): 1 LDRD of two activation pairs (xa, xb), 2 LDRDs of the 4 rows' weight words, then
  * per row SXTB16 -> (a, b) and SXTB16 ROR 8 -> (c, d), and two SMLADs. (Two blocks per pass
  * made gcc 12 spill: more instructions, not fewer.) */
-static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
     k = n >> 2;                          /* n >= 4: every layer has at least one column block */
@@ -30,5 +30,6 @@ static void dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
         s3 = __smlad(__sxtb16(w3), xa, s3); s3 = __smlad(sxtb16_ror8(w3), xb, s3);
     } while (--k);
     acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+    return w;
 }
 #endif

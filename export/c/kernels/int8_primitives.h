@@ -38,13 +38,30 @@ PREFIX_INLINE int32_t smmulr(int32_t a, int32_t b)
 #endif
 }
 
-/* (acc << ls) * (mult / 2^32) / 2^rs, rounded: rescales a row's accumulator (its int8 weight scale
- * times the input scale) to the output format; mult in [2^30, 2^31), ls >= 0, rs >= 1. The caller
- * applies ls (most matrices have none); rq = {mult, rs - 1}, so that rshift_round's
- * ((v >> (rs - 1)) + 1) >> 1 needs no subtraction. */
+/* v >> (word & 31), for a word whose low byte is a shift of 0..30 (requantize's rq[1]). On 32-bit
+ * Arm one ASR by register, which reads only the register's low byte; elsewhere the & 31 costs
+ * nothing (x86 and aarch64 shifts mask the count themselves). */
+PREFIX_INLINE int32_t asr_low_byte(int32_t v, int32_t word)
+{
+#if defined(__GNUC__) && defined(__thumb2__) && !defined(PREFIX_PORTABLE)
+    int32_t r;
+    __asm__("asr %0, %1, %2" : "=r"(r) : "r"(v), "r"(word));
+    return r;
+#else
+    return v >> (word & 31);
+#endif
+}
+
+/* (acc << ls) * (mult / 2^32) / 2^rs, rounded, plus the row's bias b: rescales a row's accumulator
+ * (its int8 weight scale times the input scale) to the output format and adds the bias there;
+ * mult in [2^30, 2^31), ls >= 0, rs >= 1. The caller applies ls (most matrices have none).
+ * rq = {mult, word} with word = (1 + 2 b) * 256 + (rs - 1) (reference.py: requant_word): the low
+ * byte is rshift_round's first shift, the rest its rounding 1 with the bias folded in, since
+ * ((v >> (rs - 1)) + 1 + 2 b) >> 1 == rshift_round(v, rs) + b. One LDRD, SMMULR, ASR, ADD (with the
+ * word shifted down by 8 for free) and ASR: the bias costs no instruction. */
 PREFIX_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
 {
-    return ((smmulr(acc, rq[0]) >> rq[1]) + 1) >> 1;
+    return (asr_low_byte(smmulr(acc, rq[0]), rq[1]) + (rq[1] >> 8)) >> 1;
 }
 
 /* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.

@@ -1,18 +1,23 @@
 /* y[r] = requantize(W[r] . a) for r < rows (a multiple of 4): a matrix-vector product, 4 rows at a time
  * (reference.py: matvec). ls: a left shift per row applied before the multiply, or null when the
- * matrix has none. */
+ * matrix has none. The weights, the requantization pairs and y are walked with pointers: the groups
+ * of 4 rows lie one after another, so nothing is recomputed per group. */
 static void matvec_q(const int8_t *W, const int16_t *a, int32_t n, int32_t rows, const int32_t *rq,
                      const int8_t *ls, int32_t *y)
 {
-    int32_t r, acc[4];
-    for (r = 0; r < rows; r += 4) {
-        dot4(W + r * n, a, n, acc);
+    const int32_t *const end = y + rows;
+    do {
+        int32_t acc[4];
+        W = dot4(W, a, n, acc);
         if (ls) {
-            acc[0] *= 1 << ls[r]; acc[1] *= 1 << ls[r + 1]; acc[2] *= 1 << ls[r + 2]; acc[3] *= 1 << ls[r + 3];
+            acc[0] *= 1 << ls[0]; acc[1] *= 1 << ls[1]; acc[2] *= 1 << ls[2]; acc[3] *= 1 << ls[3];
+            ls += 4;
         }
-        y[r] = requantize(acc[0], rq + 2 * r);
-        y[r + 1] = requantize(acc[1], rq + 2 * r + 2);
-        y[r + 2] = requantize(acc[2], rq + 2 * r + 4);
-        y[r + 3] = requantize(acc[3], rq + 2 * r + 6);
-    }
+        y[0] = requantize(acc[0], rq);
+        y[1] = requantize(acc[1], rq + 2);
+        y[2] = requantize(acc[2], rq + 4);
+        y[3] = requantize(acc[3], rq + 6);
+        rq += 8;
+        y += 4;
+    } while (y != end);
 }

@@ -307,6 +307,17 @@ def test_the_bias_folded_into_the_requantization_word_adds_exactly_the_bias():
     np.testing.assert_array_equal(w >> 8, 1 + 2 * bias)
 
 
+def test_the_packed_tables_look_up_the_same_integers_as_the_sampled_ones():
+    """The C's tables pack {hi - lo, lo} per interval and take u = v + 32768 (the origin rides in the
+    gate rows' requantization words): the same Q0.15 values as lut(table, v) for every v, saturated
+    ones far outside [-8, 8) included."""
+    v = np.concatenate([np.arange(-70000, 70000), [-2 ** 30, 2 ** 30 - 1 - R.LUT_ORIGIN]])
+    for table in (R.SIGMOID_TABLE, R.TANH_TABLE):
+        words = R.pack_table(table)
+        assert words.shape == (256,) and words.min() >= -2 ** 31 and words.max() < 2 ** 31
+        np.testing.assert_array_equal(R.lut_packed(words, v + R.LUT_ORIGIN), R.lut(table, v))
+
+
 def test_a_bias_too_large_for_the_requantization_word_is_refused(c_export):
     from export.c import quantize as Q
     e = c_export("gru")

@@ -57,12 +57,15 @@ def test_int8_on_cortex_m_is_bit_identical(arch, target, c_lib, tmp_path):
 def test_odd_widths_on_cortex_m4_keep_the_dsp_loads_aligned(tmp_path):
     """An LSTM whose cell states have odd lengths (7, 13): the DSP kernel reads h and the weights two
     words at a time (LDRD, which faults on an unaligned address), so the generated code must keep
-    them word-aligned; the scores stay bit-identical to the numpy reference."""
+    them word-aligned; the scores stay bit-identical to the numpy reference. The widths also give
+    the kernel's loop every shape after its first column block: one odd block (5 and 7 padded to 8),
+    an odd block and a pair (13 -> 16), a pair only (10 -> 12); the fixture's 3 -> 4 has the first
+    block alone."""
     from export.c import export_c, prepare
     from training.data.base import SequenceData
     from training.models import ModelSpec, SequenceModel
     torch.manual_seed(0)
-    model = SequenceModel(ModelSpec("lstm", 5, (7, 13, 6), 3)).eval()
+    model = SequenceModel(ModelSpec("lstm", 5, (7, 13, 10), 3)).eval()
     rng = np.random.default_rng(1)
     X = rng.standard_normal((40, 12, 5)).astype(np.float32)
     data = SequenceData("t", ["a", "b", "c"], X, rng.integers(0, 3, 40), X[:8], np.zeros(8), X[:8], np.zeros(8))

@@ -178,8 +178,10 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
         data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names} stacked as rows ---- */\n")
         data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}", attribute=f"{P}_ALIGN4"))
         bias_doc = "b = b_ih + b_hh" if arch == "lstm" else "b = b_ir + b_hr, b_iz + b_hz, b_in"
-        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], L["bias"],
-                                     f"W_ih rows (gate input part + bias in Q3.12; {bias_doc})")
+        # every gate row of W_ih feeds a sigmoid/tanh table: its word also carries the tables' origin
+        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], L["bias"] + R.LUT_ORIGIN,
+                                     f"W_ih rows (gate input part + bias + 32768 in Q3.12; {bias_doc}; "
+                                     "32768: the tables' origin, see lut)")
         data.append(text)
         data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout", attribute=f"{P}_ALIGN4"))
         hn_bias = np.zeros(G * H, np.int64)
@@ -196,8 +198,11 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
     text, head_ls = requant_tables("HEAD", qm["head_mult"], qm["head_shift"], qm["head_bias"],
                                    "head rows (scores + bias b, 16 fractional bits)")
     data.append(text)
-    data.append(array("int16_t", "SIGMOID_Q15", R.SIGMOID_TABLE, "sigmoid(v) in Q0.15 at v = -8, -8 + 1/16, ..., 8 (257 points)", per_line=12))
-    data.append(array("int16_t", "TANH_Q15", R.TANH_TABLE, "tanh(v) in Q0.15 at the same points", per_line=12))
+    data.append(array("int32_t", "SIGMOID_Q15", R.pack_table(R.SIGMOID_TABLE),
+                      "sigmoid(v) in Q0.15 at v = -8, -8 + 1/16, ..., 8 (257 points), packed per interval as "
+                      "{hi - lo, lo} (low, high halfword; reference.pack_table)", per_line=8))
+    data.append(array("int32_t", "TANH_Q15", R.pack_table(R.TANH_TABLE), "tanh(v) in Q0.15 at the same points, packed the same way",
+                      per_line=8))
 
     descs = []
     for i, L in enumerate(qm["layers"]):

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from export.c.reference import GATE_FRAC, SCORE_FRAC, STATE_FRAC, float_run
+from export.c.reference import GATE_FRAC, LUT_ORIGIN, SCORE_FRAC, STATE_FRAC, float_run
 from runtime.errors import UserError
 
 SCHEME = "rnn-edge-c-int8/1"
@@ -140,11 +140,14 @@ def check_bounds(qm: dict) -> None:
         acc_x, gx = _row_bound(L["wx"], L["wx_mult"], L["wx_shift"], a_max)
         acc_h, gh = _row_bound(L["wh"], L["wh_mult"], L["wh_shift"], 32768)
         pre = gx + np.abs(L["bias"]) + gh
-        folded = max(_folded_bias_bound(gx, L["bias"]), _folded_bias_bound(gh, 0))
+        # the C adds the tables' origin with the bias (LUT_ORIGIN): the words carry it
+        folded = max(_folded_bias_bound(gx, np.abs(L["bias"]) + LUT_ORIGIN), _folded_bias_bound(gh, 0))
         if L["bias_hn"] is not None:
             H = L["hidden"]  # n: gx + b_in + (r * (gh + b_hn)) >> 15, with r < 1
             pre = np.concatenate([pre[:2 * H], gx[2 * H:] + np.abs(L["bias"][2 * H:]) + gh[2 * H:] + np.abs(L["bias_hn"])])
-            folded = max(folded, _folded_bias_bound(gh[2 * H:], L["bias_hn"]))
+            folded = max(folded, _folded_bias_bound(gh[2 * H:], L["bias_hn"]),
+                         2 * (gh[2 * H:] + np.abs(L["bias_hn"])).max())  # the cell's SMMULR takes 2 gh_n
+        pre = pre + LUT_ORIGIN
         worst = max(acc_x.max(), acc_h.max(), pre.max(), folded)
         if worst >= 2 ** 31 - 1:
             raise UserError(f"layer {i}: worst-case accumulator {worst:.3g} overflows int32: "

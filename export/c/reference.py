@@ -91,6 +91,28 @@ def lut(table: np.ndarray, x):
     return lo + rshift_round((hi - lo) * frac, 16 - TABLE_BITS)
 
 
+LUT_ORIGIN = 32768  # the C's table index origin: it looks up u = v + 32768 (see lut_packed)
+
+
+def pack_table(table: np.ndarray) -> np.ndarray:
+    """The C's table words: for each of the 256 intervals, the step ``hi - lo`` in the low halfword
+    and ``lo`` in the high one (int32 values, as int64), read by one load and one SMLAD."""
+    t = table.astype(np.int64)
+    lo, step = t[:-1], t[1:] - t[:-1]
+    assert np.all(np.abs(step) < 2 ** 15), "a table step does not fit a halfword"
+    word = (step & 0xFFFF) | ((lo & 0xFFFF) << 16)
+    return np.where(word >= 2 ** 31, word - 2 ** 32, word)
+
+
+def lut_packed(words: np.ndarray, u):
+    """Twin of the C ``lut(words, u)``: ``u = v + LUT_ORIGIN`` saturated to [0, 65535]; equals
+    ``lut(table, v)`` for ``words = pack_table(table)``."""
+    u = np.clip(np.asarray(u, np.int64), 0, 65535)
+    w = np.asarray(words, np.int64)[u >> (16 - TABLE_BITS)]
+    step = ((w & 0xFFFF) ^ 0x8000) - 0x8000  # the low halfword, sign-extended
+    return (w >> 16) + ((step * (u & ((1 << (16 - TABLE_BITS)) - 1)) + 128) >> 8)
+
+
 def quantize_input(x: np.ndarray, scale: float) -> np.ndarray:
     """Normalized float frames -> int8 ``clip(round(x / scale), -128, 127)``, rounding half away
     from zero (as ``runtime.quant.quantize``, which does this for the C backend)."""

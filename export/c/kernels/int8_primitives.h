@@ -64,12 +64,34 @@ PREFIX_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
     return (asr_low_byte(smmulr(acc, rq[0]), rq[1]) + (rq[1] >> 8)) >> 1;
 }
 
-/* sigmoid or tanh by table: v in Q3.12 (saturated to [-8, 8)), result Q0.15.
- * 257 samples 1/16 apart, linear interpolation with the low 8 bits. */
-PREFIX_INLINE int32_t lut(const int16_t *table, int32_t v)
+/* sigmoid or tanh by table: u = v + 32768 for v in Q3.12 (u saturated to [0, 65535], i.e. v to
+ * [-8, 8)), result Q0.15. 257 samples 1/16 apart, linear interpolation with u's low 8 bits.
+ * The cells never add the 32768: the requantization words of the rows that feed a table carry
+ * it with the bias (codegen: LUT_ORIGIN). Each word of the table packs the step to the next sample
+ * and the sample, {hi - lo, lo} (low, high halfword; reference.py: pack_table), so that one SMLAD
+ * computes (hi - lo) * frac + lo * 256 + 128 from the word and frac | 256 << 16 (one ORR), and the
+ * result is that >> 8: the same integer as lo + (((hi - lo) * frac + 128) >> 8). */
+PREFIX_INLINE int32_t lut(const int32_t *table, int32_t u)
 {
-    const int32_t u = sat16(v) + 32768;
-    const int32_t k = u >> 8, frac = u & 255;
-    const int32_t lo = table[k];
-    return lo + (((table[k + 1] - lo) * frac + 128) >> 8);
+    int32_t k, frac, t;
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(PREFIX_PORTABLE)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-conversion"
+#endif
+    u = (int32_t)__usat(u, 16);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#else
+    u = u < 0 ? 0 : (u > 65535 ? 65535 : u);
+#endif
+    k = u >> 8;
+    frac = u & 255;
+    t = table[k];
+#if PREFIX_USE_DSP
+    return __smlad(t, frac | (256 << 16), 128) >> 8;
+#else
+    return (t >> 16) + (((int16_t)(uint16_t)t * frac + 128) >> 8);
+#endif
 }

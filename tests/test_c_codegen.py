@@ -119,7 +119,7 @@ def test_kernel_files_are_pasted_whole_under_the_model_prefix(c_export):
             body = (KERNEL_DIR / name).read_text().replace("PREFIX_", f"{prefix.upper()}_")
             assert body in source, name
         assert "PREFIX_" not in source
-        assert source.count("static const int8_t *dot4(") == len(DOT4_VARIANTS)  # one per variant, each behind its guard
+        assert source.count("_INLINE const int8_t *dot4(") == len(DOT4_VARIANTS)  # one per variant, each behind its guard
         used.update(names)
     assert used == {f.name for f in KERNEL_DIR.iterdir() if f.suffix in (".c", ".h")}
 
@@ -316,6 +316,27 @@ def test_the_packed_tables_look_up_the_same_integers_as_the_sampled_ones():
         words = R.pack_table(table)
         assert words.shape == (256,) and words.min() >= -2 ** 31 and words.max() < 2 ** 31
         np.testing.assert_array_equal(R.lut_packed(words, v + R.LUT_ORIGIN), R.lut(table, v))
+
+
+def test_the_cell_state_reaches_the_tanh_table_as_in_the_reference():
+    """The C turns the LSTM cell state c (Q(15-cf).cf) into tanh's table input with one shift up,
+    one down and a rounding add that also carries the origin; saturated as the lookup saturates it,
+    that is the reference's c12 (rshift_round or a saturating shift) plus 32768, for every c and cf."""
+    c = np.arange(-32768, 32768)
+    for cf in range(4, 16):
+        c12 = R.rshift_round(c, cf - R.GATE_FRAC) if cf > R.GATE_FRAC else R.sat16(c << (R.GATE_FRAC - cf))
+        expected = R.sat16(c12) + R.LUT_ORIGIN
+        np.testing.assert_array_equal(np.clip(R.cell_table_input(c, cf), 0, 65535), expected, err_msg=f"cf={cf}")
+
+
+def test_a_q15_product_by_smmulr_is_the_rounded_shift():
+    """The DSP build rounds a gate times a value, (a b + 2^14) >> 15, as SMMULR(a 2^16, 2 b): the same
+    integer for every gate 0 <= a < 2^15, for the cells' |b| < 2^16 and the GRU's r * gh_n (|2 gh_n| < 2^31)."""
+    rng = np.random.default_rng(0)
+    a = np.concatenate([[0, 1, 32767], rng.integers(0, 32768, 100_000)])
+    for bound in (2 ** 16, 2 ** 30):
+        b = np.concatenate([[-bound + 1, bound - 1, 0], rng.integers(-bound + 1, bound, 100_000)])
+        np.testing.assert_array_equal(R.smmulr(a * 65536, b * 2), R.rshift_round(a * b, 15))
 
 
 def test_a_bias_too_large_for_the_requantization_word_is_refused(c_export):

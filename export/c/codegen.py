@@ -174,20 +174,28 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
     data, ls_names = [], []
     for i, L in enumerate(qm["layers"]):
         H = L["hidden"]
-        wx, wh = group_rows4(L["wx"]), group_rows4(L["wh"])
-        data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names} stacked as rows ---- */\n")
+
+        def by_unit(a):
+            """Gate-major rows (PyTorch: all of gate 0, then gate 1, ...) -> unit-major (unit j's gates
+            side by side), so that the cell reads one unit's pre-activations from consecutive words."""
+            a = np.asarray(a)
+            return a.reshape(G, H, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)
+
+        hn_bias = np.zeros(G * H, np.int64)
+        if arch == "gru":
+            hn_bias[2 * H:] = L["bias_hn"]
+        wx, wh = group_rows4(by_unit(L["wx"])), group_rows4(by_unit(L["wh"]))
+        data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names}; rows unit by unit "
+                    f"(row {G} j + g: gate g of unit j) ---- */\n")
         data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}", attribute=f"{P}_ALIGN4"))
         bias_doc = "b = b_ih + b_hh" if arch == "lstm" else "b = b_ir + b_hr, b_iz + b_hz, b_in"
         # every gate row of W_ih feeds a sigmoid/tanh table: its word also carries the tables' origin
-        text, wx_ls = requant_tables(f"L{i}_WX", L["wx_mult"], L["wx_shift"], L["bias"] + R.LUT_ORIGIN,
+        text, wx_ls = requant_tables(f"L{i}_WX", by_unit(L["wx_mult"]), by_unit(L["wx_shift"]), by_unit(L["bias"] + R.LUT_ORIGIN),
                                      f"W_ih rows (gate input part + bias + 32768 in Q3.12; {bias_doc}; "
                                      "32768: the tables' origin, see lut)")
         data.append(text)
         data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout", attribute=f"{P}_ALIGN4"))
-        hn_bias = np.zeros(G * H, np.int64)
-        if arch == "gru":
-            hn_bias[2 * H:] = L["bias_hn"]
-        text, wh_ls = requant_tables(f"L{i}_WH", L["wh_mult"], L["wh_shift"], hn_bias,
+        text, wh_ls = requant_tables(f"L{i}_WH", by_unit(L["wh_mult"]), by_unit(L["wh_shift"]), by_unit(hn_bias),
                                      "W_hh rows (recurrent part in Q3.12" + ("; b = b_hn on the n rows, 0 on r and z)" if arch == "gru" else "; b = 0)"))
         data.append(text)
         ls_names.append((wx_ls, wh_ls))
@@ -206,7 +214,8 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
 
     descs = []
     for i, L in enumerate(qm["layers"]):
-        descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {pad4(G * L['hidden'])}, {L['cell_frac']},\n"
+        up, down = R.cell_shifts(L["cell_frac"])
+        descs.append(f"    {{{L['hidden']}, {pad4(L['inputs'])}, {pad4(L['hidden'])}, {pad4(G * L['hidden'])}, {L['cell_frac']}, {up}, {down},\n"
                      f"     L{i}_WX, L{i}_WX_RQ, {ls_names[i][0]}, L{i}_WH, L{i}_WH_RQ, {ls_names[i][1]}}},")
     scratch = pad4(max(max(G * h for h in hidden), qm["num_classes"]))
 
@@ -264,7 +273,7 @@ void {p}_info(int32_t info[4])
 static const int16_t *advance({p}_state *s, const int8_t *x)
 {{
     int16_t x16[{in4}] {P}_ALIGN4;     /* the int8 frame widened to int16, padded to x4 */
-    int32_t gx[{scratch}], gh[{scratch}]; /* W_ih x + b and W_hh h (+ b_hn) of the current layer, Q3.12 */
+    int32_t gx[{scratch}], gh[{scratch}]; /* W_ih x + b + 32768 and W_hh h (+ b_hn) of the current layer, Q3.12 */
     int16_t *h[{nl}];
 {c_decl}    const int16_t *in = x16;
     int32_t l, j;
@@ -272,7 +281,7 @@ static const int16_t *advance({p}_state *s, const int8_t *x)
         x16[j] = (int16_t)(j < {P}_INPUT_SIZE ? x[j] : 0);
     for (l = 0; l < {nl}; ++l) {{
         const layer_q *L = &LAYERS[l];
-        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_rq, L->wx_ls, gx);   /* gx = W_ih x + b */
+        matvec_q(L->wx, in, L->in4, L->rows4, L->wx_rq, L->wx_ls, gx);   /* gx = W_ih x + b + 32768 */
         matvec_q(L->wh, h[l], L->h4, L->rows4, L->wh_rq, L->wh_ls, gh);  /* gh = W_hh h (+ b_hn) */
         {layer_call}
         in = h[l];                    /* this layer's new h is the next layer's input */

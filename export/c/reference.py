@@ -113,6 +113,20 @@ def lut_packed(words: np.ndarray, u):
     return (w >> 16) + ((step * (u & ((1 << (16 - TABLE_BITS)) - 1)) + 128) >> 8)
 
 
+def cell_shifts(cf: int) -> tuple[int, int]:
+    """(up, down) = (max(0, 13 - cf), max(0, cf - 13)): the C's shifts from the cell state's
+    Q(15-cf).cf to the tanh table's Q3.12 (see ``cell_table_input``)."""
+    return max(0, GATE_FRAC + 1 - cf), max(0, cf - GATE_FRAC - 1)
+
+
+def cell_table_input(c, cf: int):
+    """Twin of the C's tanh input for the LSTM cell state: ``((c * 2**up >> down) + 1 + 2 * LUT_ORIGIN) >> 1``,
+    which is ``c`` in Q3.12 (``rshift_round(c, cf - 12)`` or ``c << (12 - cf)``) plus ``LUT_ORIGIN``; the
+    table lookup saturates it as ``lut`` saturates ``c12`` (``sat16``)."""
+    up, down = cell_shifts(cf)
+    return (((np.asarray(c, np.int64) << up) >> down) + 1 + 2 * LUT_ORIGIN) >> 1
+
+
 def quantize_input(x: np.ndarray, scale: float) -> np.ndarray:
     """Normalized float frames -> int8 ``clip(round(x / scale), -128, 127)``, rounding half away
     from zero (as ``runtime.quant.quantize``, which does this for the C backend)."""

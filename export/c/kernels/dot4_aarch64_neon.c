@@ -5,7 +5,7 @@
  * a c b d order, twice; SMLAL (low halves) and SMLAL2 (high halves) multiply 4 lanes and add them
  * to one row's 4 int32 partial sums, which are added together after the last block (integer sums:
  * the same result in any order). */
-static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+PREFIX_INLINE const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     const uint8x16_t acbd = vreinterpretq_u8_u64(vdupq_n_u64(0x0706030205040100ULL)); /* halfwords 0 2 1 3, twice */
     int32x4_t r0 = vdupq_n_s32(0), r1 = r0, r2 = r0, r3 = r0;

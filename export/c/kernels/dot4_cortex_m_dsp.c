@@ -16,7 +16,7 @@ PREFIX_INLINE int32_t sxtb16_ror8(int32_t v)
  * and SXTB16 ROR 8 -> (c, d), and two SMLADs. The first block starts the sums with SMUAD (no
  * accumulator) instead of zeroing four registers; the rest go two per pass, so the loop's count
  * and branch cost 1 instruction per block (an odd block first, alone). */
-static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+PREFIX_INLINE const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     int32_t s0, s1, s2, s3, k;
     int32_t xa, xb, w0, w1, w2, w3;      /* packed halfwords / bytes, as ACLE's int16x2_t / int8x4_t */

@@ -5,7 +5,7 @@
  * (what SXTB16 wants); a: int16 [n], n a multiple of 4 (>= 4); both word-aligned.
  * This portable loop is the reference kernel: plain C99, the same integers as
  * export/c/reference.py, undoing the a c b d byte order. */
-static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+PREFIX_INLINE const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, k;
     for (k = n >> 2; k > 0; --k, a += 4, w += 16) {

@@ -3,7 +3,7 @@
  * bytes sign-extended to two registers of int16 (rows 0-1, rows 2-3), the 4 activations put in
  * the weights' a c b d order and repeated; PMADDWD multiplies lane by lane and adds neighbouring
  * pairs, so each row's sum is two adjacent lanes. */
-static const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
+PREFIX_INLINE const int8_t *dot4(const int8_t *w, const int16_t *a, int32_t n, int32_t *acc)
 {
     __m128i acc01 = _mm_setzero_si128(), acc23 = _mm_setzero_si128();
     int32_t v[8], k;

@@ -26,6 +26,14 @@ PREFIX_INLINE int32_t sat16(int32_t x)
 #endif
 }
 
+/* a, b = p[0], p[1] and p += 2, for a word-aligned int32_t *p: one LDRD with post-increment on
+ * Thumb-2 (gcc would not pair the two loads itself), plain C elsewhere. */
+#if defined(__GNUC__) && defined(__thumb2__) && !defined(PREFIX_PORTABLE)
+#define PREFIX_LOAD2(a, b, p) __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(p) : : "memory")
+#else
+#define PREFIX_LOAD2(a, b, p) do { (a) = (p)[0]; (b) = (p)[1]; (p) += 2; } while (0)
+#endif
+
 /* (a * b + 2^31) >> 32: high word of the 64-bit product, rounded (one SMMULR with DSP). */
 PREFIX_INLINE int32_t smmulr(int32_t a, int32_t b)
 {
@@ -35,6 +43,18 @@ PREFIX_INLINE int32_t smmulr(int32_t a, int32_t b)
     return r;
 #else
     return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
+/* rshift_round(a * b, 15) for a Q0.15 gate 0 <= a < 2^15 and |b| < 2^16: with DSP one SMMULR,
+ * (a 2^16)(2 b) / 2^32 rounded, the same integer (the product is a * b * 2^17, and SMMULR adds
+ * 2^31 = 2^14 * 2^17 before the shift). */
+PREFIX_INLINE int32_t mul_q15(int32_t a, int32_t b)
+{
+#if PREFIX_USE_DSP
+    return smmulr(a * 65536, b * 2);
+#else
+    return rshift_round(a * b, 15);
 #endif
 }
 

@@ -86,8 +86,8 @@ PREFIX_INLINE int32_t requantize(int32_t acc, const int32_t *rq)
 
 /* sigmoid or tanh by table: u = v + 32768 for v in Q3.12 (u saturated to [0, 65535], i.e. v to
  * [-8, 8)), result Q0.15. 257 samples 1/16 apart, linear interpolation with u's low 8 bits.
- * The cells never add the 32768: the requantization words of the rows that feed a table carry
- * it with the bias (codegen: LUT_ORIGIN). Each word of the table packs the step to the next sample
+ * The gate pre-activations arrive with the 32768 already in them: the requantization words of the
+ * W_ih rows carry it with the bias (codegen: LUT_ORIGIN). Each word of the table packs the step to the next sample
  * and the sample, {hi - lo, lo} (low, high halfword; reference.py: pack_table), so that one SMLAD
  * computes (hi - lo) * frac + lo * 256 + 128 from the word and frac | 256 << 16 (one ORR), and the
  * result is that >> 8: the same integer as lo + (((hi - lo) * frac + 128) >> 8). */

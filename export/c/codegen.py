@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from export.c import reference as R
-from export.c.emit import array, c_float, c_string, group_rows4, identifier, pad4
+from export.c.emit import array, c_float, c_string, group_rows4, identifier, pad4, unit_major
 from export.c.kernels import DOT4_VARIANTS, kernel_source, kernel_sources
 
 
@@ -174,29 +174,24 @@ def generate_int8(qm: dict, prefix: str, preprocess: dict | None = None) -> CSou
     data, ls_names = [], []
     for i, L in enumerate(qm["layers"]):
         H = L["hidden"]
-
-        def by_unit(a):
-            """Gate-major rows (PyTorch: all of gate 0, then gate 1, ...) -> unit-major (unit j's gates
-            side by side), so that the cell reads one unit's pre-activations from consecutive words."""
-            a = np.asarray(a)
-            return a.reshape(G, H, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)
-
         hn_bias = np.zeros(G * H, np.int64)
         if arch == "gru":
             hn_bias[2 * H:] = L["bias_hn"]
-        wx, wh = group_rows4(by_unit(L["wx"])), group_rows4(by_unit(L["wh"]))
+        wx, wh = group_rows4(unit_major(L["wx"], G)), group_rows4(unit_major(L["wh"], G))
         data.append(f"/* ---- layer {i}: {arch.upper()} {L['inputs']} -> {H}, gates {gate_names}; rows unit by unit "
                     f"(row {G} j + g: gate g of unit j) ---- */\n")
         data.append(array("int8_t", f"L{i}_WX", wx, f"W_ih [{G * H}][{L['inputs']}]: {layout}", attribute=f"{P}_ALIGN4"))
         bias_doc = "b = b_ih + b_hh" if arch == "lstm" else "b = b_ir + b_hr, b_iz + b_hz, b_in"
         # every gate row of W_ih feeds a sigmoid/tanh table: its word also carries the tables' origin
-        text, wx_ls = requant_tables(f"L{i}_WX", by_unit(L["wx_mult"]), by_unit(L["wx_shift"]), by_unit(L["bias"] + R.LUT_ORIGIN),
+        text, wx_ls = requant_tables(f"L{i}_WX", unit_major(L["wx_mult"], G), unit_major(L["wx_shift"], G),
+                                     unit_major(L["bias"] + R.LUT_ORIGIN, G),
                                      f"W_ih rows (gate input part + bias + 32768 in Q3.12; {bias_doc}; "
                                      "32768: the tables' origin, see lut)")
         data.append(text)
         data.append(array("int8_t", f"L{i}_WH", wh, f"W_hh [{G * H}][{H}], same layout", attribute=f"{P}_ALIGN4"))
-        text, wh_ls = requant_tables(f"L{i}_WH", by_unit(L["wh_mult"]), by_unit(L["wh_shift"]), by_unit(hn_bias),
-                                     "W_hh rows (recurrent part in Q3.12" + ("; b = b_hn on the n rows, 0 on r and z)" if arch == "gru" else "; b = 0)"))
+        hh_doc = "; b = b_hn on the n rows, 0 on r and z)" if arch == "gru" else "; b = 0)"
+        text, wh_ls = requant_tables(f"L{i}_WH", unit_major(L["wh_mult"], G), unit_major(L["wh_shift"], G),
+                                     unit_major(hn_bias, G), "W_hh rows (recurrent part in Q3.12" + hh_doc)
         data.append(text)
         ls_names.append((wx_ls, wh_ls))
     hw = group_rows4(qm["head_w"])

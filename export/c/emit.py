@@ -91,3 +91,11 @@ def group_rows4(w: np.ndarray) -> np.ndarray:
     padded[: w.shape[0], : w.shape[1]] = w
     x = interleave_for_sxtb16(padded)
     return x.reshape(rows // 4, 4, -1, 4).transpose(0, 2, 1, 3).reshape(-1)
+
+
+def unit_major(a, gates: int) -> np.ndarray:
+    """Gate-major rows (PyTorch's order: all of gate 0, then gate 1, ...) -> unit-major (row
+    ``gates * j + g`` is gate g of unit j), so that a cell reads one unit's pre-activations from
+    consecutive words. Any trailing axes (a weight row, a (ls, rs) pair) move with their row."""
+    a = np.asarray(a)
+    return a.reshape(gates, a.shape[0] // gates, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)

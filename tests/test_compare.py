@@ -44,7 +44,7 @@ def test_paired_difference_is_the_mean_over_seeds_with_its_standard_error():
     assert p.differences == pytest.approx((2.0, 1.0, 2.0, 1.0))
     assert p.mean == pytest.approx(1.5)
     assert p.standard_error == pytest.approx(math.sqrt(1 / 3) / 2)  # sample sd sqrt(1/3), four seeds
-    assert p.adopt and p.verdict.startswith("adopt: mean +1.50 > 2 x standard error 0.29")
+    assert p.adopt and p.verdict.startswith("adopt: mean +1.50 > 0.58 = 2 x standard error 0.29")
 
 
 def test_a_gain_that_the_seeds_disagree_on_is_not_adopted():
@@ -65,7 +65,7 @@ def test_compare_reads_the_documented_dev_rows(capsys):
                  "--candidate", "default + tempo=0.2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["0", "91.24%", "92.38%", "+1.15"]
-    assert out[-1].endswith("over 4 seeds: do not adopt: mean +0.01 <= 2 x standard error 0.47")
+    assert out[-1].endswith("over 4 seeds: do not adopt: mean +0.01 <= 0.95 = 2 x standard error 0.47")
 
 
 def test_compare_errors_are_one_line(tmp_path, capsys):

@@ -57,8 +57,10 @@ class Paired:
         if len(self.differences) < 2:
             return "undecided: one seed in common, the rule needs at least two"
         rel = ">" if self.adopt else "<="
+        # the threshold and the standard error both spelled out: "2 x standard error 0.37" alone was
+        # once read as a threshold of 0.37 (docs/training.md, target replication)
         return (f"{'adopt' if self.adopt else 'do not adopt'}: mean {self.mean:+.2f} {rel} "
-                f"{self.k:g} x standard error {self.standard_error:.2f}")
+                f"{self.k * self.standard_error:.2f} = {self.k:g} x standard error {self.standard_error:.2f}")
 
 
 def paired_difference(baseline: dict[int, float], candidate: dict[int, float], k: float = 2.0) -> Paired:

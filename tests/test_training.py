@@ -203,6 +203,23 @@ def test_ddp_two_processes_produce_a_normal_checkpoint(tmp_path):
         assert torch.allclose(model.stream(x)[:, -1], model(x), atol=1e-5)
 
 
+def test_ddp_trains_with_target_replication(tmp_path):
+    """Target replication reads every step's scores through the DDP wrapper (``every_step``), so two
+    processes train with it (the watch LSTM's default) and give a normal checkpoint."""
+    out = tmp_path / "ddp-tr"
+    r = run_cli("--task", "fixture", "--arch", "lstm", "--device", "cpu", "--procs", "2", "--out", str(out),
+                "--set", "target_replication=0.5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["test_acc"] >= 0.8
+    model, _ = load_model(out)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 24, 3)).astype(np.float32))
+    with torch.no_grad():
+        every = model(x, every_step=True)
+        assert every.shape == (2, 24, model.spec.num_classes)
+        assert torch.allclose(every[:, -1], model(x)) and torch.allclose(model.stream(x), every, atol=1e-5)
+
+
 @pytest.mark.parametrize("args,expect", [
     (["--task", "no-such-task"], "unknown task"),
     (["--task", "fixture", "--set", "bogus=1"], "unknown config option"),

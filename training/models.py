@@ -105,11 +105,12 @@ class SequenceModel(nn.Module):
             layer.flatten_parameters()
 
     # -- whole sequence ----------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, every_step: bool = False) -> torch.Tensor:
         """Scores ``[batch, classes]`` for sequences ``x`` of shape ``[batch, time, features]``
-        (``head="frames"``: ``[batch, time, classes]``, the head at every step)."""
+        (``head="frames"``, or ``every_step`` in training: ``[batch, time, classes]``, the head at every
+        step; target replication reads it so, through the DDP wrapper when there is one)."""
         x = self.features(x)
-        return self.head(self.drop(x if self.spec.head == "frames" else x[:, -1]))
+        return self.head(self.drop(x if every_step or self.spec.head == "frames" else x[:, -1]))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last layer's hidden state at every step, ``[batch, time, hidden]``: what the head reads."""

@@ -342,8 +342,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
-    # The training-only losses read the model's steps outside the DDP wrapper and need one whole label
-    # per window: a last-step classifier, one process, no mixup. (option, what it needs, why not mixup)
+    # The training-only losses need one whole label per window: a last-step classifier, no mixup; the
+    # adversary also one process (it reads the model's steps outside the DDP wrapper; target replication
+    # reads them through it). (option, what it needs, why not mixup)
     for name, needs, mixed in (
             ("target_replication", "a classification head read at the last step",
              "asks every step for one label, and mixup mixes two"),
@@ -351,7 +352,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
              "mixes windows of two subjects with mixup")):
         if getattr(cfg, name) > 0:
             why = (f"needs {needs}" if is_forecast or is_frames or (name == "subject_adversary" and data.groups_train is None)
-                   else "trains in one process (it reads the model's steps outside the DDP wrapper)" if dist.world > 1
+                   else "trains in one process (it reads the model's steps outside the DDP wrapper)"
+                   if dist.world > 1 and name == "subject_adversary"
                    else f"{mixed}; use mixup = 0" if cfg.mixup > 0 else None)
             if why:
                 raise UserError(f"{name} = {getattr(cfg, name)} {why}: use {name} = 0 here")
@@ -442,18 +444,20 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             xb, yb = xb.to(device, non_blocking=True), yb.to(device)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
-            elif adversary is not None or cfg.target_replication > 0:  # one process, classification (checked above)
+            elif adversary is not None:  # one process, classification (checked above)
                 h = model.features(xb)
                 if cfg.target_replication > 0:
                     loss = replicated_target_loss(model.head(model.drop(h)), yb, cfg.target_replication,
                                                   label_smoothing=cfg.label_smoothing)
                 else:
                     loss = frame_loss(model.head(model.drop(h[:, -1])), yb, label_smoothing=cfg.label_smoothing)
-                if adversary is not None:
-                    weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
-                    who = torch.from_numpy(subject_of[idx]).to(device)
-                    subject_loss = F.cross_entropy(adversary(h[:, -1], weight), who)
-                    subject_total += subject_loss.item() * len(idx)
+                weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
+                who = torch.from_numpy(subject_of[idx]).to(device)
+                subject_loss = F.cross_entropy(adversary(h[:, -1], weight), who)
+                subject_total += subject_loss.item() * len(idx)
+            elif cfg.target_replication > 0:  # a last-step classifier (checked above); through DDP if any
+                loss = replicated_target_loss(net(xb, every_step=True), yb, cfg.target_replication,
+                                              label_smoothing=cfg.label_smoothing)
             else:
                 loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)

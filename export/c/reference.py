@@ -1,7 +1,11 @@
 """Numpy reference of the generated C: float32 and integer-only int8, as pure functions.
 
 The integer path is the specification the C code is checked against, bit for bit
-(``tests/test_c_codegen.py``); every operation here has a one-line twin in the generated C.
+(``tests/test_c_codegen.py``); every operation here has a one-line twin in the generated C. Where
+the C computes the same integer another way, to spend fewer instructions, the other way has a twin
+here too, tested equal over its whole input range: the biases added inside the requantization
+rounding (``requant_word``, ``requantize_word``), the packed tables looked up from the origin
+32768 (``pack_table``, ``lut_packed``), the cell state's way to the tanh table (``cell_table_input``).
 All integer arithmetic is done in int64 numpy arrays, and every intermediate is proven to fit the
 C type it lives in (int32, or int64 where the C uses int64) by ``quantize.check_bounds``.
 

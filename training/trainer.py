@@ -342,18 +342,19 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
-    # The training-only losses need one whole label per window: a last-step classifier, no mixup; the
-    # adversary also one process (it reads the model's steps outside the DDP wrapper; target replication
-    # reads them through it). (option, what it needs, why not mixup)
-    for name, needs, mixed in (
-            ("target_replication", "a classification head read at the last step",
+    # The training-only losses need one whole label per window: a last-step classifier, no mixup. The
+    # adversary also needs who made each window, and one process (its classifier reads the model's
+    # steps outside the DDP wrapper; target replication reads them through it).
+    # (option, what it needs, needs subjects, one process only, why not mixup)
+    for name, needs, needs_subjects, one_process, mixed in (
+            ("target_replication", "a classification head read at the last step", False, False,
              "asks every step for one label, and mixup mixes two"),
-            ("subject_adversary", "a classification task that records who made each training window (watch)",
+            ("subject_adversary", "a classification task that records who made each training window (watch)", True, True,
              "mixes windows of two subjects with mixup")):
         if getattr(cfg, name) > 0:
-            why = (f"needs {needs}" if is_forecast or is_frames or (name == "subject_adversary" and data.groups_train is None)
+            why = (f"needs {needs}" if is_forecast or is_frames or (needs_subjects and data.groups_train is None)
                    else "trains in one process (it reads the model's steps outside the DDP wrapper)"
-                   if dist.world > 1 and name == "subject_adversary"
+                   if one_process and dist.world > 1
                    else f"{mixed}; use mixup = 0" if cfg.mixup > 0 else None)
             if why:
                 raise UserError(f"{name} = {getattr(cfg, name)} {why}: use {name} = 0 here")

@@ -443,24 +443,21 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
             if cfg.mixup > 0:  # classification heads only: refused above for forecast and frames
                 xb, yb = mix_windows(xb, yb, data.num_classes, cfg.mixup, gen)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device)
+            every_step = cfg.target_replication > 0  # a last-step classifier then (checked above)
             if is_forecast:
                 loss = F.mse_loss(net(xb), yb)
-            elif adversary is not None:  # one process, classification (checked above)
-                h = model.features(xb)
-                if cfg.target_replication > 0:
-                    loss = replicated_target_loss(model.head(model.drop(h)), yb, cfg.target_replication,
-                                                  label_smoothing=cfg.label_smoothing)
-                else:
-                    loss = frame_loss(model.head(model.drop(h[:, -1])), yb, label_smoothing=cfg.label_smoothing)
-                weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
-                who = torch.from_numpy(subject_of[idx]).to(device)
-                subject_loss = F.cross_entropy(adversary(h[:, -1], weight), who)
-                subject_total += subject_loss.item() * len(idx)
-            elif cfg.target_replication > 0:  # a last-step classifier (checked above); through DDP if any
-                loss = replicated_target_loss(net(xb, every_step=True), yb, cfg.target_replication,
-                                              label_smoothing=cfg.label_smoothing)
             else:
-                loss = frame_loss(net(xb), yb, ignore_frames, label_smoothing=cfg.label_smoothing)
+                if adversary is not None:  # one process, classification (checked above)
+                    h = model.features(xb)
+                    scores = model.head(model.drop(h if every_step else h[:, -1]))
+                    weight = reversal_weight((epoch + i / len(order)) / cfg.epochs, cfg.subject_adversary)
+                    who = torch.from_numpy(subject_of[idx]).to(device)
+                    subject_loss = F.cross_entropy(adversary(h[:, -1], weight), who)
+                    subject_total += subject_loss.item() * len(idx)
+                else:  # through the DDP wrapper when there is one
+                    scores = net(xb, every_step=every_step)
+                loss = (replicated_target_loss(scores, yb, cfg.target_replication, label_smoothing=cfg.label_smoothing)
+                        if every_step else frame_loss(scores, yb, ignore_frames, label_smoothing=cfg.label_smoothing))
             opt.zero_grad(set_to_none=True)
             (loss if adversary is None else loss + subject_loss).backward()
             torch.nn.utils.clip_grad_norm_(trained if adversary is not None else net.parameters(), cfg.grad_clip)

@@ -141,12 +141,15 @@ def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/tra
     "jsonl": "append one JSON line per fold to this file (with --recipe), for invoke compare",
     "recipe": "the name the --jsonl rows carry",
     "out": "JSON report (default docs/benchmarks/watch-<cv|dev>-<arch>.json)",
+    "folds": "how many folds (default 5, 4 with --dev; 10 holds out one subject at a time)",
 }, iterable=["set_"])
 @user_errors
-def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, out=None):
+def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, out=None, folds=None):
     """Subject-wise cross-validation on watch: each fold holds out two subjects; mean and spread."""
     from training.cv import main
     argv = ["--arch", arch] + (["--dev"] if dev else [])
+    if folds is not None:
+        argv += ["--folds", str(_whole("folds", folds))]
     for k in str(fold).split(",") if fold is not None else []:
         argv += ["--fold", str(_whole("fold", k))]
     for kv in set_ or []:
@@ -155,6 +158,22 @@ def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, 
         if value is not None:
             argv += [flag, value]
     rc = main(argv)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"run": "a watch run folder (default runs/watch-gru)",
+            "recordings": "one line per test recording: its errors, what they were taken for, its posture offset",
+            "placement": "how each of the ten subjects holds the watch against the others (no checkpoint needed)"})
+@user_errors
+def subjects(c, run="runs/watch-gru", recordings=False, placement=False):
+    """Where a watch model errs: accuracy per held-out subject, or per recording; or each subject's watch posture."""
+    if placement:
+        from training.placement import main
+        rc = main([])
+    else:
+        from training.subjects import main
+        rc = main([run] + (["--recordings"] if recordings else []))
     if rc:
         raise Exit(code=rc)
 

@@ -28,6 +28,10 @@ def test_splits_hold_whole_subjects(recordings):
     assert len(d.X_val) == windows_of(recordings, VAL_SUBJECTS)
     assert len(d.X_train) == windows_of(recordings, train_subjects)
     assert d.X_train.shape[1:] == (100, 6) and d.info["test_subjects"] == list(TEST_SUBJECTS)
+    recs, _, subj, _, _ = recordings  # each test window names the recording it was cut from
+    assert set(subj[np.unique(d.recordings_test)].tolist()) == set(TEST_SUBJECTS)
+    for r in np.unique(d.recordings_test)[[0, -1]]:
+        np.testing.assert_array_equal(d.X_test[d.recordings_test == r], window(np.asarray(recs[r], np.float32), 100, 50))
 
 
 def test_val_in_train_adds_exactly_the_validation_windows():
@@ -247,6 +251,18 @@ def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
     mixed = sum(accs[s] * sizes[s] for s in accs) / sum(sizes.values())
     assert mixed == pytest.approx(metrics["test_acc"], abs=1e-9)
     assert main([str(tmp_path / "missing")]) == 2
+    # --recordings: the 28 test recordings (7 exercises x 2 wrists x 2 subjects), their windows and
+    # errors adding up to the split's, each recording's accuracy that of its own windows
+    from training.subjects import per_recording, recordings_table
+    rows = per_recording(tmp_path / "run")
+    assert len(rows) == 28 and {(r["subject"], r["exercise"], r["wrist"]) for r in rows} == {
+        (s, e, w) for s in TEST_SUBJECTS for e in load_watch().class_names for w in (0, 1)}
+    assert sum(r["windows"] for r in rows) == sum(sizes.values())
+    errors = sum(r["errors"] for r in rows)
+    assert 1 - errors / sum(sizes.values()) == pytest.approx(metrics["test_acc"], abs=1e-9)
+    assert [r["errors"] for r in rows] == sorted((r["errors"] for r in rows), reverse=True)
+    assert all((r["taken_for"] == "") == (r["errors"] == 0) and r["taken_for"] != r["exercise"] for r in rows)
+    assert recordings_table(rows).splitlines()[-1].startswith(f"{errors} errors in {sum(sizes.values())} windows")
 
 
 def test_cv_fold_option_names_the_valid_folds(capsys):

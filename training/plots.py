@@ -32,7 +32,7 @@ def plot_run(out: Path, metrics: dict) -> None:
         title = f"{metrics['task']} {metrics['arch']} {metrics['hidden']}"
         fig.suptitle(title + (" (synthetic data)" if metrics.get("synthetic") else ""))
         fig.tight_layout()
-        _save(fig, out / "curves.png")
+        save_figure(fig, out / "curves.png")
 
     cm = np.asarray(metrics["confusion"], dtype=float)
     names = metrics["class_names"]
@@ -49,7 +49,7 @@ def plot_run(out: Path, metrics: dict) -> None:
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     ax.set_title(f"test accuracy {metrics['test_acc']:.3f}")
     fig.tight_layout()
-    _save(fig, out / "confusion.png")
+    save_figure(fig, out / "confusion.png")
 
 
 def _plot_forecast(out: Path, metrics: dict, plt) -> None:
@@ -65,10 +65,11 @@ def _plot_forecast(out: Path, metrics: dict, plt) -> None:
     ax.set_xlabel("epoch"), ax.set_ylabel("MSE (normalized units)"), ax.legend(fontsize=7)
     ax.set_title(f"{metrics['task']} {metrics['arch']} {metrics['hidden']}, next {metrics['horizon']} frames")
     fig.tight_layout()
-    _save(fig, out / "curves.png")
+    save_figure(fig, out / "curves.png")
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG under a temporary name, renamed when complete; then close it."""
     import matplotlib.pyplot as plt
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -33,6 +33,7 @@ class SequenceData:
     info: dict = dataclasses.field(default_factory=dict)
     head: str = "classify"  # "classify" | "forecast" | "frames"
     groups_train: np.ndarray | None = None  # who recorded each training window (watch: the subject), if known
+    recordings_test: np.ndarray | None = None  # the source recording of each test window (watch: its index in the file), if known
 
     def __post_init__(self):
         for split in ("train", "val", "test"):
@@ -59,6 +60,11 @@ class SequenceData:
             if self.groups_train.shape != (len(self.X_train),):
                 raise UserError(f"dataset {self.name!r}: groups_train must hold one group per training window "
                                 f"({len(self.X_train)}), got shape {self.groups_train.shape}")
+        if self.recordings_test is not None:
+            self.recordings_test = np.asarray(self.recordings_test, dtype=np.int64)
+            if self.recordings_test.shape != (len(self.X_test),):
+                raise UserError(f"dataset {self.name!r}: recordings_test must name one recording per test window "
+                                f"({len(self.X_test)}), got shape {self.recordings_test.shape}")
 
     @property
     def input_size(self) -> int:

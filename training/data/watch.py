@@ -39,15 +39,28 @@ def find_watch_file() -> Path:
     return path
 
 
-def read_recordings(path: Path | None = None):
-    """The raw recordings: list of [T, 6] arrays, labels, subjects, class names, channel names."""
+def read_watch_file(path: Path | None = None) -> dict:
+    """The dataset's dict (X, y, subject, side, y_labels, X_labels), after its sha256 is checked."""
     path = path or find_watch_file()
     data = path.read_bytes()  # hashed and unpickled from the same bytes: the file is not read twice
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         raise UserError(f"{path} has sha256 {digest[:12]}..., not the known watch dataset: reinstall seglearn==1.2.5")
-    d = load_object_npy(path, data=data)
+    return load_object_npy(path, data=data)
+
+
+def read_recordings(path: Path | None = None):
+    """The raw recordings: list of [T, 6] arrays, labels, subjects, class names, channel names."""
+    d = read_watch_file(path)
     return d["X"], np.asarray(d["y"]), np.asarray(d["subject"]), list(d["y_labels"]), list(d["X_labels"])
+
+
+def read_sides(path: Path | None = None) -> np.ndarray:
+    """The wrist of each recording, 0 or 1 as the file codes it (every subject did every exercise once
+    with each). The reflection x -> -x of ``trainer.MIRROR_SIGNS`` maps one wrist's recordings onto
+    the other's: the mean gravity direction of each class on wrist 0, so reflected, is that of wrist 1
+    (docs/training.md, "Where the test errors are")."""
+    return np.asarray(read_watch_file(path)["side"]).astype(np.int64)
 
 
 def window(rec: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -112,12 +125,15 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
     train_hop = hop if train_overlap is None else max(1, int(round(length * (1 - train_overlap))))
     parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
     groups = []  # the subject of each training window
-    for rec, label, subject in zip(recs, labels, subjects):
+    test_recordings = []  # the recording (index in the file) of each test window
+    for index, (rec, label, subject) in enumerate(zip(recs, labels, subjects)):
         split = "test" if subject in test_subjects else "val" if subject in val_subjects else "train"
         rec = np.asarray(rec, dtype=np.float32)
         w = window(rec, length, train_hop if split == "train" else hop)
         parts[split][0].append(w)
         parts[split][1].append(np.full(len(w), int(label)))
+        if split == "test":
+            test_recordings.append(np.full(len(w), index))
         if split == "train":
             groups.append(np.full(len(w), int(subject)))
         if split == "val" and val_in_train:
@@ -136,4 +152,5 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
               "test_subjects": list(map(int, test_subjects)), "val_subjects": list(map(int, val_subjects)),
               "val_in_train": bool(val_in_train)},
         groups_train=np.concatenate(groups),
+        recordings_test=np.concatenate(test_recordings),
     )

@@ -98,6 +98,7 @@ def test_rank_correlation_shares_ties_and_reads_only_single_subject_folds():
     assert ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [9, 7, 5, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 2, 3], [5, 5, 5]))  # no order to correlate with
     rows = [{"arch": "gru", "recipe": "default", "seed": 0, "test_subjects": [2], "test_acc": 0.70},
             {"arch": "gru", "recipe": "default", "seed": 1, "test_subjects": [2], "test_acc": 0.80},
             {"arch": "gru", "recipe": "default", "seed": 0, "test_subjects": [1, 3], "test_acc": 0.99},

@@ -262,7 +262,9 @@ def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
     assert 1 - errors / sum(sizes.values()) == pytest.approx(metrics["test_acc"], abs=1e-9)
     assert [r["errors"] for r in rows] == sorted((r["errors"] for r in rows), reverse=True)
     assert all((r["taken_for"] == "") == (r["errors"] == 0) and r["taken_for"] != r["exercise"] for r in rows)
-    assert recordings_table(rows).splitlines()[-1].startswith(f"{errors} errors in {sum(sizes.values())} windows")
+    table = recordings_table(rows).splitlines()
+    assert len(table) == 1 + 28 + 2 and table[-2].startswith(f"{errors} errors in {sum(sizes.values())} windows")
+    assert table[-1].startswith("rank correlation of posture offset and accuracy over the 28 recordings: ")
 
 
 def test_cv_fold_option_names_the_valid_folds(capsys):

@@ -108,8 +108,11 @@ def ranks(values) -> np.ndarray:
 
 
 def spearman(x, y) -> float:
-    """Spearman's rank correlation: Pearson's correlation of the ranks."""
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+    """Spearman's rank correlation: Pearson's correlation of the ranks (nan when either side is constant)."""
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def loso_accuracy(rows: list[dict], arch: str, recipe: str = "default") -> dict[int, float]:

@@ -74,6 +74,10 @@ def recordings_table(rows: list[dict]) -> str:
     top = sum(r["errors"] for r in rows[:5])
     lines.append(f"{total} errors in {windows} windows ({100 * (1 - total / windows):.2f}%); the 5 recordings "
                  f"with the most hold {top} of them ({100 * top / max(total, 1):.0f}%), of {len(rows)} recordings")
+    if len(rows) > 1:
+        from training.placement import spearman
+        rho = spearman([r["offset_deg"] for r in rows], [1 - r["errors"] / r["windows"] for r in rows])
+        lines.append(f"rank correlation of posture offset and accuracy over the {len(rows)} recordings: {rho:+.2f}")
     return "\n".join(lines)
 
 

@@ -209,14 +209,15 @@ def report(worst: int = 10) -> str:
 
 
 def main(argv=None) -> int:
-    from runtime.errors import UserError
+    from runtime.errors import UserError, print_result
     p = argparse.ArgumentParser(prog="python -m training.placement", description=__doc__.splitlines()[0])
     p.add_argument("--worst", type=int, default=10, help="how many of the farthest recordings to list (10)")
     p.add_argument("--loso", default=None, help="fold rows (JSON lines) of a leave-one-subject-out run, to set "
                                                 "each subject's held-out accuracy beside its offset")
     p.add_argument("--plot", default=None, help="with --loso: a PNG of offset against held-out accuracy")
     a = p.parse_args(argv)
-    try:
+
+    def produce() -> str:
         if a.worst < 0:
             raise UserError(f"--worst {a.worst}: give how many recordings to list, 0 or more")
         if a.plot and not a.loso:
@@ -224,11 +225,8 @@ def main(argv=None) -> int:
         if a.plot:
             from runtime import atomic
             atomic.check_writable(a.plot, "--plot")
-        print(loso_report(a.loso, a.plot) if a.loso else report(a.worst))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return loso_report(a.loso, a.plot) if a.loso else report(a.worst)
+    return print_result(produce)
 
 
 if __name__ == "__main__":

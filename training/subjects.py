@@ -82,22 +82,20 @@ def recordings_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    from runtime.errors import UserError
+    from runtime.errors import print_result
     p = argparse.ArgumentParser(prog="python -m training.subjects", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="run folder or model.safetensors of a watch checkpoint")
     p.add_argument("--recordings", action="store_true",
                    help="one line per test recording (errors, what they were taken for, posture offset)")
     a = p.parse_args(argv)
-    try:
+
+    def produce() -> str:
         import torch
         torch.set_num_threads(1)
-        text = (recordings_table(per_recording(a.run_dir)) if a.recordings else
-                ", ".join(f"subject {s}: {100 * acc:.1f}%" for s, acc in per_subject(a.run_dir).items()))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+        if a.recordings:
+            return recordings_table(per_recording(a.run_dir))
+        return ", ".join(f"subject {s}: {100 * acc:.1f}%" for s, acc in per_subject(a.run_dir).items())
+    return print_result(produce)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 
-def test_predictions(run_dir):
+def heldout_predictions(run_dir):
     """Yield (test subject, its test split, the checkpoint's predictions) for the checkpoint in
     ``run_dir`` (a watch-task run folder), each split rebuilt with the checkpoint's ``[data]`` options."""
     import torch
@@ -41,7 +41,7 @@ def test_predictions(run_dir):
 
 def per_subject(run_dir) -> dict[int, float]:
     """{test subject: accuracy} for the checkpoint in ``run_dir``."""
-    return {s: float((pred == data.y_test).mean()) for s, data, pred in test_predictions(run_dir)}
+    return {s: float((pred == data.y_test).mean()) for s, data, pred in heldout_predictions(run_dir)}
 
 
 def per_recording(run_dir) -> list[dict]:
@@ -53,7 +53,7 @@ def per_recording(run_dir) -> list[dict]:
     sides = read_sides()
     offsets = offsets_deg(gravity_directions(recs, sides), labels, subjects)
     rows = []
-    for s, data, pred in test_predictions(run_dir):
+    for s, data, pred in heldout_predictions(run_dir):
         for r in np.unique(data.recordings_test):
             mine = data.recordings_test == r
             wrong = pred[mine][pred[mine] != data.y_test[mine]]

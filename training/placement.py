@@ -11,7 +11,7 @@ rotation that best maps all of its directions onto those medians (Kabsch) gives 
 offset that one fixed turn of the watch on the wrist would explain (it turns every recording alike);
 what is left differs exercise by exercise: posture.
 
-    python -m training.placement --loso docs/benchmarks/watch-loso.jsonl --plot docs/watch-placement.png
+    python -m training.placement --loso docs/benchmarks/watch-loso.jsonl --plot docs/benchmarks/watch-placement.png
 
 ``--loso`` reads the fold rows of a leave-one-subject-out cross-validation (``python -m training.cv
 --folds 10 --jsonl FILE --recipe default``), sets each subject's held-out accuracy beside its offset,

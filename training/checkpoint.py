@@ -40,7 +40,7 @@ def read_checkpoint(path, tensors: bool = True) -> tuple[Path, dict, dict | list
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: train one with `invoke train` or pass --checkpoint")
+        raise UserError(f"no checkpoint at {path}: train one with `invoke train`, or give the path of a run folder or model.safetensors that exists")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

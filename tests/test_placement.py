@@ -69,20 +69,23 @@ def test_a_subject_wearing_the_watch_turned_is_found_and_the_turn_undone():
 def test_the_files_wrist_field_is_the_other_wrist_by_reflection():
     """On the real recordings: reflected, wrist 0's median gravity direction lies within 8 deg of wrist
     1's for every exercise; unreflected it is 10 to 176 deg away (so `side` is the wrist)."""
-    from training.data.watch import read_recordings, read_sides
-    recs, labels, _subjects, _names, _ = read_recordings()
-    sides = read_sides()
-    assert sorted(set(sides.tolist())) == [0, 1]
-    reflected, as_recorded = gravity_directions(recs, sides), gravity_directions(recs, np.ones_like(sides))
+    from training.data.watch import read_recordings
+    from training.placement import recording_postures
+    p = recording_postures()
+    recs, labels, subjects, _names, _ = read_recordings()
+    assert np.array_equal(p.labels, labels) and np.array_equal(p.subjects, subjects)
+    assert sorted(set(p.wrists.tolist())) == [0, 1]
+    as_recorded = gravity_directions(recs, np.ones_like(p.wrists))
+    assert np.allclose(p.directions[p.wrists == 1], as_recorded[p.wrists == 1])
 
     def median(d, mask):
         m = np.median(d[mask], axis=0)
         return m / np.linalg.norm(m)
 
     for c in range(7):
-        w0, w1 = (labels == c) & (sides == 0), (labels == c) & (sides == 1)
-        assert angles_deg(median(reflected, w0), median(reflected, w1)) < 8.0
-        assert angles_deg(median(as_recorded, w0), median(reflected, w1)) > 10.0
+        w0, w1 = (labels == c) & (p.wrists == 0), (labels == c) & (p.wrists == 1)
+        assert angles_deg(median(p.directions, w0), median(p.directions, w1)) < 8.0
+        assert angles_deg(median(as_recorded, w0), median(p.directions, w1)) > 10.0
 
 
 def test_the_placement_report_lists_every_subject_and_refuses_a_negative_count(capsys):
@@ -110,12 +113,20 @@ def test_rank_correlation_shares_ties_and_reads_only_single_subject_folds():
 def test_the_loso_report_draws_its_plot_and_names_what_is_missing(tmp_path, capsys):
     import json
     rows = [{"arch": "gru", "recipe": "default", "seed": 0, "fold": s - 1, "test_subjects": [s], "test_acc": a}
-            for s, a in ((1, 0.95), (2, 0.75), (3, 0.90), (4, 0.85))]
+            for s, a in ((1, 0.95), (2, 0.75), (3, 0.90), (7, 0.85))]
     fold_file = tmp_path / "loso.jsonl"
     fold_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["--loso", str(fold_file), "--plot", str(tmp_path / "p.png")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("gru: 4 subjects, rank correlation of offset and held-out accuracy")
+    assert out[-2].startswith("gru: 4 subjects, rank correlation of offset and held-out accuracy")
+    # subjects 2 and 7 pooled, weighted by their test windows
+    from training.data.watch import load_watch
+    n2, n7 = (len(load_watch(test_subjects=(s,)).y_test) for s in (2, 7))
+    assert out[-1] == ("gru: subjects 2, 7 pooled over their windows, each held out with the other trained on: "
+                       f"{100 * (0.75 * n2 + 0.85 * n7) / (n2 + n7):.1f}%")
+    fold_file.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))  # subject 7 not held out: no pooled line
+    assert main(["--loso", str(fold_file)]) == 0
+    assert all("pooled" not in line for line in capsys.readouterr().out.splitlines())
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fold_file.write_text(json.dumps({**rows[0], "test_subjects": [1, 2]}) + "\n")
     assert main(["--loso", str(fold_file)]) == 2

@@ -263,7 +263,9 @@ def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
     assert [r["errors"] for r in rows] == sorted((r["errors"] for r in rows), reverse=True)
     assert all((r["taken_for"] == "") == (r["errors"] == 0) and r["taken_for"] != r["exercise"] for r in rows)
     table = recordings_table(rows).splitlines()
-    assert len(table) == 1 + 28 + 2 and table[-2].startswith(f"{errors} errors in {sum(sizes.values())} windows")
+    assert len(table) == 1 + 28 + 3 and table[-3].startswith(f"{errors} errors in {sum(sizes.values())} windows")
+    assert table[-2] == "errors by subject: " + ", ".join(
+        f"{s}: {round((1 - accs[s]) * sizes[s])}" for s in sorted(TEST_SUBJECTS))
     assert table[-1].startswith("rank correlation of posture offset and accuracy over the 28 recordings: ")
 
 

@@ -5,7 +5,7 @@
 Over a recording of these slow arm exercises the accelerometer's mean is mostly gravity, so its
 direction says how the watch sat relative to the vertical: the arm's posture and the watch's place
 on the wrist together. Recordings of wrist 0 are first reflected into wrist 1's frame (x -> -x, the
-reflection of ``trainer.MIRROR_SIGNS``). A recording's *offset* is the angle between its direction and
+reflection of ``MIRROR_SIGNS`` in training/data/watch.py). A recording's *offset* is the angle between its direction and
 the median direction of the same exercise over the other subjects. For each subject, the single
 rotation that best maps all of its directions onto those medians (Kabsch) gives the part of the
 offset that one fixed turn of the watch on the wrist would explain (it turns every recording alike);
@@ -15,7 +15,8 @@ what is left differs exercise by exercise: posture.
 
 ``--loso`` reads the fold rows of a leave-one-subject-out cross-validation (``python -m training.cv
 --folds 10 --jsonl FILE --recipe default``), sets each subject's held-out accuracy beside its offset,
-gives their rank correlation (Spearman) per architecture, and ``--plot`` draws them.
+gives their rank correlation (Spearman) per architecture and the accuracy pooled over the default test
+subjects (each held out with the other trained on), and ``--plot`` draws them.
 
 A diagnosis of the data, the test subjects included: no training option is chosen from it
 (docs/training.md, "Where the test errors are").
@@ -26,11 +27,34 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-# x -> -x: the accelerometer part of the reflection to the other wrist (training/trainer.py MIRROR_SIGNS)
-TO_WRIST_1 = np.array([-1.0, 1.0, 1.0])
+from training.data.watch import MIRROR_SIGNS
+
+TO_WRIST_1 = np.asarray(MIRROR_SIGNS[:3])  # x -> -x: the accelerometer's part of the reflection to the other wrist
+
+
+class Postures(NamedTuple):
+    """Every recording of the watch file: its gravity ``directions [N, 3]`` in wrist 1's frame,
+    ``labels``, ``subjects``, ``wrists`` and the exercise ``names``."""
+    directions: np.ndarray
+    labels: np.ndarray
+    subjects: np.ndarray
+    wrists: np.ndarray
+    names: list[str]
+
+
+def recording_postures() -> Postures:
+    """The watch file, read once. ``wrists`` is its ``side`` field, 0 or 1: every subject did every
+    exercise once with each wrist, and reflected by x -> -x each exercise's median direction on wrist
+    0 lies within 8 deg of wrist 1's (tests/test_placement.py checks it on the file)."""
+    from training.data.watch import read_watch_file
+    d = read_watch_file()
+    wrists = np.asarray(d["side"]).astype(np.int64)
+    return Postures(gravity_directions(d["X"], wrists), np.asarray(d["y"]), np.asarray(d["subject"]),
+                    wrists, list(d["y_labels"]))
 
 
 def gravity_directions(recordings, sides) -> np.ndarray:
@@ -125,29 +149,14 @@ def loso_accuracy(rows: list[dict], arch: str, recipe: str = "default") -> dict[
     return {s: sum(v) / len(v) for s, v in sorted(found.items())}
 
 
-def read_rows(path) -> list[dict]:
-    """The JSON lines of a ``--jsonl`` fold file."""
-    import json
-    from pathlib import Path
-
-    from runtime.errors import UserError
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}; give the --jsonl file of a leave-one-subject-out run") from None
-    try:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} line {e.lineno}: not JSON; give the --jsonl file that `python -m training.cv` wrote") from None
-
-
 def loso_report(path, plot=None) -> str:
-    """Each subject's offset beside its held-out accuracy per architecture, and their rank correlation."""
+    """Each subject's offset beside its held-out accuracy per architecture, their rank correlation, and
+    the accuracy pooled over the default test subjects' windows."""
     from runtime.errors import UserError
-    from training.data.watch import read_recordings, read_sides
-    recs, labels, subjects, _, _ = read_recordings()
-    directions = gravity_directions(recs, read_sides())
-    offset = {int(s): subject_placement(directions, labels, subjects, s)["offset_deg"] for s in np.unique(subjects)}
+    from training.compare import read_rows
+    from training.data.watch import TEST_SUBJECTS, load_watch
+    p = recording_postures()
+    offset = {int(s): subject_placement(p.directions, p.labels, p.subjects, s)["offset_deg"] for s in np.unique(p.subjects)}
     rows = read_rows(path)
     accs = {arch: loso_accuracy(rows, arch) for arch in ("gru", "lstm")}
     accs = {arch: a for arch, a in accs.items() if a}
@@ -162,6 +171,12 @@ def loso_report(path, plot=None) -> str:
         common = sorted(a)
         lines.append(f"{arch}: {len(common)} subjects, rank correlation of offset and held-out accuracy "
                      f"{spearman([offset[s] for s in common], [a[s] for s in common]):+.2f}")
+    windows = {s: len(load_watch(test_subjects=(s,)).y_test) for s in TEST_SUBJECTS}  # the default windowing
+    for arch, a in accs.items():
+        if all(s in a for s in TEST_SUBJECTS):
+            pooled = sum(a[s] * windows[s] for s in TEST_SUBJECTS) / sum(windows.values())
+            lines.append(f"{arch}: subjects {', '.join(map(str, TEST_SUBJECTS))} pooled over their windows, each held out "
+                         f"with the other trained on: {100 * pooled:.1f}%")
     if plot:
         plot_offsets(plot, offset, accs)
     return "\n".join(lines)
@@ -191,10 +206,8 @@ def plot_offsets(path, offset: dict[int, float], accs: dict[str, dict[int, float
 
 def report(worst: int = 10) -> str:
     """The per-subject table and the ``worst`` recordings farthest from their exercise's posture."""
-    from training.data.watch import read_recordings, read_sides
-    recs, labels, subjects, names, _ = read_recordings()
-    sides = read_sides()
-    directions = gravity_directions(recs, sides)
+    rp = recording_postures()
+    directions, labels, subjects, sides, names = rp.directions, rp.labels, rp.subjects, rp.wrists, rp.names
     lines = ["subject  offset  after one rotation  the rotation (watch axes x, y, z)"]
     for s in np.unique(subjects):
         p = subject_placement(directions, labels, subjects, s)

@@ -47,19 +47,17 @@ def per_subject(run_dir) -> dict[int, float]:
 def per_recording(run_dir) -> list[dict]:
     """One row per test recording: subject, exercise, wrist, windows, errors, the exercise its
     errors were most often taken for, and its posture offset in degrees (training/placement.py)."""
-    from training.data.watch import read_recordings, read_sides
-    from training.placement import gravity_directions, offsets_deg
-    recs, labels, subjects, names, _ = read_recordings()
-    sides = read_sides()
-    offsets = offsets_deg(gravity_directions(recs, sides), labels, subjects)
+    from training.placement import offsets_deg, recording_postures
+    p = recording_postures()
+    offsets = offsets_deg(p.directions, p.labels, p.subjects)
     rows = []
     for s, data, pred in heldout_predictions(run_dir):
         for r in np.unique(data.recordings_test):
             mine = data.recordings_test == r
             wrong = pred[mine][pred[mine] != data.y_test[mine]]
-            rows.append({"subject": s, "exercise": names[int(labels[r])], "wrist": int(sides[r]),
+            rows.append({"subject": s, "exercise": p.names[int(p.labels[r])], "wrist": int(p.wrists[r]),
                          "windows": int(mine.sum()), "errors": int(len(wrong)),
-                         "taken_for": names[int(np.bincount(wrong).argmax())] if len(wrong) else "",
+                         "taken_for": p.names[int(np.bincount(wrong).argmax())] if len(wrong) else "",
                          "offset_deg": float(offsets[r])})
     return sorted(rows, key=lambda row: (-row["errors"], row["subject"], row["exercise"], row["wrist"]))
 
@@ -74,6 +72,8 @@ def recordings_table(rows: list[dict]) -> str:
     top = sum(r["errors"] for r in rows[:5])
     lines.append(f"{total} errors in {windows} windows ({100 * (1 - total / windows):.2f}%); the 5 recordings "
                  f"with the most hold {top} of them ({100 * top / max(total, 1):.0f}%), of {len(rows)} recordings")
+    by_subject = {s: sum(r["errors"] for r in rows if r["subject"] == s) for s in sorted({r["subject"] for r in rows})}
+    lines.append("errors by subject: " + ", ".join(f"{s}: {n}" for s, n in by_subject.items()))
     if len(rows) > 1:
         from training.placement import spearman
         rho = spearman([r["offset_deg"] for r in rows], [1 - r["errors"] / r["windows"] for r in rows])

@@ -27,6 +27,7 @@ from training.checkpoint import load_train_state, save_model, save_train_state
 from training.config import TrainConfig
 from training import forecast
 from training.data import SequenceData, load_task
+from training.data.watch import MIRROR_SIGNS
 from training.models import ModelSpec, SequenceModel
 
 
@@ -83,12 +84,6 @@ def pick_device(requested: str, dist: Dist | None = None) -> torch.device:
 # -- numerics -------------------------------------------------------------------------------
 def normalize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((X - mean) / std).astype(np.float32)
-
-
-# The same watch on the other wrist: a reflection x -> -x of the accelerometer (a polar vector);
-# the gyroscope measures an axial vector, which a reflection M turns into det(M) * M @ w =
-# (wx, -wy, -wz). (Negating wx instead, as for a polar vector, lowered dev-CV accuracy: 86.1% vs 90.0%.)
-MIRROR_SIGNS = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0)
 
 
 def mirror_to_other_wrist(raw: torch.Tensor) -> torch.Tensor:

@@ -171,7 +171,9 @@ def loso_report(path, plot=None) -> str:
         common = sorted(a)
         lines.append(f"{arch}: {len(common)} subjects, rank correlation of offset and held-out accuracy "
                      f"{spearman([offset[s] for s in common], [a[s] for s in common]):+.2f}")
-    windows = {s: len(load_watch(test_subjects=(s,)).y_test) for s in TEST_SUBJECTS}  # the default windowing
+    # test windows per default test subject, as the default split cuts them (one load, not one per subject)
+    per_window = p.subjects[load_watch().recordings_test]
+    windows = {s: int((per_window == s).sum()) for s in TEST_SUBJECTS}
     for arch, a in accs.items():
         if all(s in a for s in TEST_SUBJECTS):
             pooled = sum(a[s] * windows[s] for s in TEST_SUBJECTS) / sum(windows.values())

@@ -5,7 +5,7 @@
 Converts the checkpoint's whole-sequence int8 .tflite once per sample size (``rep_windows`` random
 training windows, MinMax ranges: what ``invoke export`` does with ``REP_WINDOWS = 200``) and prints, for
 LiteRT and TFLite Micro, the accuracy drop against the float reference and the score errors on the
-test split. Nothing is written outside a temporary folder; docs/training.md quotes a run.
+test split. Nothing is written outside a temporary folder; docs/parity-history.md quotes a run.
 """
 
 from __future__ import annotations

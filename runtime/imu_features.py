@@ -1,6 +1,6 @@
 """IMU channels computed from the raw accelerometer + gyroscope samples (numpy only).
 
-A dev-fold experiment (docs/training.md, "A rotation-invariant front-end"), not the default:
+A dev-fold experiment (docs/watch-experiments.md, "A rotation-invariant front-end"), not the default:
 ``python -m training.cv --dev --set data.features=magnitude``. Per sample ``t`` of a recording
 ``x[t, 0:6]`` (accelerometer ``a = x[t, 0:3]``, gyroscope ``w = x[t, 3:6]``)::
 

@@ -153,7 +153,7 @@ LSB_RULES: tuple[LsbRule, ...] = (
             "on the watch-lstm checkpoints trained before weight averaging, and on the two since 0 to 4 on every row "
             "but one; GRU (unrolled) 4 on the fixture, 6 to 10 on watch-gru (T=100). In that one sequence (of 128 "
             "and of 1072) the compounding went on to 20 and 19 LSB (46 mid-window: python -m parity.trace, "
-            "docs/training.md), so up to 1% of the rows may "
+            "docs/parity-history.md), so up to 1% of the rows may "
             "lie beyond 16 LSB, none beyond 64 (a quarter of the int8 output range). A wrong kernel, scale or "
             "state moves most rows by tens to hundreds of LSBs",
             rows_over_share=0.01, worst_lsb=64),

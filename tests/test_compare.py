@@ -60,7 +60,7 @@ def test_a_gain_that_the_seeds_disagree_on_is_not_adopted():
 
 
 def test_compare_reads_the_documented_dev_rows(capsys):
-    """docs/training.md: tempo on the LSTM, seeds 0-3, mean paired difference +0.0 +- 0.5: not adopted."""
+    """docs/watch-experiments.md: tempo on the LSTM, seeds 0-3, mean paired difference +0.0 +- 0.5: not adopted."""
     assert main([str(DEV_ROWS), "--arch", "lstm", "--baseline", "default (train_overlap 0.75, 50 epochs)",
                  "--candidate", "default + tempo=0.2"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -7,7 +7,7 @@ Reads the fold rows that ``python -m training.cv --dev --jsonl FILE --recipe NAM
 JSON object per fold: arch, recipe, seed, fold, test_acc, ...). For every seed that both recipes ran
 on all folds, the seed's score is the mean of its fold accuracies; the candidate minus the baseline,
 seed by seed, gives paired differences. A single seed moves a 4-fold mean by about a point on watch
-(docs/training.md), so one seed decides nothing: the candidate is adopted only when the mean paired
+(docs/watch-experiments.md), so one seed decides nothing: the candidate is adopted only when the mean paired
 difference exceeds ``k`` standard errors (sd / sqrt(n), k = 2 by default), which needs at least two
 seeds and a difference that is larger than the seeds' disagreement about it.
 """
@@ -58,7 +58,7 @@ class Paired:
             return "undecided: one seed in common, the rule needs at least two"
         rel = ">" if self.adopt else "<="
         # the threshold and the standard error both spelled out: "2 x standard error 0.37" alone was
-        # once read as a threshold of 0.37 (docs/training.md, target replication)
+        # once read as a threshold of 0.37 (docs/watch-experiments.md, target replication)
         return (f"{'adopt' if self.adopt else 'do not adopt'}: mean {self.mean:+.2f} {rel} "
                 f"{self.k * self.standard_error:.2f} = {self.k:g} x standard error {self.standard_error:.2f}")
 

@@ -7,7 +7,7 @@
 
 With ``--jsonl`` each fold's result is appended to that file as one JSON line, labelled with
 ``--recipe`` and the seed, so that ``python -m training.compare`` can pair a candidate recipe with
-its baseline seed by seed (the rule by which a recipe is adopted, docs/training.md).
+its baseline seed by seed (the rule by which a recipe is adopted, docs/watch-experiments.md).
 
 ``--dev`` folds over the eight subjects outside the default test split (2 and 7 are never
 touched), so a training recipe can be chosen on it without looking at the test subjects.

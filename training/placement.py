@@ -19,7 +19,7 @@ gives their rank correlation (Spearman) per architecture and the accuracy pooled
 subjects (each held out with the other trained on), and ``--plot`` draws them.
 
 A diagnosis of the data, the test subjects included: no training option is chosen from it
-(docs/training.md, "Where the test errors are").
+(docs/watch-experiments.md, "Where the test errors are").
 """
 
 from __future__ import annotations

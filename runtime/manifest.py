@@ -205,15 +205,12 @@ class Manifest:
     def golden(self, *keys: str) -> dict:
         """The golden samples as arrays (file sha256-verified); one line when the file cannot be
         read or lacks one of ``keys``."""
-        import zipfile
-
-        import numpy as np
+        from runtime.npz import NpzUnreadable, read_npz
         path = self.golden_path()
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise UserError(f"golden file {path} cannot be read ({type(e).__name__}: {e}): re-export the artifacts") from None
+            data = read_npz(path)
+        except NpzUnreadable as e:
+            raise UserError(f"golden file {path} {e}: re-export the artifacts") from None
         missing = [k for k in keys if k not in data]
         if missing:
             raise UserError(f"golden file {path} lacks {', '.join(missing)}: re-export the artifacts")

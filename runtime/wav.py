@@ -58,7 +58,8 @@ def read_wav(path, sample_rate: int | None = SAMPLE_RATE, resample_to_rate: bool
     except FileNotFoundError:
         raise UserError(f"WAV file {path} not found") from None
     except (wave.Error, EOFError, OSError) as e:
-        raise UserError(f"{path} is not a readable PCM WAV file ({e}): convert it with {_convert_hint(path, sample_rate or SAMPLE_RATE)}") from None
+        why = str(e) or ("the file is empty" if path.stat().st_size == 0 else "it ends inside its header")
+        raise UserError(f"{path} is not a readable PCM WAV file ({why}): convert it with {_convert_hint(path, sample_rate or SAMPLE_RATE)}") from None
     if width != 2:
         raise UserError(f"{path} has {8 * width}-bit samples, only 16-bit PCM is read: convert it with {_convert_hint(path, sample_rate or rate)}")
     usable = len(raw) // (2 * channels) * (2 * channels)

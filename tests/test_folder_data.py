@@ -340,3 +340,56 @@ def test_a_split_missing_classes_is_warned_about(tmp_path, capsys):
     err = capsys.readouterr().err
     short = [s for s in ("train", "val", "test") if len(set(getattr(d, f"y_{s}").tolist())) < 2]
     assert short and all(f"warning: the {s} split" in err for s in short), err
+
+
+def _damaged_npz(tmp_path: Path, how: str) -> Path:
+    """A good training .npz, then damaged the way a copy or a disk damages files."""
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.random.default_rng(0).normal(size=(30, 8, 3)), y=np.arange(30) % 3)
+    data = bytearray(path.read_bytes())
+    if how == "cut short":
+        data = data[:len(data) // 2]
+    elif how == "one byte flipped":
+        data[len(data) // 3] ^= 0xFF  # inside X's bytes: the member's CRC no longer matches
+    elif how == "text":
+        data = bytearray(b"X,y\n1,2\n")
+    elif how == "empty":
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how, message", [
+    ("cut short", r"is cut short or damaged"),
+    ("one byte flipped", r"is cut short or damaged .*CRC"),
+    ("text", r"is not an .npz archive \(no zip header\)"),
+    ("empty", r"is empty"),
+])
+def test_a_damaged_npz_gets_one_clear_line(tmp_path, how, message):
+    """Audit: a truncated or corrupted .npz gave BadZipFile's traceback; a text file was called pickled."""
+    path = _damaged_npz(tmp_path, how)
+    with pytest.raises(UserError, match=message) as err:
+        load_task(str(path))
+    assert "\n" not in str(err.value) and "numpy.savez" in str(err.value)
+
+
+def test_an_npz_member_that_is_not_an_array_is_refused(tmp_path):
+    import zipfile
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.ones((6, 4, 2)), y=np.arange(6) % 2)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("notes.txt", "not an array")  # np.load hands such a member back as raw bytes
+    with pytest.raises(UserError, match=r"has a member 'notes.txt' that is not a numpy array"):
+        load_task(str(path))
+
+
+def test_a_damaged_feature_cache_is_rebuilt(tmp_path, capsys):
+    """Audit: a truncated WAV feature cache gave BadZipFile's traceback on every later run."""
+    root = make_wav_folder(tmp_path / "wav")
+    first = load_task(str(root), cache_dir=tmp_path / "cache")
+    (cache,) = (tmp_path / "cache").glob("wav-*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])
+    again = load_task(str(root), cache_dir=tmp_path / "cache")
+    assert "computing the features again" in capsys.readouterr().err
+    np.testing.assert_array_equal(first.X_train, again.X_train)
+    assert load_task(str(root), cache_dir=tmp_path / "cache").X_train.shape == first.X_train.shape  # rebuilt whole

@@ -363,3 +363,71 @@ def test_cuda_smoke_script_runs_its_steps_on_cpu(tmp_path):
     assert summary["resume"]["killed_exit"] == -9 and summary["resume"]["resume_line"].startswith("resuming")
     assert summary["resume"]["max_weight_diff_vs_straight_run"] == 0.0  # CPU training is deterministic
     assert summary["ddp"]["world_size"] == 1
+
+
+def test_a_forecast_run_keeps_its_first_epoch_whatever_its_mse(tmp_path):
+    """Audit: the best score started at -1, so a forecast whose validation MSE stayed above 1 saved
+    nothing, and in a reused folder the older run's model was reported as this one's."""
+    slow = dict(epochs=1, lr=1e-7, augment="none", keep="best")
+    train(load_config("fixture-forecast", out=str(tmp_path), epochs=2, augment="none"), resume=False, progress=False)
+    m = train(load_config("fixture-forecast", out=str(tmp_path), seed=1, **slow), resume=False, progress=False)
+    assert m["best_epoch"] == 0 and m["best_val_mse"] == m["history"][0]["val_mse"]
+    saved = load_model(tmp_path)[1]["config"]
+    assert saved["seed"] == 1 and saved["lr"] == 1e-7  # this run's model, not the first run's
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_epoch_before(tmp_path):
+    """Audit: lr = inf passed the range check and a model of NaN weights was saved as a success."""
+    with pytest.raises(UserError, match="not a finite number"):
+        load_config("fixture", lr="inf")
+    with pytest.raises(UserError, match="not a finite number"):
+        load_config("fixture", weight_decay="inf")
+    with pytest.raises(UserError, match=r"data.window_s=inf is not a finite number"):
+        load_config("watch", **{"data.window_s": "inf"})
+    cfg = load_config("fixture", out=str(tmp_path), epochs=3, lr=1e30, keep="last")
+    with pytest.raises(UserError, match=r"training diverged at epoch \d: the (training|validation) loss is (nan|inf)"):
+        train(cfg, resume=False, progress=False)
+    if (tmp_path / "model.safetensors").exists():  # what an earlier epoch left is finite
+        assert all(torch.isfinite(v).all() for v in load_model(tmp_path)[0].state_dict().values())
+
+
+def test_running_an_early_stopped_run_again_reports_it_unchanged(tmp_path):
+    """Audit: each rerun of a run that had stopped early trained one epoch more (other weights each time)."""
+    kw = dict(out=str(tmp_path), epochs=50, patience=1, lr=0.05, keep="best")
+    first = train(load_config("fixture", **kw), resume=False, progress=False)
+    assert first["stop_reason"].startswith("early stop") and first["epochs_run"] < 50
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    again = train(load_config("fixture", **kw), progress=False)
+    assert again["epochs_run"] == first["epochs_run"] and again["stop_reason"] == first["stop_reason"]
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+
+
+def test_a_data_path_written_another_way_resumes(tmp_path, monkeypatch):
+    """Audit: the same .npz named by a relative and then an absolute path was refused as another task."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("d.npz", X=rng.normal(size=(60, 8, 3)).astype(np.float32), y=np.arange(60) % 3)
+    train(load_config("d.npz", out="run", epochs=2, max_minutes=1e-9), resume=False, progress=False)
+    m = train(load_config(str(tmp_path / "d.npz"), out="run", epochs=2), progress=False)
+    assert m["epochs_run"] == 2
+
+
+def test_set_task_and_a_huge_seed_get_one_line(tmp_path):
+    r = run_cli("--task", "fixture", "--out", str(tmp_path), "--set", "task=kws")
+    assert r.returncode == 2 and r.stderr.startswith("error: --set task=kws cannot choose the task: pass it as --task kws")
+    r = run_cli("--task", "fixture", "--out", str(tmp_path), "--set", f"seed={2 ** 64}")
+    assert r.returncode == 2 and "seed = 18446744073709551616 is out of range" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ddp_launch_refuses_what_its_processes_would_refuse_with_one_line(tmp_path):
+    """Audit: with --procs 2 only the device and the data were checked first; a resume with another
+    hidden size, a run folder that is a file, or an error inside the processes ended in torchrun's traceback."""
+    train(load_config("fixture", out=str(tmp_path / "r"), epochs=1), resume=False, progress=False)
+    (tmp_path / "afile").write_text("")
+    for args, message in ((["--out", str(tmp_path / "r"), "--set", "hidden=8"], "error: cannot resume"),
+                          (["--out", str(tmp_path / "afile")], "error: cannot write to run folder"),
+                          (["--out", str(tmp_path / "s"), "--set", "subject_adversary=0.3"],  # refused in the processes
+                           "error: subject_adversary = 0.3 needs")):
+        r = run_cli("--task", "fixture", "--device", "cpu", "--procs", "2", *args)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().startswith(message) and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -42,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1  # torch intra-op threads on CPU (1 is fastest on a busy 2-core box)
     device: str = "auto"  # auto | cpu | cuda
-    max_minutes: float = 4.5  # wall-clock budget for the whole run
+    max_minutes: float = 4.5  # wall-clock budget for the whole run (a run it stopped trains on when run again)
     out: str = ""  # run folder; default runs/<task>-<arch>
     data: dict = dataclasses.field(default_factory=dict)  # options of the task's loader ([data] table)
 
@@ -97,11 +98,23 @@ def _coerce(field: dataclasses.Field, value):
         if kind == "float":
             if isinstance(value, bool):  # TOML's true is not a number (Python's would be 1.0)
                 raise TypeError(value)
+            if not math.isfinite(float(value)):  # inf passes every "> 0" check below, nan fails them all silently
+                raise UserError(f"config value {field.name}={value!r} is not a finite number: write e.g. "
+                                f"{field.name}={field.default}")
             return float(value)
         return str(value)
     except (TypeError, ValueError, KeyError):
         hint = {"bool": ": write true or false", "tuple[int, ...]": ": write integers such as 64,64"}.get(kind, "")
         raise UserError(f"config value {field.name}={value!r} is not a valid {kind}{hint}") from None
+
+
+def _leaves(table: dict, prefix: str):
+    """(dotted name, value) of every value in a nested table such as ``[data]`` and ``[data.features]``."""
+    for k, v in table.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}.{k}")
+        else:
+            yield f"{prefix}.{k}", v
 
 
 def _literal(text):
@@ -158,6 +171,9 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
     if unknown:
         raise UserError(f"unknown config option(s) {', '.join(unknown)}: valid options are {', '.join(fields)}")
     cfg = TrainConfig(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    for name, value in _leaves(cfg.data, "data"):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"config value {name}={value} is not a finite number: give a finite value or leave it out")
     if cfg.augment not in ("none", "basic", "imu"):
         raise UserError(f"unknown augment mode {cfg.augment!r}: choose none, basic or imu")
     if not 0.0 <= cfg.mirror <= 1.0:
@@ -196,7 +212,7 @@ def load_config(task: str = "watch", config_file: str | None = None, **overrides
             ("swa", 0 <= cfg.swa < 1, "a fraction of the epochs, at least 0 and below 1"),
             ("swa_lr", cfg.swa_lr > 0, "a positive learning rate"),
             ("threads", 1 <= cfg.threads <= (os.cpu_count() or 1), f"1 to {os.cpu_count() or 1} (this machine's CPUs)"),
-            ("seed", cfg.seed >= 0, "0 or more"),
+            ("seed", 0 <= cfg.seed < 2 ** 32, "0 to 4294967295"),
             ("max_minutes", cfg.max_minutes > 0, "a positive number of minutes")):
         if not ok:
             raise UserError(f"{name} = {getattr(cfg, name)} is out of range: choose {want}")

@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import subprocess
 import sys
 
 from runtime.errors import UserError
@@ -53,21 +53,41 @@ def parse_sets(items: list[str]) -> dict:
         if "=" not in item:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
+        if k.strip() == "task":
+            raise UserError(f"--set {item} cannot choose the task: pass it as --task {v.strip() or 'NAME'}")
         overrides[k.strip()] = v.strip()
     return overrides
 
 
-def launch(cfg, procs: int, argv: list[str]) -> int:
-    """Train per ``argv`` with ``procs`` processes through torchrun, after checking the device and loading
-    the data here: bad input is then one ``error:`` line, not one per process and torchrun's traceback."""
+def launch(cfg, procs: int, argv: list[str], resume: bool = True) -> int:
+    """Train per ``argv`` with ``procs`` processes through torchrun, after the checks that the processes
+    would make (device, run folder, a state to resume, the data, the model's shape) are made here: bad
+    input is then one ``error:`` line, not one per process and torchrun's traceback."""
     from training.data import load_task
-    from training.trainer import pick_device
+    from training.models import ModelSpec
+    from training.trainer import check_resumed_spec, check_run_folder, pick_device
     if procs < 1:
         raise UserError(f"--procs {procs} is too small: pass 1 or more")
     pick_device(cfg.device)
-    load_task(cfg.task, seed=cfg.seed, **cfg.data)  # (each process loads it again, from the cache where there is one)
-    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                            str(procs), "-m", "training.train", *argv, "--procs", "1"])
+    st = check_run_folder(cfg, resume)
+    data = load_task(cfg.task, seed=cfg.seed, **cfg.data)  # (each process loads it again, from the cache where there is one)
+    spec = ModelSpec(cfg.arch, data.input_size, tuple(cfg.hidden), data.num_classes, head=data.head)
+    check_resumed_spec(st, spec, cfg.run_dir() / "train_state.pt")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+    os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))  # each process's threads, as in one-process runs
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # a failed worker is reported below
+    try:  # torchrun, in this process so that a failed worker is reported here and not as torchrun's traceback
+        run(get_args_parser().parse_args(["--standalone", "--nproc_per_node", str(procs),
+                                          "-m", "training.train", *argv, "--procs", "1"]))
+    except ChildFailedError as e:
+        codes = sorted({f.exitcode for f in e.failures.values()})
+        if codes == [2]:  # a UserError: rank 0 printed its one line
+            return 2
+        print(f"error: {len(e.failures)} of the {procs} training processes failed (exit codes "
+              f"{', '.join(map(str, codes))}); their output is above", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None) -> int:
@@ -79,12 +99,16 @@ def main(argv=None) -> int:
                      **parse_sets(args.set)}
         cfg = load_config(args.task, args.config, **overrides)
         if args.procs != 1:
-            return launch(cfg, args.procs, sys.argv[1:] if argv is None else list(argv))
+            return launch(cfg, args.procs, sys.argv[1:] if argv is None else list(argv), resume=not args.no_resume)
         m = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     except UserError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun: one line from rank 0, not one per process
             print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # (Ctrl-C) every finished epoch is saved: the same command resumes the run
+        if os.environ.get("RANK", "0") == "0":
+            print("interrupted: the run folder keeps the last finished epoch; the same command resumes it", file=sys.stderr)
+        return 130
     if m is not None and m.get("world_size", 1) >= 1:
         if os.environ.get("RANK", "0") == "0":
             note = " (synthetic speech)" if m.get("synthetic") and m["task"] == "kws" else ""

@@ -27,6 +27,7 @@ from training.checkpoint import load_train_state, save_model, save_train_state
 from training.config import TrainConfig
 from training import forecast
 from training.data import SequenceData, load_task
+from training.data.base import same_task
 from training.data.watch import MIRROR_SIGNS
 from training.models import ModelSpec, SequenceModel
 
@@ -73,7 +74,7 @@ def pick_device(requested: str, dist: Dist | None = None) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("device 'cuda' requested but no CUDA GPU is visible: use --device cpu")
+            raise UserError("device 'cuda' requested but no CUDA GPU is visible: train on the CPU (--device cpu, or --set device=cpu)")
         full_fp32_on_cuda()
         return torch.device("cuda", dist.local_rank if dist else 0)
     if requested != "cpu":
@@ -287,6 +288,59 @@ def swa_lr_factor(swa_start: int, swa_factor: float):
 
 
 # -- the run --------------------------------------------------------------------------------
+def changed_fields(saved: dict | None, now: dict) -> list[str]:
+    """The fields of a saved run's config that differ from ``now``'s; a data path named two ways
+    (``data/x.npz``, ``/abs/data/x.npz``) is the same task."""
+    saved = saved or {}
+    return sorted(k for k in set(saved) | set(now)
+                  if saved.get(k) != now.get(k) and not (k == "task" and same_task(saved.get(k), now.get(k))))
+
+
+def diverged(cfg: TrainConfig, epoch: int, which: str, value: float) -> UserError:
+    """The error of a run whose loss left the finite numbers: nothing of that epoch is saved."""
+    return UserError(f"training diverged at epoch {epoch + 1}: the {which} loss is {value}; the run folder keeps "
+                     f"the epoch before. Lower lr (now {cfg.lr}) or weight_decay (now {cfg.weight_decay}) and "
+                     f"start over with --fresh")
+
+
+def check_run_folder(cfg: TrainConfig, resume: bool, writable: bool = True) -> dict | None:
+    """What refuses a run before any data is loaded: a run folder that cannot be written (checked when
+    ``writable``), or a training state there that this config cannot resume. Returns that state when
+    the run resumes it, else None."""
+    out = cfg.run_dir()
+    state_path = out / "train_state.pt"
+    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))
+    if writable:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to run folder {out}: {e.strerror}; choose another run folder (--out; --runs for cross-validation)") from None
+    st = load_train_state(state_path) if resume and state_path.exists() else None
+    if st is not None:
+        if changed_fields(st.get("model_fields"), cfg.model_fields()):
+            raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
+                            f"not {cfg.model_fields()}; use another --out or delete the folder")
+        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
+            raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
+                            f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
+        was = st.get("resume_fields")  # (states written before 2026-11-29 lack it)
+        changed = changed_fields(was, cfg.resume_fields()) if was is not None else []
+        if changed:
+            raise UserError(f"cannot resume {state_path}: {', '.join(f'{k} {was.get(k)!r} -> {cfg.resume_fields()[k]!r}' for k in changed)} "
+                            f"would not apply to the saved optimizer and schedule; use another --out, or --fresh to start over")
+    return st
+
+
+def check_resumed_spec(st: dict | None, spec: ModelSpec, state_path) -> None:
+    """Refuse to resume a state whose model the data no longer gives (other channels or classes)."""
+    if st is not None and st.get("spec") != spec.to_json():
+        raise UserError(f"cannot resume {state_path}: it was trained on data giving the model {st.get('spec')}, "
+                        f"not {spec.to_json()}; use another --out or delete the folder")
+
+
 def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = True,
           progress: bool = True, cache_dir: str = ".cache", track_test: bool = False) -> dict:
     """Train per ``cfg``; returns the metrics dict also written to ``metrics.json``.
@@ -298,31 +352,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     dist = init_distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     device = pick_device(cfg.device, dist)
     out = cfg.run_dir()
-    if dist.main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"cannot write to run folder {out}: {e.strerror}; choose another with --out") from None
-
-    # a training state that cannot be resumed is refused before the data is loaded (kws: speech synthesis)
     state_path = out / "train_state.pt"
     swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
-    st = load_train_state(state_path) if resume and state_path.exists() else None
-    if st is not None:
-        if st.get("model_fields") != cfg.model_fields():
-            raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
-                            f"not {cfg.model_fields()}; use another --out or delete the folder")
-        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
-            raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
-                            f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
-        was = st.get("resume_fields")  # (states written before 2026-11-29 lack it)
-        changed = sorted(k for k, v in cfg.resume_fields().items() if was is not None and was.get(k) != v)
-        if changed:
-            raise UserError(f"cannot resume {state_path}: {', '.join(f'{k} {was.get(k)!r} -> {cfg.resume_fields()[k]!r}' for k in changed)} "
-                            f"would not apply to the saved optimizer and schedule; use another --out, or --fresh to start over")
+    # a training state that cannot be resumed is refused before the data is loaded (kws: speech synthesis)
+    st = check_run_folder(cfg, resume, writable=dist.main)
 
     data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
@@ -362,7 +395,13 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         Ytr, Yva, Yte = data.y_train, data.y_val, data.y_test
 
     torch.manual_seed(cfg.seed)
-    model = SequenceModel(spec, dropout=cfg.dropout).to(device)
+    try:
+        model = SequenceModel(spec, dropout=cfg.dropout).to(device)
+    except (MemoryError, RuntimeError) as e:  # (torch's CPU allocator and CUDA both raise RuntimeErrors)
+        if not isinstance(e, MemoryError) and "alloc" not in str(e) and "out of memory" not in str(e):
+            raise
+        raise UserError(f"a model with hidden sizes {list(cfg.hidden)} does not fit in memory on {device}: "
+                        f"choose smaller ones (e.g. --set hidden=64,64)") from None
     adversary, subject_of = None, None
     if cfg.subject_adversary > 0:  # training only: never saved with the model (training/adversary.py)
         subject_of, n_subjects = subject_indices(data.groups_train)
@@ -377,13 +416,11 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         averaged = None
     history: list[dict] = []
-    start_epoch, best_acc, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
+    start_epoch, best_acc, best_epoch, elapsed_before = 0, -math.inf, -1, 0.0
     aug_state = None  # the augmentation generator's state of a resumed run
 
+    check_resumed_spec(st, spec, state_path)
     if st is not None:
-        if st.get("spec") != spec.to_json():  # the data's shape (channels, classes) differs from the run's
-            raise UserError(f"cannot resume {state_path}: it was trained on data giving the model {st.get('spec')}, "
-                            f"not {spec.to_json()}; use another --out or delete the folder")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -396,8 +433,15 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         if "rng" in st:  # random draws continue where the killed run left them: dropout (CPU generator) ...
             torch.set_rng_state(st["rng"])
             aug_state = st["aug_rng"] if dist.world == 1 else None  # ... and augmentation (only rank 0's is saved)
-        if dist.main:
-            print(f"resuming {out} at epoch {start_epoch}")
+    epochs_without_gain = 0 if best_epoch < 0 else max(0, (start_epoch - 1) - best_epoch)
+    # A run that stopped early is finished: run again, it is evaluated, not trained on (each call would
+    # otherwise add an epoch). One stopped by the time budget trains on, as a killed run does.
+    finished = None
+    if st is not None and start_epoch < cfg.epochs and cfg.keep == "best" and epochs_without_gain >= cfg.patience:
+        finished = f"early stop: no validation gain for {cfg.patience} epochs"
+    if st is not None and dist.main:
+        print(f"{out} had already stopped ({finished or f'all {cfg.epochs} epochs run'}): evaluating its model"
+              if finished or start_epoch >= cfg.epochs else f"resuming {out} at epoch {start_epoch}")
 
     net = model
     if dist.world > 1:
@@ -420,9 +464,9 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         gen.set_state(aug_state)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
-    epochs_without_gain = 0 if best_epoch < 0 else max(0, (start_epoch - 1) - best_epoch)
-    bar = _progress(range(start_epoch, cfg.epochs), enabled=progress and dist.main, desc=f"{cfg.task}-{cfg.arch}")
-    stop_reason = "epochs"
+    bar = _progress(range(start_epoch, start_epoch if finished else cfg.epochs), enabled=progress and dist.main,
+                    desc=f"{cfg.task}-{cfg.arch}")
+    stop_reason = finished or "epochs"
     for epoch in bar:
         net.train()
         ep_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # same order on every rank
@@ -453,11 +497,14 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                     scores = net(xb, every_step=every_step)
                 loss = (replicated_target_loss(scores, yb, cfg.target_replication, label_smoothing=cfg.label_smoothing)
                         if every_step else frame_loss(scores, yb, ignore_frames, label_smoothing=cfg.label_smoothing))
+            batch_loss = loss.item()
+            if not math.isfinite(batch_loss):
+                raise diverged(cfg, epoch, "training", batch_loss)
             opt.zero_grad(set_to_none=True)
             (loss if adversary is None else loss + subject_loss).backward()
             torch.nn.utils.clip_grad_norm_(trained if adversary is not None else net.parameters(), cfg.grad_clip)
             opt.step()
-            total, seen = total + loss.item() * len(idx), seen + len(idx)
+            total, seen = total + batch_loss * len(idx), seen + len(idx)
         sched.step()
         if averaged is not None and epoch >= swa_start:
             averaged.update_parameters(model)
@@ -477,6 +524,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
                 history[-1]["subject_loss"] = subject_total / max(1, seen)
             if track_test:
                 history[-1]["test_acc"] = evaluate(scored, Xte, data.y_test, device, ignore_frames=ignore_frames)[1]
+        if not math.isfinite(va_loss):  # the last step's weights went non-finite
+            raise diverged(cfg, epoch, "validation", va_loss)
         improved = va_acc > best_acc or cfg.keep == "last"
         if improved:
             best_acc, best_epoch, epochs_without_gain = va_acc, epoch, 0
@@ -509,6 +558,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         import torch.distributed as tdist
         tdist.barrier()
 
+    if best_epoch < 0:  # (guards the load below from reading an older run's model in a reused folder)
+        raise UserError(f"no epoch of this run gave a model to keep in {out}: check the data, or start over with --fresh")
     # Evaluate the best weights (what was saved), not the last epoch's.
     from training.checkpoint import load_model
     best, _ = load_model(out / "model.safetensors")

@@ -37,6 +37,7 @@ import numpy as np
 from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
+from runtime.npz import NpzUnreadable, read_npz
 from runtime.wav import WrongSampleRate, read_wav
 from training.data.base import SequenceData, call_loader, check_fractions, check_range, clip_samples, feature_config
 
@@ -153,10 +154,17 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
     opts = {"clip_seconds": clip_seconds, "resample": resample, "features": config.to_dict()}
     cache = _cache_file(cache_dir, "wav", root, files, opts)
     flat = [(label, p) for label, fs in enumerate(files) for p in fs]
+    X = None
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            X = z["X"]
-    else:
+        try:
+            X = read_npz(cache).get("X")
+        except NpzUnreadable as e:
+            print(f"warning: feature cache {cache} {e}; computing the features again", file=sys.stderr)
+        if X is not None and X.shape != (len(flat), config.num_frames(n), config.n_mels):
+            print(f"warning: feature cache {cache} holds features of shape {X.shape}, not "
+                  f"{(len(flat), config.num_frames(n), config.n_mels)}; computing them again", file=sys.stderr)
+            X = None
+    if X is None:
         it = flat
         if progress:
             try:
@@ -278,12 +286,9 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
     """``X [N, T, C]``, ``y [N]``, optional ``class_names [K]`` and ``groups [N]``."""
     check_fractions(str(path), val_fraction, test_fraction)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as e:
-        raise UserError(f"{path} holds pickled objects or is malformed ({e}): save plain numeric/string arrays with np.savez") from None
-    except (OSError, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e}): write it with numpy.savez(path, X=..., y=...)") from None
+        arrays = read_npz(path)
+    except NpzUnreadable as e:
+        raise UserError(f"{path} {e}: write it with numpy.savez(path, X=..., y=...), plain numeric arrays") from None
     for key in ("X", "y"):
         if key not in arrays:
             raise UserError(f"{path} has no array {key!r} (found {', '.join(arrays) or 'none'}): save X [N, T, C] and y [N]")

@@ -28,6 +28,7 @@ import numpy as np
 from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
+from runtime.npz import NpzUnreadable, read_npz
 from training.data.base import SequenceData, check_fractions, check_option, clip_samples, feature_config
 from training.data import speech_synth as synth
 
@@ -268,6 +269,9 @@ def generate(params: KwsParams, seed: int, groups: dict, workers: int = 2, progr
     return arrays
 
 
+CACHE_ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
 def load_kws(cache_dir: str | Path = ".cache", seed: int = 0, subset: str = "full", workers: int = 2,
              progress: bool = True, **options) -> SequenceData:
     """The kws task (see the module docstring). ``subset="tiny"`` is a ~100-clip set for tests;
@@ -279,10 +283,13 @@ def load_kws(cache_dir: str | Path = ".cache", seed: int = 0, subset: str = "ful
     arrays = None
     if path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
-            print(f"warning: kws cache {path} is unreadable ({e}); regenerating", file=sys.stderr)
+            arrays = read_npz(path)
+        except NpzUnreadable as e:
+            print(f"warning: kws cache {path} {e}; regenerating", file=sys.stderr)
+        missing = [k for k in CACHE_ARRAYS if arrays is not None and k not in arrays]
+        if missing:
+            print(f"warning: kws cache {path} lacks {', '.join(missing)}; regenerating", file=sys.stderr)
+            arrays = None
     if arrays is None:
         arrays = generate(params, seed, groups, workers, progress)
         try:
@@ -303,5 +310,4 @@ def load_kws(cache_dir: str | Path = ".cache", seed: int = 0, subset: str = "ful
         "subset": subset, "params": params.to_json(), "seed": seed, "cache_file": str(path),
     }
     return SequenceData("kws", list(CLASS_NAMES),
-                        arrays["X_train"], arrays["y_train"], arrays["X_val"], arrays["y_val"],
-                        arrays["X_test"], arrays["y_test"], info=info)
+                        *(arrays[k] for k in CACHE_ARRAYS), info=info)

@@ -78,7 +78,8 @@ def check_split_options(window_s: float, overlap: float, decimation: int, test_s
     if decimation < 1:
         raise UserError(f"decimation = {decimation}: choose 1 (50 Hz) or more")
     if not window_s * SAMPLE_RATE_HZ / decimation >= 2:
-        raise UserError(f"window_s = {window_s} holds fewer than 2 samples at {SAMPLE_RATE_HZ / decimation:g} Hz: choose e.g. 2.0")
+        raise UserError(f"window_s = {window_s} at decimation = {decimation} ({SAMPLE_RATE_HZ / decimation:g} Hz) holds "
+                        f"fewer than 2 samples: choose a longer window or a smaller decimation (e.g. 2.0 and 1)")
     if not 0 <= overlap < 1:
         raise UserError(f"overlap = {overlap}: choose a fraction at least 0 and below 1 (e.g. 0.5)")
     if train_overlap is not None and not 0 <= train_overlap < 1:
@@ -139,6 +140,11 @@ def load_watch(window_s: float = 2.0, overlap: float = 0.5, decimation: int = 1,
             parts["train"][1].append(np.full(len(wt), int(label)))
             groups.append(np.full(len(wt), int(subject)))
     arrays = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in parts.items()}
+    empty = [k for k, (x, _) in arrays.items() if not len(x)]
+    if empty:
+        longest = max(len(r) for r in recs) / rate
+        raise UserError(f"window_s = {window_s} s is longer than every recording of the {empty[0]} split "
+                        f"(the longest recording of all: {longest:.1f} s): choose e.g. window_s = 2.0")
     return SequenceData(
         name="watch", class_names=class_names,
         X_train=arrays["train"][0], y_train=arrays["train"][1],

@@ -86,6 +86,28 @@ def regression_breaches(tol: Tolerance, m: dict, *, prefix: str = "") -> list[st
     return bad
 
 
+def allowed_disagreements(rows: int, min_top1_agreement: float, p_value: float = 0.01) -> int:
+    """The most top-1 disagreements among ``rows`` inputs that still fit ``min_top1_agreement``: the
+    largest k that an artifact agreeing with the reference on exactly that share of all inputs
+    shows at least ``p_value`` of the time (binomial upper tail). Made for the few golden rows a device
+    checks: at the 95% of int8, 8 rows allow 2, so a healthy artifact (the watch GRU's int8 step graph
+    agrees on 98.3% of the test split, and so shows one or more disagreements in 8 rows 13% of the
+    time) is not failed by one unlucky row; a broken one disagrees on most rows. Exact precisions
+    (agreement 1 - 1e-9) allow none."""
+    q = min(max(0.0, 1.0 - min_top1_agreement), 1.0)
+    if q == 0.0 or rows < 1:
+        return 0
+    if q == 1.0:
+        return rows
+    tail = 0.0  # P(disagreements >= k), summed from k = rows down (log-space terms: rows may be large)
+    for k in range(rows, -1, -1):
+        tail += math.exp(math.lgamma(rows + 1) - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
+                         + k * math.log(q) + (rows - k) * math.log1p(-q))
+        if tail >= p_value:
+            return k
+    return 0
+
+
 def abs_limit(tol: Tolerance, peak: float | None = None) -> float | None:
     """The ``max_abs`` limit for outputs whose reference peaks at ``peak`` (largest |score|).
 

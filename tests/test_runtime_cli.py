@@ -109,6 +109,27 @@ def test_check_fails_out_of_tolerance(folder, tmp_path):
     assert row["verdict"] == "FAIL" and "max|err|" in row["why"]
 
 
+def test_allowed_disagreements_is_the_binomial_tail():
+    """The golden rows are judged as a sample (audit: `check` failed an untouched watch GRU export,
+    whose int8 step graph agrees with float on 98.3% of the test split, on 1 disagreement in 8 rows)."""
+    from math import comb
+    from runtime.tolerances import allowed_disagreements
+    assert allowed_disagreements(8, 1 - 1e-9) == 0  # float32: every decision must agree
+    k = allowed_disagreements(8, 0.95)
+    tail = lambda k: sum(comb(8, i) * 0.05 ** i * 0.95 ** (8 - i) for i in range(k, 9))
+    assert k == 2 and tail(2) >= 0.01 > tail(3)
+    assert allowed_disagreements(1064, 0.95) < 1064 * 0.07  # many rows: close to the point rule
+
+
+def test_check_judges_golden_rows_as_a_sample():
+    from runtime.apps.check import judge
+    m = dict(max_abs_err=1.2, ref_peak=10.0, rel_err=0.01, top1_agreement=7 / 8, accuracy_drop=0.125)
+    assert judge(m, "int8", rows=8) == []  # one unlucky row (and its 12.5 accuracy points) is no evidence
+    assert any("top-1 differs from the reference on 3 of 8" in b for b in judge({**m, "top1_agreement": 5 / 8}, "int8", rows=8))
+    assert any("score error" in b for b in judge({**m, "rel_err": 0.5}, "int8", rows=8))  # a wrong scale, no decision moved
+    assert any("top-1" in b for b in judge({**m, "max_abs_err": 1e-6, "top1_agreement": 7 / 8}, "float32", rows=8))
+
+
 def test_bench_reports_median_and_p90(folder):
     p = cli("bench", folder, "--repeats", "5", "--warmup", "1", "--json")
     assert p.returncode == 0, p.stderr

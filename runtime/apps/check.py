@@ -17,7 +17,7 @@ from runtime.errors import MissingDependency, UserError
 from runtime.backends import backend_class
 from runtime.manifest import Manifest
 from runtime.metrics import compare
-from runtime.tolerances import abs_limit, regression_breaches, tolerance_for
+from runtime.tolerances import abs_limit, allowed_disagreements, regression_breaches, score_breaches, tolerance_for
 
 
 def add_arguments(p) -> None:
@@ -28,8 +28,15 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per artifact")
 
 
-def judge(metrics: dict, precision: str) -> list[str]:
-    """What breaks the tolerance policy (empty: passes)."""
+def judge(metrics: dict, precision: str, rows: int) -> list[str]:
+    """What breaks the tolerance policy on ``rows`` golden inputs (empty: passes).
+
+    The golden rows are few (8 in an export), so decisions are judged as a sample: top-1
+    disagreements fail only beyond what an artifact at the policy's agreement would show
+    (``allowed_disagreements``), and the accuracy drop is not judged (one row of 8 is 12.5 points;
+    the export judged it on the whole test split, and the parity suite's sampled cells do the same).
+    The scores themselves are judged as at export: max |error| for float formats, RMSE / range for
+    integer ones, which sees a wrong scale or zero point even when no decision moves."""
     tol = tolerance_for(precision)
     bad = []
     limit = abs_limit(tol, metrics.get("ref_peak"))  # float formats: relative to the reference's peak score
@@ -37,10 +44,11 @@ def judge(metrics: dict, precision: str) -> list[str]:
         bad.append(f"max|err| {metrics['max_abs_err']:.3g} > {limit:.3g}")
     if metrics.get("head") == "forecast":  # regression: relative error, MSE on the targets
         return bad + regression_breaches(tol, metrics)
-    if metrics["top1_agreement"] < tol.min_top1_agreement:
-        bad.append(f"top-1 agreement {metrics['top1_agreement']:.3f} < {tol.min_top1_agreement:.3f}")
-    if metrics.get("accuracy_drop", 0.0) > tol.max_accuracy_drop + 1e-12:
-        bad.append(f"accuracy drop {metrics['accuracy_drop']:.3f} > {tol.max_accuracy_drop:.3f}")
+    bad += score_breaches(tol, metrics)
+    disagree, allowed = round((1 - metrics["top1_agreement"]) * rows), allowed_disagreements(rows, tol.min_top1_agreement)
+    if disagree > allowed:
+        bad.append(f"top-1 differs from the reference on {disagree} of {rows} golden rows (at most {allowed} "
+                   f"fit the {tol.min_top1_agreement:.0%} agreement of {precision})")
     return bad
 
 
@@ -102,7 +110,7 @@ def run(args) -> int:
             _report(args, entry, "skip", str(e))
             continue
         checked += 1
-        bad = judge(metrics, entry.get("precision", "float32"))
+        bad = judge(metrics, entry.get("precision", "float32"), rows=len(golden["x_raw"]))
         failures += bool(bad)
         _report(args, entry, "FAIL" if bad else "ok", "; ".join(bad), metrics)
     if args.artifact:

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 
 def judge(metrics: dict, precision: str, rows: int) -> list[str]:
-    """What breaks the tolerance policy on ``rows`` golden inputs (empty: passes).
+    """What breaks the tolerance policy on ``rows`` golden decisions (empty: passes).
 
     The golden rows are few (8 in an export), so decisions are judged as a sample: top-1
     disagreements fail only beyond what an artifact at the policy's agreement would show
@@ -47,7 +47,7 @@ def judge(metrics: dict, precision: str, rows: int) -> list[str]:
     bad += score_breaches(tol, metrics)
     disagree, allowed = round((1 - metrics["top1_agreement"]) * rows), allowed_disagreements(rows, tol.min_top1_agreement)
     if disagree > allowed:
-        bad.append(f"top-1 differs from the reference on {disagree} of {rows} golden rows (at most {allowed} "
+        bad.append(f"top-1 differs from the reference in {disagree} of {rows} golden decisions (at most {allowed} "
                    f"fit the {tol.min_top1_agreement:.0%} agreement of {precision})")
     return bad
 
@@ -61,12 +61,15 @@ def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:
         stream = model.stream().run(x)
         m_all = compare(stream.reshape(-1, stream.shape[-1]), golden["stream_scores"].reshape(-1, stream.shape[-1]),
                         head="forecast" if np.ndim(y) == 2 and y.dtype.kind == "f" else "classify")
-        metrics = compare(stream if getattr(model, "frames", False) else stream[:, -1], ref, y)  # frames: every step
+        judged = stream if getattr(model, "frames", False) else stream[:, -1]  # frames: every step's decision
+        metrics = compare(judged, ref, y)
         metrics["max_abs_err"], metrics["ref_peak"] = m_all["max_abs_err"], m_all["ref_peak"]
         if "top1_agreement" in metrics:
             metrics["stream_top1_agreement_all_steps"] = m_all["top1_agreement"]
     else:
-        metrics = compare(model.predict(x), ref, y)
+        judged = model.predict(x)
+        metrics = compare(judged, ref, y)
+    metrics["decisions"] = int(np.prod(np.shape(judged)[:-1]))  # rows, or rows x steps for a frames head
     return metrics
 
 
@@ -110,7 +113,7 @@ def run(args) -> int:
             _report(args, entry, "skip", str(e))
             continue
         checked += 1
-        bad = judge(metrics, entry.get("precision", "float32"), rows=len(golden["x_raw"]))
+        bad = judge(metrics, entry.get("precision", "float32"), rows=metrics["decisions"])
         failures += bool(bad)
         _report(args, entry, "FAIL" if bad else "ok", "; ".join(bad), metrics)
     if args.artifact:

@@ -8,6 +8,7 @@ multiply-accumulate, and whether the guest's scores equal the host build's bit f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -142,15 +143,18 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
         raise UserError(f"--precision {precision!r}: the C library comes in int8 or float32")
     if opt not in OPT_LEVELS:  # one gcc optimization level: the report names it, so it must be what gcc ran
         raise UserError(f"--opt {opt!r}: choose one of {', '.join(OPT_LEVELS)}")
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnn-edge-fw-"))
     if artifacts is None and checkpoint is None:
         artifacts = "artifacts/watch-gru" if Path("artifacts/watch-gru/manifest.json").is_file() else None
         checkpoint = None if artifacts else "runs/watch-gru"
-    if artifacts:
-        lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences, work)
-    else:
-        lib_dir, prefix, model, x = _from_checkpoint(Path(checkpoint), precision, sequences, work / "c")
-    rep = measure(lib_dir, prefix, precision, model, tgt, x, work, opt, timeout)
+    # the builds are only measured, the report names none of them: a work folder of our own is removed
+    # when the run ends, whatever happened; one the caller gave (``work_dir``) is the caller's to keep
+    with contextlib.nullcontext(work_dir) if work_dir else tempfile.TemporaryDirectory(prefix="rnn-edge-fw-") as tmp:
+        work = Path(tmp)
+        if artifacts:
+            lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences, work)
+        else:
+            lib_dir, prefix, model, x = _from_checkpoint(Path(checkpoint), precision, sequences, work / "c")
+        rep = measure(lib_dir, prefix, precision, model, tgt, x, work, opt, timeout)
     return json.dumps(rep, indent=2) if as_json else format_report(rep)
 
 

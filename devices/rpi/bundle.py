@@ -182,7 +182,8 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
     ``artifacts`` names manifest entries to ship (default: every ``ok`` entry of a Pi runtime);
     ``runtimes``: which of onnxruntime / litert / c the Pi gets (c: the generated C, with its library
     cross-compiled here for aarch64); ``wheels``: also ship the aarch64 wheels (needs the network now,
-    none on the Pi). The folder is replaced atomically.
+    none on the Pi). Only a bundle built here is replaced, the folder and tarball together once both are
+    written.
     """
     runtimes = tuple(runtimes)
     bad = [r for r in runtimes if r not in PI_RUNTIMES]
@@ -201,10 +202,13 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
     out_dir = Path(out_dir)
     final, tarball = out_dir / name, out_dir / f"{name}.tar.gz"
     _check_output(out_dir, name, final, tarball)
+    # the new folder and tarball are built under temporary names and swapped in only when both are
+    # complete: a failed write (disk full, quota) leaves the previous pair as it was
     partial = out_dir / f".{name}.partial-{os.getpid()}"
+    partial_tar = out_dir / f".{name}.tar.gz.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
     try:
+        partial.mkdir()
         shipped = {}
         for folder, label in zip(folders, labels):
             wanted = None
@@ -238,22 +242,42 @@ def make_bundle(artifact_folders, out_dir="dist/rpi", name: str = "rnn-edge-pi",
         atomic.write_json(partial / "BUNDLE.json", info)
         write_sums(partial)
         data = tarball_bytes(partial, name)
-        swap_in(partial, final)  # one step; a folder and a tarball that do not match are refused by load_bundle
-        atomic.write_bytes(tarball, data)
+        _write_synced(partial_tar, data)
+        # two renames, which need no space; the tarball first, as it can be rebuilt from the folder.
+        # A folder and a tarball that do not match are refused by load_bundle
+        os.replace(partial_tar, tarball)
+        swap_in(partial, final)  # also syncs out_dir, so both renames last
+    except OSError as e:
+        raise UserError(f"cannot write the bundle to {out_dir}: {e.strerror or e}; free space or choose another "
+                        f"--out") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        partial_tar.unlink(missing_ok=True)
     return Bundle(final, tarball, hashlib.sha256(data).hexdigest(), info)
 
 
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _check_output(out_dir: Path, name: str, final: Path, tarball: Path) -> None:
-    """A plain bundle name, and an output folder where the bundle folder and tarball can be written."""
+    """A plain bundle name, and an output folder where the bundle folder and tarball can be written,
+    replacing only a bundle this tool built there."""
     if not name or Path(name).name != name or name.startswith(".") or name.endswith(".tar.gz"):
         raise UserError(f"bundle name {name!r} must be a plain file name (no '/', not starting with '.'), "
                         f"e.g. rnn-edge-pi")
-    if final.exists() and not final.is_dir():
-        raise UserError(f"{final} exists and is not a bundle folder: remove it or choose another --name")
+    if final.exists() or final.is_symlink():
+        if why := _not_a_bundle(final):
+            raise UserError(f"{final} is not a bundle built by `invoke bundle` ({why}), so it is not replaced: "
+                            f"choose another --out or --name, or move that folder")
     if tarball.is_dir():
         raise UserError(f"{tarball} is a folder, not a tarball: remove it or choose another --name")
+    if tarball.exists() and not _is_bundle_tarball(tarball, name):
+        raise UserError(f"{tarball} is not a bundle tarball built by `invoke bundle`, so it is not replaced: "
+                        f"choose another --out or --name, or move that file")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -261,6 +285,37 @@ def _check_output(out_dir: Path, name: str, final: Path, tarball: Path) -> None:
                         f"choose another with --out") from None
     if not os.access(out_dir, os.W_OK):
         raise UserError(f"cannot write to the output folder {out_dir}: choose another with --out")
+
+
+def _not_a_bundle(folder: Path) -> str | None:
+    """Why ``folder`` may not be replaced by a new bundle (None: it is a bundle of ours, every file in
+    it listed in its SHA256SUMS, so nothing of the user's is lost)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return "it is not a folder"
+    try:
+        info = json.loads((folder / "BUNDLE.json").read_bytes())
+        listed = {line.split("  ", 1)[1] for line in (folder / SUMS).read_text().splitlines()}
+    except (OSError, ValueError, IndexError):
+        return f"it lacks a readable BUNDLE.json or {SUMS}"
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        return f"its BUNDLE.json is not of format {FORMAT}"
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+             if not p.is_dir() and "__pycache__" not in p.parts}  # (Python's own caches are not the user's)
+    extra = sorted(files - listed - {SUMS})
+    if extra:
+        return f"it holds {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}, not part of the bundle"
+    return None
+
+
+def _is_bundle_tarball(tarball: Path, name: str) -> bool:
+    """``tarball`` holds ``<name>/BUNDLE.json`` of our format: one this tool wrote."""
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            member = tar.extractfile(f"{name}/BUNDLE.json")  # None: not a file
+            info = json.loads(member.read()) if member else None
+    except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("format") == FORMAT
 
 
 def load_bundle(path) -> Bundle:

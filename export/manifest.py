@@ -7,6 +7,7 @@ runtime.atomic; sha256 and sizes are computed from the files as they lie in the 
 from __future__ import annotations
 
 import datetime
+import errno
 import io
 from pathlib import Path
 
@@ -20,6 +21,13 @@ MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 10: "float16"}
+# A write that failed for want of room (disk full, quota, file size limit): no other artifact can be
+# written either, so the export stops with one line rather than recording a failed artifact.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def out_of_room(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _NO_ROOM
 
 
 def new_record(name: str, file: str, *, format: str, runtime: str, precision: str, kind: str) -> dict:

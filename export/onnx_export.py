@@ -230,6 +230,8 @@ def export_onnx(model, meta: dict, data, out_dir, progress: bool = True, *, only
         try:
             build(rec)
         except Exception as e:  # one artifact failing must not stop the others
+            if M.out_of_room(e):
+                raise
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             rec = M.failed_record(name, f"{name}: {type(e).__name__}: {msg}"[:400], file=file, format="onnx",
                                   runtime="onnxruntime", precision=precision, kind=kind)

@@ -4,7 +4,8 @@
 
 1. Check the inputs before any work: the checkpoint (unidirectional LSTM/GRU of the expected
    ``arch``), the families asked for (``kinds`` from ``KINDS``; TFLite needs TensorFlow), the output
-   folder (writable; an existing folder must be an artifact folder, never a user's other data).
+   folder (writable; an existing folder must be an artifact folder this tool wrote that holds nothing
+   its manifest does not list, never a user's other data), the checkpoint's metadata fields.
 2. Build the whole folder in a temporary sibling ``.<name>.tmp-*``: ONNX (export/onnx_export.py),
    TFLite (``export.tflite_export.export_tflite``) and C (``export.c.export_c``) when importable,
    then golden.npz and manifest.json.
@@ -25,7 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from export import manifest as M
 from runtime.atomic import swap_in  # noqa: F401 (export.pipeline.swap_in: the kill tests hook it here)
@@ -45,7 +46,14 @@ def inspect_checkpoint(path) -> dict:
     weights, an architecture other than LSTM/GRU) with one line each.
     """
     from training.checkpoint import read_checkpoint
-    path, header, names = read_checkpoint(path, tensors=False)
+    given = Path(path)
+    try:
+        path, header, names = read_checkpoint(given, tensors=False)
+    except UserError:
+        if given.is_file() and given.suffix != ".safetensors":  # train_state.pt, metrics.json: not a damaged one
+            raise UserError(f"{given} is not a model checkpoint: pass the run folder that `invoke train` wrote "
+                            f"or its model.safetensors") from None
+        raise
     try:
         spec = json.loads(header.get("spec", "null"))
     except ValueError as e:
@@ -95,19 +103,83 @@ def check_dependencies(kinds) -> None:
 
 
 def check_output(out_dir: Path) -> None:
-    """The output folder can be created and replaced, and holds nothing but artifacts."""
+    """The output folder can be created and replaced: it is new, empty, or an artifact folder this tool
+    wrote that holds nothing its manifest does not list (replacing it deletes everything in it)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"output {out_dir} exists and is not a folder: choose another with --out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / M.MANIFEST).is_file():
-        raise UserError(f"output folder {out_dir} is not empty and is not an artifact folder (no {M.MANIFEST}): "
-                        f"refusing to replace it; choose another with --out")
+    if out_dir.is_dir() and (names := sorted(os.listdir(out_dir))):
+        manifest = _own_manifest(out_dir)
+        if manifest is None:
+            why = f"its {M.MANIFEST} is not an rnn-edge manifest" if M.MANIFEST in names else f"no {M.MANIFEST}"
+            raise UserError(f"output folder {out_dir} is not an artifact folder ({why}) and holds {names[0]}: "
+                            f"refusing to replace it; move its files or choose another --out")
+        if foreign := _unlisted(out_dir, manifest):
+            raise UserError(f"output folder {out_dir} holds {foreign[0]}, which its {M.MANIFEST} does not list: "
+                            f"refusing to replace the folder (that would delete it); move it or choose another --out")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.mkdtemp(prefix=f".{out_dir.name}.probe-", dir=out_dir.parent)
         os.rmdir(probe)
     except OSError as e:
+        if file := next((p for p in out_dir.parents if p.is_file()), None):
+            raise UserError(f"cannot write to output folder {out_dir}: {file} is a file, not a folder; "
+                            f"choose another with --out") from None
         raise UserError(f"cannot write to output folder {out_dir} ({e.strerror or type(e).__name__}): "
                         f"choose another with --out") from None
+
+
+def _own_manifest(folder: Path) -> dict | None:
+    """The folder's manifest when this tool wrote it (its ``format``, a readable structure), else None."""
+    from runtime.manifest import Manifest
+    try:
+        return Manifest.read(folder).data
+    except (UserError, OSError):
+        return None
+
+
+def _unlisted(folder: Path, manifest: dict) -> list[str]:
+    """What ``folder`` holds besides manifest.json, golden.npz and the files ``manifest`` lists, sorted;
+    a subfolder with no listed file in it is named once, as ``name/``."""
+    listed = {M.MANIFEST, M.GOLDEN}
+    for rec in manifest.get("artifacts") or []:
+        listed.update(_package_files(rec))
+    parents = {str(parent) for rel in listed for parent in PurePosixPath(rel).parents}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        here = PurePosixPath(Path(root).relative_to(folder).as_posix())
+        found += [f"{here / d}/" for d in dirs if str(here / d) not in parents]
+        dirs[:] = [d for d in dirs if str(here / d) in parents]  # an unlisted folder is named, not walked
+        found += [str(here / f) for f in files if str(here / f) not in listed]
+    return sorted(found)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_OBJECT = ("an object", lambda v: v is None or isinstance(v, dict))
+# The checkpoint metadata fields export reads (besides input_mean/std, which load_model checks), with
+# the form training writes; a parent comes before its fields.
+_META_FIELDS = (
+    ("task", "a task name", lambda v: v is None or isinstance(v, str)),
+    ("class_names", "a list of class names", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+    ("seq_len", "a whole number of frames", lambda v: v is None or (_whole(v) and v > 0)),
+    ("dataset", *_OBJECT), ("dataset.features", *_OBJECT), ("forecast", *_OBJECT), ("frames", *_OBJECT),
+    ("config", *_OBJECT), ("config.data", *_OBJECT), ("config.seed", "a whole number", _whole),
+)
+
+
+def check_meta(meta: dict, path: Path) -> None:
+    """One line for a metadata field of the wrong type (an edited or damaged header), instead of a
+    TypeError wherever export first uses it."""
+    for key, what, ok in _META_FIELDS:
+        parent, _, name = key.rpartition(".")
+        holder = meta.get(parent) if parent else meta
+        if isinstance(holder, dict) and name in holder and not ok(holder[name]):
+            got = holder[name]
+            raise UserError(f"checkpoint {path}: its metadata field {key} is malformed ({type(got).__name__} "
+                            f"{json.dumps(got)[:40]}, expected {what}): retrain it, or import it again if it "
+                            f"came from --keras")
 
 
 # -- families -------------------------------------------------------------------------------------
@@ -133,6 +205,8 @@ def _run_family(family: str, fn, *args) -> list[dict]:
     except MissingDependency:
         raise
     except Exception as e:  # the family's own per-artifact handling missed it: one line, keep going
+        if M.out_of_room(e):
+            raise
         return [_family_failed(family, e)]
     return records
 
@@ -230,6 +304,7 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     check_output(out_dir)
     kept = kept_records(out_dir, kinds, checkpoint)
     model, meta = load_model(checkpoint)
+    check_meta(meta, checkpoint)
     model.eval()
     trained_on = meta.get("task")
     if task is not None and trained_on is not None and not same_task(trained_on, task):
@@ -277,9 +352,19 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
                                 "used_for": "int8 calibration (train split), verification and golden samples (test split)"}
         if skipped:
             manifest["skipped"] = skipped
+        # a family that failed part-way may leave files no record lists: dropped, so that the folder holds
+        # just what its manifest lists (all that check_output lets a later export replace)
+        for rel in _unlisted(tmp, manifest):
+            if rel.endswith("/"):
+                shutil.rmtree(tmp / rel)
+            else:
+                (tmp / rel).unlink()
         M.write(tmp, manifest)
         swap_in(tmp, out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if M.out_of_room(e):
+            raise UserError(f"cannot write the artifacts to {out_dir}: {e.strerror}; free space or choose "
+                            f"another --out") from None
         raise
     return manifest

@@ -10,9 +10,9 @@ layers; one instruction per MAC is the floor of a scalar MAC loop, 0.5 the floor
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
+from devices.work_folder import work_folder
 from runtime.errors import UserError
 
 DEFAULT_TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "cortex-m3")
@@ -22,25 +22,25 @@ def bench_mcu(folders, targets=DEFAULT_TARGETS, precisions=("int8", "float32"), 
               work_dir=None, progress=None) -> list[dict]:
     """One row per (model folder, target, precision); float32 only on ``float_targets``. Errors become rows."""
     from devices.cortex_m.report import firmware
-    work = Path(work_dir or tempfile.mkdtemp(prefix="rnn-edge-bench-mcu-"))
-    rows = []
-    for folder in folders:
-        for precision in precisions:
-            for target in targets:
-                if precision != "int8" and target not in float_targets:
-                    continue
-                if progress:
-                    progress(f"{Path(folder).name} {precision} {target}")
-                try:
-                    rep = json.loads(firmware(target=target, artifacts=str(folder), precision=precision, as_json=True,
-                                              sequences=2, work_dir=str(work / Path(folder).name / precision / target)))
-                except UserError as e:
-                    rows.append({"folder": str(folder), "target": target, "precision": precision, "error": str(e)})
-                    continue
-                rep["folder"] = str(folder)
-                i = rep["instructions"]
-                if i.get("per_mac"):
-                    i["scalar_floor_per_mac"] = 1.0
-                    i["smlad_floor_per_mac"] = 0.5 if rep.get("dsp") else None
-                rows.append(rep)
-    return rows
+    with work_folder(work_dir, "rnn-edge-bench-mcu-") as work:  # removed at the end unless the caller gave it
+        rows = []
+        for folder in folders:
+            for precision in precisions:
+                for target in targets:
+                    if precision != "int8" and target not in float_targets:
+                        continue
+                    if progress:
+                        progress(f"{Path(folder).name} {precision} {target}")
+                    try:
+                        rep = json.loads(firmware(target=target, artifacts=str(folder), precision=precision, as_json=True,
+                                                  sequences=2, work_dir=str(work / Path(folder).name / precision / target)))
+                    except UserError as e:
+                        rows.append({"folder": str(folder), "target": target, "precision": precision, "error": str(e)})
+                        continue
+                    rep["folder"] = str(folder)
+                    i = rep["instructions"]
+                    if i.get("per_mac"):
+                        i["scalar_floor_per_mac"] = 1.0
+                        i["smlad_floor_per_mac"] = 0.5 if rep.get("dsp") else None
+                    rows.append(rep)
+        return rows

@@ -9,11 +9,11 @@ the scores of the host build bit for bit. Instruction counts, not times: no Pi i
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from devices.work_folder import work_folder
 from runtime.errors import UserError
 
 
@@ -22,28 +22,28 @@ def bench_pi(folders, work_dir=None, progress=None) -> list[dict]:
     from devices.cortex_m.report import c_library_and_inputs, macs_per_step
     from devices.rpi.cross import count_instructions
     from export.c import build as HB
-    work = Path(work_dir or tempfile.mkdtemp(prefix="rnn-edge-bench-pi-"))
-    rows = []
-    for folder in folders:
-        name = Path(folder).name
-        if progress:
-            progress(f"{name} aarch64")
-        try:
-            lib, prefix, model, x = c_library_and_inputs(Path(folder), "int8", 2, work / name)
-            if f"{prefix.upper()}_USE_NEON" not in (lib / f"{prefix}.c").read_text():
-                raise UserError(f"{lib / prefix}.c predates the NEON kernel (2026-11-29): re-export {folder} "
-                                f"(invoke export) to count it")
-            host = HB.run_harness(HB.build_harness(lib, prefix, "int8", work / name / "host" / "h"), x, "int8")
-            macs = macs_per_step(model) * int(x.shape[1])
-            row = {"folder": str(folder), "model": f"{model['arch'].upper()} {model['input_size']}->"
-                   f"{'->'.join(map(str, model['hidden_sizes']))}->{model['num_classes']}",
-                   "cpu": "cortex-a72 (qemu-aarch64)", "steps": int(x.shape[1]), "macs_per_inference": macs}
-            for kernel, defines in (("neon", ()), ("portable", (f"{prefix.upper()}_PORTABLE",))):
-                instr, scores = count_instructions(lib, prefix, "int8", x, work / name / kernel, defines)
-                row[kernel] = {"instructions": instr, "per_mac": instr / macs,
-                               "host_identical": bool(np.array_equal(scores, host))}
-            row["portable_over_neon"] = row["portable"]["instructions"] / row["neon"]["instructions"]
-        except UserError as e:
-            row = {"folder": str(folder), "error": str(e)}
-        rows.append(row)
-    return rows
+    with work_folder(work_dir, "rnn-edge-bench-pi-") as work:  # removed at the end unless the caller gave it
+        rows = []
+        for folder in folders:
+            name = Path(folder).name
+            if progress:
+                progress(f"{name} aarch64")
+            try:
+                lib, prefix, model, x = c_library_and_inputs(Path(folder), "int8", 2, work / name)
+                if f"{prefix.upper()}_USE_NEON" not in (lib / f"{prefix}.c").read_text():
+                    raise UserError(f"{lib / prefix}.c predates the NEON kernel (2026-11-29): re-export {folder} "
+                                    f"(invoke export) to count it")
+                host = HB.run_harness(HB.build_harness(lib, prefix, "int8", work / name / "host" / "h"), x, "int8")
+                macs = macs_per_step(model) * int(x.shape[1])
+                row = {"folder": str(folder), "model": f"{model['arch'].upper()} {model['input_size']}->"
+                       f"{'->'.join(map(str, model['hidden_sizes']))}->{model['num_classes']}",
+                       "cpu": "cortex-a72 (qemu-aarch64)", "steps": int(x.shape[1]), "macs_per_inference": macs}
+                for kernel, defines in (("neon", ()), ("portable", (f"{prefix.upper()}_PORTABLE",))):
+                    instr, scores = count_instructions(lib, prefix, "int8", x, work / name / kernel, defines)
+                    row[kernel] = {"instructions": instr, "per_mac": instr / macs,
+                                   "host_identical": bool(np.array_equal(scores, host))}
+                row["portable_over_neon"] = row["portable"]["instructions"] / row["neon"]["instructions"]
+            except UserError as e:
+                row = {"folder": str(folder), "error": str(e)}
+            rows.append(row)
+        return rows

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from devices.work_folder import work_folder
 
 HIDDEN = (16, 32, 64, 128, 256)
 LENGTHS = (25, 50, 100, 200, 400)
@@ -158,29 +159,29 @@ def fit_two_terms(rows: list[dict], key) -> dict | None:
 
 def bench_scaling(quick: bool = False, repeats: int = 20, warmup: int = 3, mcu: bool = True, work_dir=None,
                   hidden=None, lengths=None, progress=None) -> dict:
-    work = Path(work_dir or tempfile.mkdtemp(prefix="rnn-edge-bench-scale-"))
-    hidden = tuple(hidden or (QUICK_HIDDEN if quick else HIDDEN))
-    lengths = tuple(lengths or (QUICK_LENGTHS if quick else LENGTHS))
-    points = list(dict.fromkeys([(h, 100) for h in hidden] + [(32, t) for t in lengths]))
-    rows, calls = {}, {}
-    for h, t in points:
+    with work_folder(work_dir, "rnn-edge-bench-scale-") as work:  # removed at the end unless the caller gave it
+        hidden = tuple(hidden or (QUICK_HIDDEN if quick else HIDDEN))
+        lengths = tuple(lengths or (QUICK_LENGTHS if quick else LENGTHS))
+        points = list(dict.fromkeys([(h, 100) for h in hidden] + [(32, t) for t in lengths]))
+        rows, calls = {}, {}
+        for h, t in points:
+            if progress:
+                progress(f"hidden {h}, length {t}")
+            rows[(h, t)], calls[(h, t)] = prepare_point(h, t, work, mcu)
         if progress:
-            progress(f"hidden {h}, length {t}")
-        rows[(h, t)], calls[(h, t)] = prepare_point(h, t, work, mcu)
-    if progress:
-        progress(f"host timing, {len(points)} points round-robin")
-    for p, levels in host_latencies(calls, repeats, warmup).items():
-        rows[p].update(levels)
-    sweeps = {"hidden": [rows[(h, 100)] for h in hidden], "length": [rows[(32, t)] for t in lengths]}
-    fits: dict = {}
-    for name, rows in sweeps.items():
-        macs = [r["macs"] for r in rows]
-        fits[name] = {"kernel_c_ms": fit_line(macs, [r["kernel_c"]["median_ms"] for r in rows]),
-                      "runtime_c_ms": fit_line(macs, [r["runtime_c"]["median_ms"] for r in rows])}
-        if mcu:
-            fits[name]["m4_instructions"] = fit_line(macs, [r["m4"]["instructions"] for r in rows])
-            two = fit_two_terms(rows, lambda r: r["m4"]["instructions"]) if name == "hidden" else None  # collinear in T
-            if two:
-                fits[name]["m4_instructions_macs_plus_elementwise"] = two
-    return {"model": "GRU 6->H->H->7, random weights, int8 C", "sweeps": sweeps, "fits": fits,
-            "fixed": {"hidden_sweep_length": 100, "length_sweep_hidden": 32}}
+            progress(f"host timing, {len(points)} points round-robin")
+        for p, levels in host_latencies(calls, repeats, warmup).items():
+            rows[p].update(levels)
+        sweeps = {"hidden": [rows[(h, 100)] for h in hidden], "length": [rows[(32, t)] for t in lengths]}
+        fits: dict = {}
+        for name, rows in sweeps.items():
+            macs = [r["macs"] for r in rows]
+            fits[name] = {"kernel_c_ms": fit_line(macs, [r["kernel_c"]["median_ms"] for r in rows]),
+                          "runtime_c_ms": fit_line(macs, [r["runtime_c"]["median_ms"] for r in rows])}
+            if mcu:
+                fits[name]["m4_instructions"] = fit_line(macs, [r["m4"]["instructions"] for r in rows])
+                two = fit_two_terms(rows, lambda r: r["m4"]["instructions"]) if name == "hidden" else None  # collinear in T
+                if two:
+                    fits[name]["m4_instructions_macs_plus_elementwise"] = two
+        return {"model": "GRU 6->H->H->7, random weights, int8 C", "sweeps": sweeps, "fits": fits,
+                "fixed": {"hidden_sweep_length": 100, "length_sweep_hidden": 32}}

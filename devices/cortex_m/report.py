@@ -8,7 +8,6 @@ multiply-accumulate, and whether the guest's scores equal the host build's bit f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from devices.cortex_m import firmware as F
 from devices.targets import CortexMTarget, get_target
+from devices.work_folder import work_folder
 from export.c import build as HB
 from export.c import footprint
 from runtime.errors import UserError
@@ -148,8 +148,7 @@ def firmware(target: str = "cortex-m4", artifacts: str | None = None, precision:
         checkpoint = None if artifacts else "runs/watch-gru"
     # the builds are only measured, the report names none of them: a work folder of our own is removed
     # when the run ends, whatever happened; one the caller gave (``work_dir``) is the caller's to keep
-    with contextlib.nullcontext(work_dir) if work_dir else tempfile.TemporaryDirectory(prefix="rnn-edge-fw-") as tmp:
-        work = Path(tmp)
+    with work_folder(work_dir, "rnn-edge-fw-") as work:
         if artifacts:
             lib_dir, prefix, model, x = c_library_and_inputs(Path(artifacts), precision, sequences, work)
         else:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path, PurePosixPath
 
 from runtime.errors import UserError
+from runtime.tolerances import POLICY
 
 FORMAT = "rnn-edge-artifacts/1"
 
@@ -99,15 +101,137 @@ def _paths_of(a: dict) -> list:
     return paths
 
 
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive(v) -> bool:
+    return _integer(v) and v > 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _string(v) -> bool:
+    return isinstance(v, str)
+
+
+def _sha256(v) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None
+
+
+def _list_of(test):
+    return lambda v: isinstance(v, list) and all(test(x) for x in v)
+
+
+def _nullable(test):
+    return lambda v: v is None or test(v)
+
+
+def _quant(v) -> bool:
+    return not v or (isinstance(v, dict) and _number(v.get("scale")) and _integer(v.get("zero_point")))
+
+
+def _prebuilt(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(p, dict) and _string(p.get("file"))
+                                       and _nullable(_sha256)(p.get("sha256")) for p in v.values())
+
+
+# What each field a reader uses must hold when present (absent ones get the readers' defaults):
+# ``(test, description)``, plus the rules every item follows for a list of objects; for an object
+# (which may be null) the rules of its fields. A hand-edited or crafted manifest is refused here, in
+# one line, rather than with a TypeError deep inside a backend or an app.
+_SHA = (_nullable(_sha256), "a sha256 (64 lowercase hex digits)")
+_OBJECT = (lambda v: v is None or isinstance(v, dict), "an object")
+_TENSOR = {"shape": (_list_of(_nullable(_integer)), "a list of integers or nulls"), "dtype": (_string, "a string"),
+           "quant": (_quant, 'null or {"scale": number, "zero_point": integer}'),
+           "index": (_nullable(_integer), "an integer")}
+_TENSORS = (_list_of(lambda t: isinstance(t, dict) and _string(t.get("name"))),
+            'a list of objects, each with a string "name"', _TENSOR)
+_RULES = {
+    "class_names": (_nullable(_list_of(_string)), "a list of strings"),
+    "model": {"input_size": (_positive, "a positive integer"), "num_classes": (_positive, "a positive integer"),
+              "seq_len": (_nullable(_positive), "a positive integer"), "head": (_nullable(_string), "a string")},
+    "preprocess": {"mean": (_list_of(_number), "a list of numbers"), "std": (_list_of(_number), "a list of numbers"),
+                   "features": _OBJECT},
+    "features": _OBJECT,
+    "dataset": {"features": _OBJECT},
+    "golden": {"file": (_nullable(_string), "a path"), "sha256": _SHA},
+    "checkpoint": {"file": (_nullable(_string), "a path"), "sha256": _SHA},
+}
+_ENTRY_RULES = {
+    "file": (_nullable(_string), "a path"),
+    "sha256": _SHA,
+    "format": (_nullable(_string), "a string"),
+    "runtime": (_nullable(_string), "a string"),
+    "kind": (lambda v: v in (None, "sequence", "step"), '"sequence" or "step"'),
+    "status": (_string, "a string"),
+    "inputs": _TENSORS,
+    "outputs": _TENSORS,
+    "state": {"mode": (_string, "a string"), "inputs": (_nullable(_list_of(_string)), "a list of tensor names"),
+              "outputs": (_nullable(_list_of(_string)), "a list of tensor names")},
+    "c": {"prefix": (_nullable(_string), "a string"), "dir": (_nullable(_string), "a path"),
+          "header": (_nullable(_string), "a file name"), "source": (_nullable(_string), "a file name"),
+          "files": (_nullable(_list_of(_string)), "a list of paths"),
+          "file_sha256": (lambda v: v is None or (isinstance(v, dict) and all(map(_sha256, v.values()))),
+                          "an object of path: sha256 (64 lowercase hex digits)"),
+          "prebuilt": (_nullable(_prebuilt), 'an object of machine: {"file": path, "sha256": hex}')},
+    # the TFLite Micro tensor arena the export measured (a size <= 0 makes TFLM refuse a sound model)
+    "arena_bytes": (_nullable(_positive), "a positive integer (bytes)"),
+}
+
+
+def _field_problem(obj: dict, rules: dict, where: str) -> str | None:
+    """The first field of ``obj`` that breaks ``rules``, as "field X must be ..., got ...", or None."""
+    for key, rule in rules.items():
+        if key not in obj:
+            continue
+        value, at = obj[key], f"{where}{key}"
+        if isinstance(rule, dict):  # an object (or null) whose own fields follow ``rule``
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                return f"field {at} must be an object, got {_shown(value)}"
+            if problem := _field_problem(value, rule, f"{at}."):
+                return problem
+            continue
+        test, what, *each = rule
+        if not test(value):
+            return f"field {at} must be {what}, got {_shown(value)}"
+        for i, item in enumerate(value if each else []):  # a list of objects, each following each[0]
+            if problem := _field_problem(item, each[0], f"{at}[{i}]."):
+                return problem
+    return None
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _structure_problem(data: dict) -> str | None:
-    """What makes a manifest unusable (the fields every reader indexes), or None. Paths are checked
-    too: a crafted manifest must not make a reader read or write outside the folder."""
+    """What makes a manifest unusable (the fields readers use, with the wrong type), or None. Paths
+    are checked too: a crafted manifest must not make a reader read or write outside the folder."""
     arts = data.get("artifacts", [])
     if not isinstance(arts, list):
         return "'artifacts' is not a list"
     for i, a in enumerate(arts):
         if not isinstance(a, dict) or not isinstance(a.get("name"), str):
             return f"artifact entry {i} is not an object with a name"
+    pre = data.get("preprocess")
+    if pre and not (isinstance(pre, dict) and "mean" in pre and "std" in pre):
+        return "'preprocess' needs 'mean' and 'std' lists"
+    if problem := _field_problem(data, _RULES, ""):
+        return problem
+    for i, a in enumerate(arts):
+        if problem := _field_problem(a, _ENTRY_RULES, f"artifacts[{i}] ({a['name']})."):
+            return problem
+        # check judges an entry's numbers by its precision's tolerance (a missing one counts as float32)
+        precision = a.get("precision", "float32")
+        if (precision is not None or a.get("status", "ok") == "ok") and precision not in POLICY:
+            return (f"field artifacts[{i}] ({a['name']}).precision must be one of {', '.join(POLICY)}, "
+                    f"got {_shown(precision)}")
         if a.get("status", "ok") == "ok" and not isinstance(a.get("file"), str):
             return f"artifact {a['name']!r} names no file"
         bad = next((p for p in _paths_of(a) if _unsafe_path(p)), None)
@@ -120,10 +244,23 @@ def _structure_problem(data: dict) -> str | None:
     g = data.get("golden")
     if isinstance(g, dict) and g.get("file") is not None and _unsafe_path(g["file"]):
         return f"the golden file {g['file']!r} leaves the folder"
-    pre = data.get("preprocess")
-    if pre and not (isinstance(pre, dict) and isinstance(pre.get("mean"), list) and isinstance(pre.get("std"), list)):
-        return "'preprocess' needs 'mean' and 'std' lists"
     return None
+
+
+def _not_an_artifact_folder(folder: Path, bare_files: bool) -> str:
+    """Why ``folder`` cannot be read as an artifact folder, saying what it is instead."""
+    export = "pass an artifact folder written by `invoke export`"
+    if folder.is_file() and folder.name == "manifest.json":
+        return f"{folder} is the manifest file itself: pass its folder, {folder.parent}"
+    if folder.is_file() and (folder.parent / "manifest.json").is_file():
+        # the folder's manifest holds the sha256 this file is verified against, and the golden samples
+        return (f"{folder} is a file inside the artifact folder {folder.parent}: pass the folder "
+                f"(with --artifact NAME to choose this file's entry)")
+    if folder.is_file():
+        return f"{folder} is a file, not an artifact folder: {export}"
+    if not folder.exists():
+        return f"{folder} does not exist: {export}"
+    return f"{folder} has no manifest.json: {export}" + (" or a single .onnx/.tflite file" if bare_files else "")
 
 
 class Manifest:
@@ -135,12 +272,13 @@ class Manifest:
         self.artifacts: list[dict] = list(data.get("artifacts") or [])
 
     @classmethod
-    def read(cls, folder) -> "Manifest":
+    def read(cls, folder, bare_files: bool = False) -> "Manifest":
+        """The manifest of artifact folder ``folder``; ``bare_files``: the caller also loads a single
+        model file (``runtime.load``), which the message for a folder without a manifest then offers."""
         folder = Path(folder)
         path = folder / "manifest.json"
         if not path.is_file():
-            raise UserError(f"{folder} has no manifest.json: pass an artifact folder written by `invoke export` "
-                            f"or a single .onnx/.tflite file")
+            raise UserError(_not_an_artifact_folder(folder, bare_files))
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -210,7 +348,7 @@ class Manifest:
         try:
             data = read_npz(path)
         except NpzUnreadable as e:
-            raise UserError(f"golden file {path} {e}: re-export the artifacts") from None
+            raise UserError(f"golden file {path} cannot be read: it {e}; re-export the artifacts") from None
         missing = [k for k in keys if k not in data]
         if missing:
             raise UserError(f"golden file {path} lacks {', '.join(missing)}: re-export the artifacts")
@@ -237,12 +375,19 @@ class Manifest:
         raise UserError(f"no artifact named {name!r} in {self.folder}: choose one of {', '.join(self.names()) or '(none: re-export)'}")
 
     def candidates(self, backend: str, formats: tuple[str, ...], precision: str | None = None) -> list[dict]:
-        """Usable entries for ``backend``: its own first (``runtime`` field), then any of a format it runs."""
-        ok = [a for a in self.artifacts if a.get("status", "ok") == "ok"
-              and (precision is None or a.get("precision") == precision)]
-        own = [a for a in ok if a.get("runtime") == backend]
-        other = [a for a in ok if a.get("runtime") != backend and a.get("format") in formats]
-        return own + other
+        """Usable entries made for ``backend`` (their ``runtime`` field) in a format it opens. Only
+        those: a file made for another runtime may use ops this one runs forever or not at all (a
+        float32 LiteRT .tflite loops over time with WHILE, which TFLite Micro never finishes)."""
+        return [a for a in self.artifacts if a.get("status", "ok") == "ok" and a.get("runtime") == backend
+                and a.get("format") in formats and (precision is None or a.get("precision") == precision)]
+
+    def require_runtime(self, entry: dict, backend: str) -> None:
+        """Refuse running ``entry`` on ``backend`` unless the manifest lists it for that runtime."""
+        if entry.get("runtime") != backend:
+            own = [a["name"] for a in self.artifacts if a.get("runtime") == backend and a.get("status", "ok") == "ok"]
+            choose = f"choose one it runs: {', '.join(own)}" if own else f"{backend} runs none of the artifacts here"
+            raise UserError(f"artifact {entry.get('name')!r} was exported for {entry.get('runtime')}, not {backend}: "
+                            f"drop --backend to run it on {entry.get('runtime')}, or {choose}")
 
     def companion(self, entry: dict, kind: str, backend: str, formats: tuple[str, ...]) -> dict | None:
         """The entry of the other kind (sequence <-> step) with the same precision for the same backend."""

@@ -365,7 +365,7 @@ def _pick(man: Manifest, backend: str | None, precision: str | None) -> tuple[st
 
 
 def _load_folder(folder: Path, backend, artifact, precision, threads, options) -> Model:
-    man = Manifest.read(folder)
+    man = Manifest.read(folder, bare_files=True)
     mfacts = man.model
     try:
         channels, classes = int(mfacts["input_size"]), int(mfacts["num_classes"])
@@ -458,8 +458,8 @@ def load(path, backend: str | None = None, artifact: str | None = None, precisio
     """Load an artifact folder (or its manifest.json, or a bare .onnx/.tflite/.safetensors file).
 
     ``artifact`` picks a manifest entry by name; otherwise ``backend`` (onnxruntime, litert, tflm,
-    c, torch) and ``precision`` (float32, int8, ...) pick one, float32 and the first installed
-    backend by default. The entry of the other kind (sequence/step) with the same precision is
+    c, torch) and ``precision`` (float32, int8, ...) pick one of the entries exported for that
+    backend (its manifest ``runtime``), float32 and the first installed backend by default. The entry of the other kind (sequence/step) with the same precision is
     loaded with it, so ``predict`` and ``stream`` both work. ``options`` go to the backend
     (e.g. ``arena_size`` for tflm).
     """

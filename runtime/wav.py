@@ -42,6 +42,14 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return (np.fft.irfft(out_spec, n=n_out) * (n_out / len(audio))).astype(np.float32)
 
 
+def _why_unreadable(e: Exception, otherwise: str) -> str:
+    """Why ``wave`` could not open a file, in words (it raises a bare RuntimeError when a chunk
+    declares more bytes than the file holds, e.g. a JUNK chunk of 0x7FFFFFF0 bytes)."""
+    if isinstance(e, RuntimeError):
+        return "a chunk declares more bytes than the file holds"
+    return str(e) or otherwise
+
+
 def read_wav(path, sample_rate: int | None = SAMPLE_RATE, resample_to_rate: bool = False) -> tuple[np.ndarray, int]:
     """Read a 16-bit PCM WAV as mono float32 in [-1, 1); returns ``(audio, rate)``.
 
@@ -57,8 +65,8 @@ def read_wav(path, sample_rate: int | None = SAMPLE_RATE, resample_to_rate: bool
             raw = w.readframes(n)
     except FileNotFoundError:
         raise UserError(f"WAV file {path} not found") from None
-    except (wave.Error, EOFError, OSError) as e:
-        why = str(e) or ("the file is empty" if path.stat().st_size == 0 else "it ends inside its header")
+    except (wave.Error, EOFError, OSError, RuntimeError) as e:
+        why = _why_unreadable(e, "the file is empty" if path.stat().st_size == 0 else "it ends inside its header")
         raise UserError(f"{path} is not a readable PCM WAV file ({why}): convert it with {_convert_hint(path, sample_rate or SAMPLE_RATE)}") from None
     if width != 2:
         raise UserError(f"{path} has {8 * width}-bit samples, only 16-bit PCM is read: convert it with {_convert_hint(path, sample_rate or rate)}")
@@ -113,9 +121,9 @@ def parse_wav_bytes(data: bytes, sample_rate: int | None = None) -> tuple[np.nda
         with wave.open(io.BytesIO(data), "rb") as w:
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
             raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as e:
-        raise UserError(f"not a readable PCM WAV stream ({e}): convert it to 16-bit PCM WAV "
-                        f"(e.g. sox in.wav -b 16 -e signed-integer out.wav)") from None
+    except (wave.Error, EOFError, RuntimeError) as e:
+        raise UserError(f"not a readable PCM WAV stream ({_why_unreadable(e, 'it ends inside its header')}): "
+                        f"convert it to 16-bit PCM WAV (e.g. sox in.wav -b 16 -e signed-integer out.wav)") from None
     if width != 2:
         raise UserError(f"WAV stream has {8 * width}-bit samples, only 16-bit PCM is read: convert it "
                         f"(e.g. sox in.wav -b 16 -e signed-integer out.wav)")

@@ -66,7 +66,7 @@ def test_matches_pytorch_reference(backend, arch, reference):
             scores = model.predict(golden["x_raw"])
         assert scores.dtype == np.float32 and scores.shape == ref_scores.shape
         metrics = compare(scores, ref_scores, golden["y"])
-        assert not judge(metrics, entry["precision"]), (entry["name"], metrics)
+        assert not judge(metrics, entry["precision"], rows=len(scores)), (entry["name"], metrics)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -170,4 +170,5 @@ def test_litert_reference_kernels_option(fixture_artifacts):
     lsb = lsb_per_row(default, ref, scale)
     assert 0 < lsb.max() <= 16, lsb  # really another kernel, and only rounding apart
     torch_scores = runtime.load(folder, backend="torch").predict(golden["x"])
-    assert not judge(compare(ref, torch_scores), "int8"), judge(compare(ref, torch_scores), "int8")
+    m = compare(ref, torch_scores)
+    assert not judge(m, "int8", rows=len(ref)), judge(m, "int8", rows=len(ref))

@@ -77,6 +77,8 @@ def run(args) -> int:
     man = Manifest.read(args.artifacts)
     if args.backend:
         backend_class(args.backend)  # an unknown name is a usage error, not "nothing could be checked"
+        for name in args.artifact or []:  # a named artifact the backend has none of: say so, not "nothing checked"
+            man.require_runtime(man.by_name(name), args.backend)
     if args.precision and args.precision not in {a.get("precision") for a in man.artifacts}:
         have = sorted({str(a.get("precision")) for a in man.artifacts})
         raise UserError(f"no artifact in {man.folder} has precision {args.precision!r}: it has {', '.join(have) or 'none'}")

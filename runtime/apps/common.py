@@ -23,7 +23,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(path, args):
+    from runtime.manifest import Manifest
     from runtime.model import load
+    folder = Path(path).parent if Path(path).name == "manifest.json" else Path(path)
+    if args.artifact and args.backend and folder.is_dir():
+        # runtime.load runs a named entry on any backend that opens its format (the parity suite
+        # compares runtimes that way); a user naming both gets only what the export made for it
+        man = Manifest.read(folder)
+        man.require_runtime(man.by_name(args.artifact), args.backend)
     return load(path, backend=args.backend, artifact=args.artifact, precision=args.precision, threads=args.threads)
 
 

@@ -10,6 +10,7 @@ records with ``arecord`` (alsa-utils) when it is installed.
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -95,8 +96,19 @@ def mic_chunks(rate: int, chunk: int, seconds: float | None):
                 raise UserError(f"arecord failed: {err[-1]} (check the microphone with `arecord -l`)")
 
 
+def check_options(args) -> None:
+    """Refuse option values that would silently cut the audio short or fail deep inside (NaN, inf,
+    negative durations) before anything is loaded."""
+    for flag, value, positive in (("--seconds", args.seconds, True), ("--chunk-ms", args.chunk_ms, True),
+                                  ("--refractory-ms", args.refractory_ms, False),
+                                  ("--tolerance-ms", args.tolerance_ms, False)):
+        if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            raise UserError(f"{flag} must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+
+
 def run(args) -> int:
     from runtime.features import LogMelStream
+    check_options(args)
     if args.mic:
         arecord()  # fail before loading anything
     model = load_model(args.model, args)

@@ -53,8 +53,6 @@ def parse_sets(items: list[str]) -> dict:
         if "=" not in item:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        if k.strip() == "task":
-            raise UserError(f"--set {item} cannot choose the task: pass it as --task {v.strip() or 'NAME'}")
         overrides[k.strip()] = v.strip()
     return overrides
 
@@ -95,8 +93,10 @@ def main(argv=None) -> int:
     try:
         from training.config import load_config
         from training.trainer import train
-        overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs,
-                     **parse_sets(args.set)}
+        sets = parse_sets(args.set)
+        if "task" in sets:  # (load_config takes the task apart from the overrides)
+            raise UserError(f"--set task={sets['task']} cannot choose the task: pass it as --task {sets['task'] or 'NAME'}")
+        overrides = {"arch": args.arch, "out": args.out, "device": args.device, "epochs": args.epochs, **sets}
         cfg = load_config(args.task, args.config, **overrides)
         if args.procs != 1:
             return launch(cfg, args.procs, sys.argv[1:] if argv is None else list(argv), resume=not args.no_resume)

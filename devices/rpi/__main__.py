@@ -64,11 +64,11 @@ def _emulate(args) -> int:
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGHUP, _stop_on_signal)
     with LoopbackSshd(emulated_pi(progress=True)) as sshd:
-        print(f"emulated Raspberry Pi 4 on ssh://{sshd.host}:{sshd.port}\n"
-              f"  ssh -p {sshd.port} -i {sshd.client_key} -o UserKnownHostsFile={sshd.known_hosts} {sshd.host}\n"
-              f"  invoke deploy --host {sshd.host} --port {sshd.port} --known-hosts {sshd.known_hosts} "
-              f"--key {sshd.client_key}\nCtrl-C (or SIGTERM, SIGHUP) stops it and deletes its files.", flush=True)
-        try:
+        try:  # (the banner inside: a signal that comes as soon as it is read is a stop, not an error)
+            print(f"emulated Raspberry Pi 4 on ssh://{sshd.host}:{sshd.port}\n"
+                  f"  ssh -p {sshd.port} -i {sshd.client_key} -o UserKnownHostsFile={sshd.known_hosts} {sshd.host}\n"
+                  f"  invoke deploy --host {sshd.host} --port {sshd.port} --known-hosts {sshd.known_hosts} "
+                  f"--key {sshd.client_key}\nCtrl-C (or SIGTERM, SIGHUP) stops it and deletes its files.", flush=True)
             while sshd.proc.poll() is None:
                 time.sleep(1)
         except KeyboardInterrupt:

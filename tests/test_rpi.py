@@ -19,6 +19,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from devices.rpi import deploy as D
 from devices.rpi import emulated_root as er
 from devices.rpi.bundle import SUMS, load_bundle, make_bundle, write_tarball
 from devices.rpi.deploy import ChangedHostKey, DeployInterrupted, UnknownHostKey, connect, deploy, strict_client
@@ -328,9 +329,11 @@ def test_corrupted_upload_is_detected_and_not_activated(sshd, small_bundle, firs
 
 
 @needs_pi
-def test_corrupted_file_inside_the_bundle_is_detected_on_the_pi(sshd, small_bundle, first_deploy, tmp_path):
+def test_corrupted_file_inside_the_bundle_is_detected_on_the_pi(sshd, small_bundle, first_deploy, tmp_path, monkeypatch):
     # A bundle damaged after it was summed (disk error, tampering): the tarball's own sha256 is
-    # consistent, but SHA256SUMS checked on the Pi catches the file.
+    # consistent, but SHA256SUMS checked on the Pi catches the file. The same damage is refused here
+    # before connecting (verify_bundle, tests/test_deploy_input_safety.py); it is skipped so that the
+    # Pi's own check, the one that guards a tarball changed after that, is tested too.
     bad = tmp_path / small_bundle.name
     shutil.copytree(small_bundle.folder, bad)
     model = next((bad / "artifacts").rglob("*.onnx"))
@@ -338,6 +341,9 @@ def test_corrupted_file_inside_the_bundle_is_detected_on_the_pi(sshd, small_bund
     data[-10] ^= 0x01
     model.write_bytes(bytes(data))
     write_tarball(bad, tmp_path / f"{bad.name}.tar.gz")
+    with pytest.raises(UserError, match="differs from its sha256 in SHA256SUMS"):
+        D.verify_bundle(load_bundle(bad))
+    monkeypatch.setattr(D, "verify_bundle", lambda b: (b, (b.folder / "requirements.txt").read_bytes()))
     with pytest.raises(UserError, match="sha256 check of the unpacked files"):
         _deploy(sshd, load_bundle(bad))
     assert _active(sshd) == first_deploy.release

@@ -106,11 +106,15 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=_bundle)
     d = sub.add_parser("deploy", help="deploy a bundle over SSH (strict host keys), run check and bench")
     d.add_argument("bundle", nargs="?", default="dist/rpi/rnn-edge-pi", help="bundle folder or tarball")
-    d.add_argument("--host", required=True, help="user@host of the Pi")
-    d.add_argument("--port", type=int, default=None, help="SSH port (default 22)")
+    d.add_argument("--host", required=True,
+                   help="user@host[:port] of the Pi; IPv6: user@[addr]:port, user@[addr] or user@addr")
+    d.add_argument("--port", type=int, default=None, help="SSH port, 1 to 65535 (default 22)")
     d.add_argument("--known-hosts", default=None, help="known_hosts file (default ~/.ssh/known_hosts)")
-    d.add_argument("--key", default=None, help="private key file (default: ssh agent / ~/.ssh keys)")
-    d.add_argument("--dir", default="rnn-edge", help="folder on the Pi, relative to home (default rnn-edge)")
+    d.add_argument("--key", default=None,
+                   help="private key file without a passphrase (default: ssh agent / ~/.ssh keys)")
+    d.add_argument("--dir", default="rnn-edge",
+                   help="a folder of its own on the Pi, relative to home or absolute (default rnn-edge); not ~ or /, "
+                        "no '..'; one that holds files deploy did not make is refused")
     d.add_argument("--results", default=None, help="local results folder (default dist/rpi/results/HOST)")
     d.add_argument("--bench-repeats", type=int, default=50, help="timed runs per artifact (default 50)")
     d.set_defaults(fn=_deploy)

@@ -9,10 +9,21 @@ import functools
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from invoke import Exit, task
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Default paths (artifacts/, runs/, docs/, tests/) are the repository's, whatever the current folder
+# (a subfolder, or `invoke -r REPO` from elsewhere); paths the user types resolve against the current folder.
+ROOT = Path(__file__).resolve().parent
+
+
+def _repo(path: str) -> str:
+    """A default path inside the repository: as written when the current folder is the repository (reports
+    record the command), else absolute."""
+    return path if Path.cwd() == ROOT else str(ROOT / path)
 
 
 def user_errors(fn):
@@ -25,6 +36,15 @@ def user_errors(fn):
         except UserError as e:
             raise Exit(f"error: {e}", code=2) from None
     return wrapper
+
+
+def _required(task_name: str, **given) -> None:
+    """Options a task cannot run without. They are keyword options (default None), not positional
+    arguments: invoke would take `invoke TASK --help` as the value of a positional one and run the task."""
+    from runtime.errors import UserError
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        raise UserError(f"pass {' and '.join('--' + m.replace('_', '-') for m in missing)} (see invoke --help {task_name})")
 
 
 def _whole(name: str, value, minimum: int = 0) -> int:
@@ -96,12 +116,18 @@ def export(c, task=None, arch=None, checkpoint=None, out=None, kinds=None, keras
         raise Exit(code=rc)
 
 
+def _pytest_in_repo(c, argv: list[str]) -> None:
+    """Run pytest from the repository root, where it finds its configuration and tests/, whatever the
+    current folder (quoted: the root may hold spaces, and a -k expression is data, not shell)."""
+    c.run(f"cd {shlex.quote(str(ROOT))} && {shlex.join(argv)}", pty=False)
+
+
 @task(help={"slow": "also run the heavy tier (full-size training, long fuzzing)",
             "k": "only tests matching this pytest -k expression"})
 def test(c, slow=False, k=None):
     """Run the test suite (the same command CI runs)."""
     argv = [sys.executable, "-m", "pytest"] + (["-m", "slow or not slow"] if slow else []) + (["-k", k] if k else [])
-    c.run(shlex.join(argv), pty=False)  # quoted: a -k expression is data, not shell
+    _pytest_in_repo(c, argv)
 
 
 @task(help={"slow": "also the heavy tier (bit flips in every byte, longer fuzzing)"})
@@ -109,7 +135,7 @@ def reliability(c, slow=False):
     """Reliability suite: damaged files, hostile inputs, SIGKILL during training/export, C fuzzing (docs/reliability.md)."""
     argv = [sys.executable, "-m", "pytest", "tests/test_reliability_files.py", "tests/test_reliability_inputs.py",
             "tests/test_reliability_kill.py", "tests/test_reliability_fuzz.py"] + (["-m", "slow or not slow"] if slow else [])
-    c.run(shlex.join(argv), pty=False)
+    _pytest_in_repo(c, argv)
 
 
 @task(help={"seconds": "total libFuzzer time, shared among the models", "models": "how many random models",
@@ -117,18 +143,18 @@ def reliability(c, slow=False):
 @user_errors
 def fuzz(c, seconds="60", models="5", seed="1", workdir=None):
     """Fuzz the generated C (random LSTM/GRU models) with libFuzzer + ASan/UBSan and a differential check."""
-    argv = [sys.executable, "tests/fuzz/c_fuzz.py", "--seconds", str(_whole("seconds", seconds, 1)),
+    argv = [sys.executable, str(ROOT / "tests/fuzz/c_fuzz.py"), "--seconds", str(_whole("seconds", seconds, 1)),
             "--models", str(_whole("models", models, 1)), "--seed", str(_whole("seed", seed))]
     c.run(shlex.join(argv + (["--workdir", workdir] if workdir else [])), pty=False)
 
 
 @task(help={"tasks": "comma-separated tasks (watch,kws)", "archs": "comma-separated (gru,lstm)",
-            "out": "JSON report path"})
+            "out": "JSON report path (default docs/benchmarks/training.json)"})
 @user_errors
-def train_bench(c, tasks="watch,kws", archs="gru,lstm", out="docs/benchmarks/training.json"):
+def train_bench(c, tasks="watch,kws", archs="gru,lstm", out=None):
     """Training benchmark: sequences/s and time to reach the target accuracy, per task and arch."""
     from training.bench import main
-    rc = main(["--tasks", tasks, "--archs", archs, "--out", out])
+    rc = main(["--tasks", tasks, "--archs", archs, "--out", out or _repo("docs/benchmarks/training.json")])
     if rc:
         raise Exit(code=rc)
 
@@ -166,14 +192,14 @@ def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, 
             "recordings": "one line per test recording: its errors, what they were taken for, its posture offset",
             "placement": "how each of the ten subjects holds the watch against the others (no checkpoint needed)"})
 @user_errors
-def subjects(c, run="runs/watch-gru", recordings=False, placement=False):
+def subjects(c, run=None, recordings=False, placement=False):
     """Where a watch model errs: accuracy per held-out subject, or per recording; or each subject's watch posture."""
     if placement:
         from training.placement import main
         rc = main([])
     else:
         from training.subjects import main
-        rc = main([run] + (["--recordings"] if recordings else []))
+        rc = main([run or _repo("runs/watch-gru")] + (["--recordings"] if recordings else []))
     if rc:
         raise Exit(code=rc)
 
@@ -181,21 +207,25 @@ def subjects(c, run="runs/watch-gru", recordings=False, placement=False):
 @task(help={"jsonl": "fold rows written by invoke cv --jsonl", "arch": "gru (default) | lstm",
             "baseline": "recipe name of the baseline rows", "candidate": "recipe name of the candidate rows"})
 @user_errors
-def compare(c, jsonl, baseline, candidate, arch="gru"):
+def compare(c, jsonl=None, baseline=None, candidate=None, arch="gru"):
     """Pair two recipes' dev folds seed by seed: adopt only if the mean gain exceeds 2 standard errors."""
     from training.compare import main
+    _required("compare", jsonl=jsonl, baseline=baseline, candidate=candidate)
     rc = main([jsonl, "--arch", arch, "--baseline", baseline, "--candidate", candidate])
     if rc:
         raise Exit(code=rc)
 
 
-@task(help={"out": "folder for the runs and summary.json", "device": "cuda (default) or cpu (a dry run)",
-            "epochs": "override the recipe's epochs"})
+@task(help={"out": "folder for the runs and summary.json (default runs/cuda-smoke)",
+            "device": "cuda (default) or cpu (a dry run)", "epochs": "override the recipe's epochs (1 or more)"})
 @user_errors
-def cuda_smoke(c, out="runs/cuda-smoke", device="cuda", epochs=None):
+def cuda_smoke(c, out=None, device="cuda", epochs=None):
     """GPU check: train both watch models on CUDA, stream == whole, CPU reload, kill+resume, torchrun."""
     from training.cuda_smoke import main
-    rc = main(["--out", out, "--device", device] + (["--epochs", str(epochs)] if epochs else []))
+    argv = ["--out", out or _repo("runs/cuda-smoke"), "--device", device]
+    if epochs is not None:  # 0 is a value to refuse, not "the recipe's"
+        argv += ["--epochs", str(_whole("epochs", epochs, minimum=1))]
+    rc = main(argv)
     if rc:
         raise Exit(code=rc)
 
@@ -209,17 +239,17 @@ def firmware(c, target="cortex-m4", artifacts=None, checkpoint=None, precision="
     """Build the C model for a Cortex-M target, run it under QEMU, print flash/RAM/instructions per MAC."""
     from devices.cortex_m.report import firmware as run
     if artifacts is None and checkpoint is None:
-        artifacts = "artifacts/watch-gru"
+        artifacts = _repo("artifacts/watch-gru")
     print(run(target=target, artifacts=artifacts, checkpoint=checkpoint, precision=precision, opt=opt, as_json=json))
 
 
-@task(help={"checkpoint": "an LSTM run folder (TFLite Micro has no GRU kernel)"})
+@task(help={"checkpoint": "an LSTM run folder (default runs/watch-lstm; TFLite Micro has no GRU kernel)"})
 @user_errors
-def tflm_compare(c, checkpoint="runs/watch-lstm"):
+def tflm_compare(c, checkpoint=None):
     """Our int8 C next to TFLite Micro's int8 fused LSTM: arena vs RAM, accuracy, agreement."""
     import json as _json
     from devices.cortex_m.tflm_compare import compare_tflm
-    print(_json.dumps(compare_tflm(checkpoint), indent=2))
+    print(_json.dumps(compare_tflm(checkpoint or _repo("runs/watch-lstm")), indent=2))
 
 
 def _runtime_cli(*argv) -> None:
@@ -231,17 +261,17 @@ def _runtime_cli(*argv) -> None:
 
 @task(help={"artifacts": "artifact folder (default artifacts/watch-gru)"})
 @user_errors
-def check(c, artifacts="artifacts/watch-gru"):
+def check(c, artifacts=None):
     """Verify every artifact's sha256 and compare it with the golden samples (exit 1 on failure)."""
-    _runtime_cli("check", artifacts)
+    _runtime_cli("check", artifacts or _repo("artifacts/watch-gru"))
 
 
 @task(help={"artifacts": "artifact folder (default artifacts/watch-gru)", "backend": "only this backend",
             "artifact": "only this artifact (manifest name)"})
 @user_errors
-def latency(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
+def latency(c, artifacts=None, backend=None, artifact=None):
     """Latency per sequence and per streaming step (median, p90 after warm-up, one thread)."""
-    argv = ["bench", artifacts]
+    argv = ["bench", artifacts or _repo("artifacts/watch-gru")]
     if backend:
         argv += ["--backend", backend]
     if artifact:
@@ -251,9 +281,10 @@ def latency(c, artifacts="artifacts/watch-gru", backend=None, artifact=None):
 
 @task(help={"model": "kws artifact folder (default artifacts/kws-gru)", "wav": "16 kHz mono WAV file"})
 @user_errors
-def listen(c, wav, model="artifacts/kws-gru"):
+def listen(c, wav=None, model=None):
     """Keyword spotting on a WAV: streaming log-mel features through the streaming model."""
-    _runtime_cli("listen", "--model", model, "--wav", wav)
+    _required("listen", wav=wav)
+    _runtime_cli("listen", "--model", model or _repo("artifacts/kws-gru"), "--wav", wav)
 
 
 @task(help={"arch": "comma-separated architectures (default gru,lstm): folders artifacts/<task>-<arch>",
@@ -261,11 +292,12 @@ def listen(c, wav, model="artifacts/kws-gru"):
             "task": "task of the default export (watch)", "out": "report folder (default docs/parity)",
             "golden_only": "golden rows only (fast)", "skip_devices": "leave out Cortex-M/QEMU and the emulated Pi"})
 @user_errors
-def parity(c, arch="gru,lstm", artifacts=None, task="watch", out="docs/parity", golden_only=False, skip_devices=False):
+def parity(c, arch="gru,lstm", artifacts=None, task="watch", out=None, golden_only=False, skip_devices=False):
     """Parity suite: every runtime x precision against the PyTorch float reference; exits non-zero naming failing cells."""
     from parity.__main__ import invoke_parity
     extra = (["--golden-only"] if golden_only else []) + (["--skip-devices"] if skip_devices else [])
-    rc = invoke_parity(arch=arch, artifacts=artifacts, task=task, out=out or None, extra=extra)
+    rc = invoke_parity(arch=arch, artifacts=artifacts, task=task, out=_repo("docs/parity") if out is None else out or None,
+                       extra=extra, repo=_repo("."))
     if rc:
         raise Exit(code=rc)
 
@@ -275,10 +307,11 @@ def parity(c, arch="gru,lstm", artifacts=None, task="watch", out="docs/parity", 
             "out": "report folder (default docs/benchmarks)",
             "only": "comma list of parts: runtimes,mcu,pi,tflm,scaling,training"})
 @user_errors
-def bench(c, quick=False, artifacts="artifacts/watch-gru,artifacts/watch-lstm", out="docs/benchmarks", only=None):
+def bench(c, quick=False, artifacts=None, out=None, only=None):
     """Benchmark: latency/memory/size/accuracy per runtime, Cortex-M and Pi instructions, TFLite Micro vs our C, scaling."""
     from bench.__main__ import main
-    argv = ["--artifacts", artifacts, "--out", out] + (["--quick"] if quick else []) + (["--only", only] if only else [])
+    artifacts = artifacts or f"{_repo('artifacts/watch-gru')},{_repo('artifacts/watch-lstm')}"
+    argv = ["--artifacts", artifacts, "--out", out or _repo("docs/benchmarks")] + (["--quick"] if quick else []) + (["--only", only] if only else [])
     rc = main(argv)
     if rc:
         raise Exit(code=rc)
@@ -297,10 +330,10 @@ def _rpi_cli(*argv) -> None:
             "wheels": "include aarch64 wheels for a Pi without internet",
             "out": "output folder (default dist/rpi)", "name": "bundle name"}, iterable=["artifact"])
 @user_errors
-def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxruntime,litert,c", wheels=False,
-           out="dist/rpi", name="rnn-edge-pi"):
+def bundle(c, artifacts=None, artifact=None, runtimes="onnxruntime,litert,c", wheels=False, out=None, name="rnn-edge-pi"):
     """Build a Raspberry Pi bundle (folder + tarball): runtime/, artifacts (C with its aarch64 library), SHA256SUMS, pins."""
-    argv = ["bundle", *artifacts.split(","), "--out", out, "--name", name, "--runtimes", runtimes]
+    artifacts = artifacts or _repo("artifacts/watch-gru")
+    argv = ["bundle", *artifacts.split(","), "--out", out or _repo("dist/rpi"), "--name", name, "--runtimes", runtimes]
     for a in artifact or []:
         argv += ["--artifact", a]
     if wheels:
@@ -312,10 +345,10 @@ def bundle(c, artifacts="artifacts/watch-gru", artifact=None, runtimes="onnxrunt
             "key": "private key file", "bundle": "bundle folder (default dist/rpi/rnn-edge-pi)",
             "dir": "install folder on the Pi (~/rnn-edge)", "bench_repeats": "bench repeats on the Pi"})
 @user_errors
-def deploy(c, host, port=None, known_hosts=None, key=None, bundle="dist/rpi/rnn-edge-pi", dir="rnn-edge",
-           bench_repeats="50"):
+def deploy(c, host=None, port=None, known_hosts=None, key=None, bundle=None, dir="rnn-edge", bench_repeats="50"):
     """Deploy a bundle to a Pi over SSH (strict host keys): verify sha256, check, switch atomically, bench."""
-    argv = ["deploy", bundle, "--host", host, "--dir", dir,
+    _required("deploy", host=host)
+    argv = ["deploy", bundle or _repo("dist/rpi/rnn-edge-pi"), "--host", host, "--dir", dir,
             "--bench-repeats", str(_whole("bench-repeats", bench_repeats, minimum=1))]
     for flag, value in (("--port", port), ("--known-hosts", known_hosts), ("--key", key)):
         if value is not None:
@@ -332,15 +365,17 @@ def pi_emulator(c):
 
 @task(help={"artifacts": "comma list of artifact folders (default artifacts/watch-gru)"})
 @user_errors
-def pi_parity(c, artifacts="artifacts/watch-gru"):
+def pi_parity(c, artifacts=None):
     """ONNX Runtime and LiteRT on the emulated Pi (aarch64) against this host, same artifacts."""
-    _rpi_cli("parity", *artifacts.split(","))
+    _rpi_cli("parity", *(artifacts or _repo("artifacts/watch-gru")).split(","))
 
 
-@task(help={"out": "WAV to write (ground truth in OUT.json)", "keywords": "how many keywords", "seed": "seed"})
+@task(help={"out": "WAV to write (ground truth in OUT.json; default artifacts/kws_stream.wav)",
+            "keywords": "how many keywords", "seed": "seed"})
 @user_errors
-def kws_stream(c, out="artifacts/kws_stream.wav", keywords="30", seed="0"):
+def kws_stream(c, out=None, keywords="30", seed="0"):
     """Write a test recording of synthetic keywords by held-out voices, for `invoke listen`."""
     from training.data.kws_stream import make_keyword_stream
+    out = out or _repo("artifacts/kws_stream.wav")
     truth = make_keyword_stream(out, seed=_whole("seed", seed), n_keywords=_whole("keywords", keywords, 1))
     print(f"wrote {out}: {len(truth)} keywords, ground truth in {out}.json")

@@ -44,6 +44,8 @@ def check_inputs(folders: list[Path], parts: tuple[str, ...]) -> list:
     unknown = [q for q in parts if q not in PARTS]
     if unknown or not parts:
         raise UserError(f"unknown part(s) {', '.join(unknown) or '(none)'} in --only: choose from {', '.join(PARTS)}")
+    if not folders:
+        raise UserError("--artifacts names no folder: give a comma list of artifact folders, e.g. artifacts/watch-gru")
     mans = []
     for f in folders:
         if not (f / "manifest.json").is_file():
@@ -79,12 +81,18 @@ def run(a) -> int:
     from tqdm import tqdm
 
     from bench import goals, machine, report
+    from runtime.atomic import check_writable
     parts = tuple(q.strip() for q in a.only.split(",") if q.strip())
     folders = [Path(f) for f in a.artifacts.split(",") if f]
     mans = check_inputs(folders, parts)
     lstm = Path(a.lstm) if a.lstm else next((f for f, m in zip(folders, mans) if m.model.get("arch") == "lstm"), None)
     if "tflm" in parts and lstm is not None and lstm not in folders:
         check_inputs([lstm], parts)
+    # the report's folder, and the sections a partial run keeps, before the run: its results must not be lost
+    check_writable(Path(a.out) / "bench.json", "--out")
+    carried = {}
+    report.carry_over(carried, a.out, parts, PARTS)
+    hidden, lengths = _ints(a.hidden, "--hidden"), _ints(a.lengths, "--lengths")
     quick = a.quick
     t0 = time.perf_counter()
     result: dict = {"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "quick": quick,
@@ -128,7 +136,7 @@ def run(a) -> int:
         from bench.scaling import bench_scaling
         bar.set_description("scaling")
         result["scaling"] = bench_scaling(quick=quick, repeats=5 if quick else 30, warmup=2 if quick else 3, progress=note,
-                                          hidden=_ints(a.hidden, "--hidden"), lengths=_ints(a.lengths, "--lengths"))
+                                          hidden=hidden, lengths=lengths)
         bar.update()
     if "training" in parts:
         from bench.training import bench_training
@@ -139,7 +147,7 @@ def run(a) -> int:
     bar.close()
     result["machine"]["load_avg_end"] = round(os.getloadavg()[0], 2)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    report.carry_over(result, a.out, parts, PARTS)  # a partial run keeps the report's other sections
+    result.update(carried)  # a partial run keeps the report's other sections
     result["goals"] = goals.judge(result)
     paths = report.write(result, a.out)
     for g in result["goals"]:

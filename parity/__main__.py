@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
             if value is not None and value < 0:
                 raise UserError(f"{flag} {value}: pass 0 or more (a count of test-split rows)")
         sample = SAMPLE_TEST_ROWS if args.sample_rows is None else args.sample_rows
+        if args.out:  # before the run: a report that cannot be written must not cost the run, or hide its verdict
+            from runtime.atomic import check_writable
+            check_writable(Path(args.out) / "parity.json", "--out")
         matrices = [run_matrix(f, test_split=not args.golden_only, max_test=args.max_test, only=args.only,
                                providers=providers, progress=not args.quiet, sample_test_rows=sample)
                     for f in args.folders]
@@ -71,36 +75,48 @@ def main(argv=None) -> int:
     return 0
 
 
-def _export_default(task: str, arch: str, folder) -> int:
-    """``invoke export --task TASK --arch ARCH`` (export's CLI: trains first when no run exists).
+def _export_default(task: str, arch: str, folder: Path, run: Path) -> int:
+    """``invoke export --task TASK --arch ARCH`` with the run folder ``run`` (trained first when it has
+    no checkpoint), so that both stay in the repository ``invoke_parity`` was given.
 
     Imported from export.cli, not export.__main__ (whose import would run the export CLI on this
     process's own arguments)."""
     from export.cli import main as export_main
-    return export_main(["--task", task, "--arch", arch, "--out", str(folder)])
+    if not (run / "model.safetensors").is_file():
+        from training.train import main as train_main
+        print(f"parity: no checkpoint in {run}: training the default {task}-{arch} model first")
+        rc = train_main(["--task", task, "--arch", arch, "--out", str(run)])
+        if rc:
+            return rc
+    return export_main(["--task", task, "--arch", arch, "--checkpoint", str(run), "--out", str(folder)])
 
 
 def invoke_parity(arch: str = "gru,lstm", artifacts: str | None = None, task: str = "watch",
-                  out: str | None = "docs/parity", extra: list[str] | None = None) -> int:
+                  out: str | None = "docs/parity", extra: list[str] | None = None, repo: str = ".") -> int:
     """What ``invoke parity`` runs: export the default model first when its folder is missing, then the suite.
 
-    ``arch``: comma-separated architectures (folders ``artifacts/<task>-<arch>``); ``artifacts``:
-    comma-separated artifact folders instead (``arch`` is then ignored).
+    ``arch``: comma-separated architectures (folders ``REPO/artifacts/<task>-<arch>``, exported from
+    ``REPO/runs/<task>-<arch>``; ``repo``: the repository, which invoke passes); ``artifacts``:
+    comma-separated artifact folders instead (``arch`` and ``task`` are then ignored).
     """
-    from pathlib import Path
+    from runtime.errors import UserError
     folders = [f for f in (artifacts or "").split(",") if f]
     if not folders:
         archs = [a for a in arch.split(",") if a]
         unknown = [a for a in archs if a not in ("gru", "lstm")]
         if unknown or not archs:
-            from runtime.errors import UserError
             raise UserError(f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: "
                             f"pass --arch gru, lstm or gru,lstm (or --artifacts FOLDER,...)")
+        from training.data import TASKS
+        if task not in TASKS and not Path(task).exists():  # before an export makes its run folder
+            raise UserError(f"unknown task {task!r}: use one of {', '.join(TASKS)}, or the path of a data folder "
+                            f"or .npz file (or --artifacts FOLDER,...)")
         for a in archs:
-            folder = Path("artifacts") / f"{task}-{a}"
+            name = f"{Path(task).name}-{a}"
+            folder, run = Path(repo) / "artifacts" / name, Path(repo) / "runs" / name
             if not (folder / "manifest.json").is_file():
                 print(f"parity: {folder} has no manifest.json: exporting the default {task}-{a} model first")
-                rc = _export_default(task, a, folder)
+                rc = _export_default(task, a, folder, run)
                 if rc:
                     return rc
             folders.append(str(folder))

@@ -91,6 +91,8 @@ def _metrics(held: HeldOut, cell, out) -> tuple[dict, np.ndarray]:
         m["accuracy_on"] = "test split" if full else f"{cell.inputs} rows"
         m["accuracy_drop" if full else "sample_accuracy_drop"] = drop
     m["accuracy_examples"] = int(len(idx))
+    if len(scores) <= held.golden_rows:  # the golden rows only (--golden-only, the golden cell): judged as a sample
+        m["golden_decisions"] = int(np.prod(scores.shape[:-1]))  # rows, or rows x steps for a frames head
     if out.stream is not None:
         m.update(stream_compare(np.nan_to_num(out.stream, nan=1e30), held.reference_stream[: len(out.stream)],
                                 head=held.head))

@@ -14,7 +14,7 @@ import numpy as np
 
 from parity.cells import ERROR, FAIL, PASS, SKIP
 from runtime.atomic import write_bytes, write_json, write_text
-from runtime.tolerances import LSB_RULES, POLICY, STREAM_RULE, abs_limit
+from runtime.tolerances import LSB_RULES, POLICY, STREAM_RULE, abs_limit, allowed_disagreements
 
 STATUS = {PASS: "PASS", FAIL: "FAIL", ERROR: "ERROR", SKIP: "SKIPPED"}
 
@@ -90,6 +90,19 @@ FORECAST_HEADER = ["cell", "runtime", "precision", "mode", "n", "max|err|", "MAE
                    "frame rel err", "MSE", "ref MSE", "MSE +%", "LSB", "stream-whole", "status", "why"]
 
 
+def golden_only_note(matrix) -> str | None:
+    """What a matrix run on the golden rows only (--golden-only, or no test split here) judges."""
+    n = matrix.heldout.sources["golden"]
+    if matrix.heldout.sources["test"]:
+        return None
+    if _is_forecast(matrix):
+        return f"golden rows only ({n}): the MSE increase on the targets is not judged (it is on the test split)"
+    return (f"golden rows only ({n}): judged as a sample, like `python -m runtime check`: a cell fails on top-1 only "
+            f"with more disagreements than its precision's agreement allows on {n} rows (int8: "
+            f"{allowed_disagreements(n, POLICY['int8'].min_top1_agreement)} of {n}; float32: none); the accuracy drop "
+            f"is not judged (it is on the test split); errors, scores, LSBs and per-frame agreement are judged as usual")
+
+
 def terminal(matrices) -> str:
     lines = []
     for mx in matrices:
@@ -97,6 +110,9 @@ def terminal(matrices) -> str:
         width = [min(max(len(r[i]) for r in table), 70) for i in range(len(table[0]))]
         lines.append(f"\n{mx.arch.upper()}  {mx.folder}  ({mx.heldout.sources['golden']} golden + "
                      f"{mx.heldout.sources['test']} test rows, sample {mx.heldout.sample_rows}; {mx.seconds:.1f} s)")
+        note = golden_only_note(mx)
+        if note:
+            lines.append(note)
         for i, r in enumerate(table):
             lines.append("  ".join(c[:70].ljust(width[j]) for j, c in enumerate(r)).rstrip())
             if i == 0:
@@ -248,6 +264,9 @@ def markdown(matrices, plots: dict[str, str], command: str | None) -> str:
         L += [f"## {mx.arch.upper()} ({mx.task}, `{mx.folder}`)", "",
               f"{s['golden']} golden + {s['test']} test-split sequences"
               + (f" ({s['test_note']})" if s.get("test_note") else "") + f"; {mx.seconds:.1f} s.", ""]
+        note = golden_only_note(mx)
+        if note:
+            L += [f"{note[0].upper()}{note[1:]}.", ""]
         L.append("| " + " | ".join(header(mx)) + " |")
         L.append("|" + "---|" * len(header(mx)))
         for r in rows(mx):

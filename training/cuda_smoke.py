@@ -54,7 +54,7 @@ def train_watch(arch: str, out: Path, epochs: int | None, device: str) -> dict:
     from training.config import load_config
     from training.trainer import train
     overrides = {"arch": arch, "out": str(out / f"watch-{arch}"), "device": device}
-    if epochs:
+    if epochs is not None:
         overrides["epochs"] = epochs
     cfg = load_config("watch", **overrides)
     with warnings.catch_warnings(record=True) as caught:
@@ -143,12 +143,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the same steps")
     a = p.parse_args(argv)
     import torch
-    if a.device == "cuda" and not torch.cuda.is_available():
-        print("error: no CUDA GPU is visible to torch: run this on a machine with an NVIDIA GPU and a CUDA build of torch",
-              file=sys.stderr)
+    from runtime.atomic import check_writable, write_json
+    from runtime.errors import UserError
+    try:  # bad input is one line, found before the first model trains
+        if a.epochs is not None and a.epochs < 1:  # (0 is not "the recipe's": that is leaving --epochs out)
+            raise UserError(f"--epochs {a.epochs} is too small: pass 1 or more, or leave it out for the recipe's")
+        if a.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("no CUDA GPU is visible to torch: run this on a machine with an NVIDIA GPU and a CUDA build of torch")
+        out = Path(a.out)
+        check_writable(out / "summary.json", "--out")  # (creates the folder)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"versions": versions()}
     print("versions:", json.dumps(summary["versions"]), flush=True)
     failures = []
@@ -175,7 +181,7 @@ def main(argv=None) -> int:
     if "resume_line" in r and not r["resume_line"].startswith("resuming"):
         failures.append(f"resume: the run after the kill did not resume ({r['resume_line']!r})")
     summary["failures"] = failures
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary)
     print("FAILED: " + "; ".join(failures) if failures else "all CUDA smoke checks passed", flush=True)
     return 1 if failures else 0
 

@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 
 from devices.rpi.pins import PI_PYTHON, PI_SUITE, pip_platform_args, pyproject_pins
-from runtime.cache import cache_root
+from runtime.cache import private_dir
 from runtime.errors import MissingDependency, UserError
 
 RECIPE_VERSION = 1
@@ -60,8 +60,9 @@ MIRROR_ENV = "RNN_EDGE_DEBIAN_MIRROR"
 
 def cache_dir() -> Path:
     """Where built roots live: ``runtime.cache.cache_root()`` ($RNN_EDGE_CACHE, else
-    $XDG_CACHE_HOME/rnn-edge, else ~/.cache/rnn-edge)."""
-    return cache_root()
+    $XDG_CACHE_HOME/rnn-edge, else ~/.cache/rnn-edge), created private (``private_dir``): one line, not a
+    traceback, when it cannot be made, and refused when other users could write the code run from it."""
+    return private_dir()
 
 
 def recipe() -> dict:

@@ -26,9 +26,10 @@ import numpy as np
 
 from devices.rpi.bundle import PI_RUNTIMES, c_companions
 from devices.rpi.cross import add_pi_libraries, cross_compiler_missing
-from devices.rpi.emulated_root import EmulatedPi, cache_dir, emulated_pi
+from devices.rpi.emulated_root import EmulatedPi, emulated_pi
 from devices.rpi.pins import REPO_ROOT
 from runtime.atomic import write_json
+from runtime.cache import private_dir
 from runtime.errors import UserError
 from runtime.manifest import Manifest
 from runtime.tolerances import abs_limit, tolerance_for
@@ -74,8 +75,7 @@ class PiScores:
     def __init__(self, folder, pi: EmulatedPi | None = None, progress: bool = False):
         self.folder = Path(folder)
         self.manifest = Manifest.read(self.folder)
-        base = cache_dir() / "parity"
-        base.mkdir(parents=True, exist_ok=True)
+        base = private_dir("parity")
         self.work = Path(tempfile.mkdtemp(prefix="pi-", dir=base))
         self.pi = (pi or emulated_pi(progress=progress)).with_state(self.work / "state")
         self._cache: dict[str, dict[str, np.ndarray]] = {}
@@ -183,8 +183,8 @@ def aarch64_parity(folder, names: list[str] | None = None, x_raw: np.ndarray | N
         with np.load(man.golden_path(), allow_pickle=False) as g:
             x_raw = g["x_raw"]
     wanted = [e["name"] for e in entries if not not_runnable_here(e)]
-    host = host_scores(folder, wanted, x_raw)
-    with PiScores(folder, pi=pi, progress=progress) as session:
+    with PiScores(folder, pi=pi, progress=progress) as session:  # first: an unusable cache folder is found now
+        host = host_scores(folder, wanted, x_raw)
         on_pi = session.scores(wanted, x_raw)
     results = []
     for e in entries:

@@ -211,6 +211,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default=None, help="where libraries, corpora and reproducers go (default: a temp dir)")
     args = p.parse_args(argv)
+    if args.workdir:  # one line now, not a traceback when the first model is written
+        try:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+            if not os.access(args.workdir, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as e:
+            print(f"error: cannot use --workdir {args.workdir}: {e.strerror or e}; choose a folder you can write",
+                  file=sys.stderr)
+            return 2
     if clang() is None:
         print("error: clang is not installed: run `sudo apt-get install clang`", file=sys.stderr)
         return 2

@@ -360,7 +360,10 @@ class Manifest:
         if not c.get("file"):
             raise UserError(f"{self.folder}/manifest.json names no checkpoint: the PyTorch reference needs one")
         p = Path(c["file"])
-        candidates = [p] if p.is_absolute() else [self.folder / p, Path.cwd() / p, self.folder / p.name]
+        # a relative path was written from where the export ran, usually the repository root: tried from
+        # here, then from each folder above the artifact folder (any file found must match the sha256)
+        above = [a / p for a in self.folder.resolve().parents]
+        candidates = [p] if p.is_absolute() else [self.folder / p, Path.cwd() / p, *above, self.folder / p.name]
         for cand in candidates:
             if cand.is_file():
                 return verify_file(cand, c.get("sha256"), "checkpoint")

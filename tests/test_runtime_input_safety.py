@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,22 @@ def test_check_says_what_was_passed_instead_of_a_folder(tmp_path, capsys):
         rc, line = run_cli(capsys, "check", arg)
         assert_one_error(rc, line, f"{arg} {message}")
         assert "single .onnx/.tflite file" not in line  # check needs the folder: its golden samples and sha256s
+
+
+def test_the_checkpoint_a_manifest_names_is_found_from_another_folder(fixture_artifacts, tmp_path, monkeypatch):
+    """Audit: `invoke parity` from a subfolder found the repository's artifacts but not the checkpoint
+    their manifest names relative to the repository root."""
+    import shutil
+    from runtime.manifest import Manifest
+    src = Path(fixture_artifacts("gru"))
+    repo = tmp_path / "repo"
+    shutil.copytree(src, repo / "artifacts" / "m")
+    checkpoint = Manifest.read(src).checkpoint_path()
+    (repo / "runs" / "m").mkdir(parents=True)
+    shutil.copy(checkpoint, repo / "runs" / "m" / "model.safetensors")
+    data = json.loads((repo / "artifacts" / "m" / "manifest.json").read_text())
+    data["checkpoint"]["file"] = "runs/m/model.safetensors"
+    (repo / "artifacts" / "m" / "manifest.json").write_text(json.dumps(data))
+    (repo / "docs").mkdir()
+    monkeypatch.chdir(repo / "docs")
+    assert Manifest.read(repo / "artifacts" / "m").checkpoint_path().resolve() == (repo / "runs" / "m" / "model.safetensors").resolve()

@@ -349,7 +349,7 @@ def test_c_harness_length_fields_under_sanitizers(folder, tmp_path):
     (["export", "--seq-len", "0"], "--seq-len 0: it sets a Keras model's open window length"),
     (["cv", "--dev", "--fold", "x"], "--fold 'x' is not a whole number"),
     (["cv", "--dev", "--fold", "9"], "--fold 9: choose 0 to 3"),
-    (["compare", "missing.jsonl", "--baseline", "a", "--candidate", "b"], "cannot read missing.jsonl"),
+    (["compare", "--jsonl", "missing.jsonl", "--baseline", "a", "--candidate", "b"], "cannot read missing.jsonl"),
     (["deploy", "--host", "pi@x", "--bench-repeats", "abc"], "--bench-repeats 'abc' is not a whole number"),
 ])
 def test_invoke_task_arguments_are_one_clear_error(argv, expect):

@@ -107,9 +107,9 @@ def test_cuda_smoke_out_is_one_line(a_file, no_smoke_steps, capsys, out):
     assert f"cannot write --out {out}/summary.json" in one_error_line(capsys)
 
 
-def test_fuzz_workdir_that_is_a_file_is_one_line(a_file, capsys):
+def test_fuzz_workdir_that_is_a_file_is_one_line(a_file, capsys, monkeypatch):
     c_fuzz = _load("c_fuzz", ROOT / "tests" / "fuzz" / "c_fuzz.py")
-    c_fuzz.fuzz_random_models = never
+    monkeypatch.setattr(c_fuzz, "fuzz_random_models", never)  # (restored after: the fuzz tests use the module)
     assert c_fuzz.main(["--seconds", "1", "--models", "1", "--workdir", str(a_file)]) == 2  # was NotADirectoryError
     assert f"cannot use --workdir {a_file}" in one_error_line(capsys)
 

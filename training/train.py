@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from runtime.errors import UserError
@@ -80,7 +81,9 @@ def launch(cfg, procs: int, argv: list[str], resume: bool = True) -> int:
                                           "-m", "training.train", *argv, "--procs", "1"]))
     except ChildFailedError as e:
         codes = sorted({f.exitcode for f in e.failures.values()})
-        if codes == [2]:  # a UserError: rank 0 printed its one line
+        # a UserError: rank 0 printed its one line and exited 2; the others exited 2 too, or were
+        # stopped by torchrun (SIGTERM) once one had failed
+        if 2 in codes and set(codes) <= {2, -signal.SIGTERM}:
             return 2
         print(f"error: {len(e.failures)} of the {procs} training processes failed (exit codes "
               f"{', '.join(map(str, codes))}); their output is above", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from runtime.tolerances import (LSB_RULES, abs_limit, allowed_disagreements, regression_breaches, score_breaches,
+from runtime.tolerances import (LSB_RULES, abs_limit, golden_top1_breaches, regression_breaches, score_breaches,
                                 tolerance_for)
 
 EPS = 1e-12
@@ -25,9 +25,7 @@ def judge(precision: str, m: dict) -> list[str]:
 
     def top1(what: str, agreement: float) -> list[str]:
         if golden:
-            disagree, allowed = round((1 - agreement) * golden), allowed_disagreements(golden, tol.min_top1_agreement)
-            return [f"{what} differs in {disagree} of {golden} golden decisions (at most {allowed} fit the "
-                    f"{tol.min_top1_agreement:.0%} agreement of {precision})"] if disagree > allowed else []
+            return golden_top1_breaches(tol, precision, agreement, golden, what)
         if agreement < tol.min_top1_agreement - EPS:
             return [f"{what} agreement {agreement:.2%} < {tol.min_top1_agreement:.2%}"]
         return []

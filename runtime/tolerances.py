@@ -108,6 +108,17 @@ def allowed_disagreements(rows: int, min_top1_agreement: float, p_value: float =
     return 0
 
 
+def golden_top1_breaches(tol: Tolerance, precision: str, agreement: float, decisions: int,
+                         what: str = "top-1") -> list[str]:
+    """Why top-1 ``agreement`` over a few golden ``decisions`` breaks ``tol`` judged as a sample
+    (``allowed_disagreements``): what ``runtime check`` and parity's golden-only cells apply."""
+    disagree, allowed = round((1 - agreement) * decisions), allowed_disagreements(decisions, tol.min_top1_agreement)
+    if disagree <= allowed:
+        return []
+    return [f"{what} differs in {disagree} of {decisions} golden decisions (at most {allowed} fit the "
+            f"{tol.min_top1_agreement:.0%} agreement of {precision})"]
+
+
 def abs_limit(tol: Tolerance, peak: float | None = None) -> float | None:
     """The ``max_abs`` limit for outputs whose reference peaks at ``peak`` (largest |score|).
 

@@ -53,6 +53,10 @@ class TrainConfig:
         name = Path(self.task).name if Path(self.task).exists() else self.task
         return Path("runs") / f"{name}-{self.arch}"
 
+    def swa_start(self) -> int:
+        """The first epoch whose weights are averaged (``epochs`` when averaging is off)."""
+        return self.epochs - int(round(self.swa * self.epochs))
+
     def resume_fields(self) -> dict:
         """Everything that shapes the training run (all but where and how fast it runs): a resumed run
         must have them unchanged, or its optimizer and schedule would silently keep the old ones."""

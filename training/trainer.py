@@ -309,7 +309,6 @@ def check_run_folder(cfg: TrainConfig, resume: bool, writable: bool = True) -> d
     the run resumes it, else None."""
     out = cfg.run_dir()
     state_path = out / "train_state.pt"
-    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))
     if writable:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +322,7 @@ def check_run_folder(cfg: TrainConfig, resume: bool, writable: bool = True) -> d
         if changed_fields(st.get("model_fields"), cfg.model_fields()):
             raise UserError(f"cannot resume {state_path}: it was trained with {st.get('model_fields')}, "
                             f"not {cfg.model_fields()}; use another --out or delete the folder")
-        if st.get("swa_start", cfg.epochs) != swa_start:  # (== epochs when averaging is off)
+        if st.get("swa_start", cfg.epochs) != cfg.swa_start():  # (== epochs when averaging is off)
             raise UserError(f"cannot resume {state_path}: its weight averaging (swa, epochs) differs from this "
                             f"config's (swa = {cfg.swa}, epochs = {cfg.epochs}); use another --out or delete the folder")
         was = st.get("resume_fields")  # (states written before 2026-11-29 lack it)
@@ -353,7 +352,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     device = pick_device(cfg.device, dist)
     out = cfg.run_dir()
     state_path = out / "train_state.pt"
-    swa_start = cfg.epochs - int(round(cfg.swa * cfg.epochs))  # first epoch whose weights are averaged
+    swa_start = cfg.swa_start()
     # a training state that cannot be resumed is refused before the data is loaded (kws: speech synthesis)
     st = check_run_folder(cfg, resume, writable=dist.main)
 

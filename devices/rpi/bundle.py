@@ -150,6 +150,20 @@ def write_sums(folder: Path) -> None:
     atomic.write_text(folder / SUMS, "".join(lines))
 
 
+def parse_sums(data: bytes, path: Path, rebuild: str) -> dict[str, str]:
+    """{relative path: sha256} of a SHA256SUMS file as ``write_sums`` writes it; one line (ending in
+    ``rebuild``, what to do) for any other line."""
+    listed = {}
+    for lineno, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+        digest, sep, rel = line.partition("  ")
+        parts = rel.split("/")
+        if (not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or rel in listed
+                or rel.startswith("/") or "" in parts or "." in parts or ".." in parts):
+            raise UserError(f"{path} line {lineno} is not '<sha256>  <relative path>' (or repeats a path): {rebuild}")
+        listed[rel] = digest
+    return listed
+
+
 def write_tarball(folder: Path, tarball: Path) -> str:
     """A reproducible .tar.gz of ``folder`` (members under ``<folder name>/``); returns its sha256."""
     data = tarball_bytes(folder, folder.name)
@@ -294,8 +308,8 @@ def _not_a_bundle(folder: Path) -> str | None:
         return "it is not a folder"
     try:
         info = json.loads((folder / "BUNDLE.json").read_bytes())
-        listed = {line.split("  ", 1)[1] for line in (folder / SUMS).read_text().splitlines()}
-    except (OSError, ValueError, IndexError):
+        listed = set(parse_sums((folder / SUMS).read_bytes(), folder / SUMS, ""))
+    except (OSError, ValueError, UserError):
         return f"it lacks a readable BUNDLE.json or {SUMS}"
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         return f"its BUNDLE.json is not of format {FORMAT}"

@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from devices.rpi.bundle import SUMS, Bundle, load_bundle
+from devices.rpi.bundle import SUMS, Bundle, load_bundle, parse_sums
 from runtime import atomic
 from runtime.errors import MissingDependency, UserError
 from runtime.manifest import sha256_of
@@ -369,7 +369,7 @@ def verify_bundle(b: Bundle) -> tuple[Bundle, bytes]:
     rebuild = "rebuild the bundle with `invoke bundle`; nothing was sent"
     try:
         sums_bytes = (b.folder / SUMS).read_bytes()
-        listed = _parse_sums(sums_bytes, b.folder / SUMS, rebuild)
+        listed = parse_sums(sums_bytes, b.folder / SUMS, rebuild)
         kept = {"BUNDLE.json": b"", "requirements.txt": b""}  # read once: these bytes are hashed and used
         if absent := [rel for rel in kept if rel not in listed]:
             raise UserError(f"the bundle's {SUMS} does not list {absent[0]}: {rebuild}")
@@ -405,19 +405,6 @@ def verify_bundle(b: Bundle) -> tuple[Bundle, bytes]:
     except ValueError as e:
         raise UserError(f"{b.folder}/BUNDLE.json is damaged ({e}): {rebuild}") from None
     return dataclasses.replace(b, sha256=tar_sha, info=info), kept["requirements.txt"]
-
-
-def _parse_sums(data: bytes, path: Path, rebuild: str) -> dict[str, str]:
-    """{relative path: sha256} of a SHA256SUMS file as `invoke bundle` writes it."""
-    listed = {}
-    for lineno, line in enumerate(data.decode(errors="replace").splitlines(), 1):
-        digest, sep, rel = line.partition("  ")
-        parts = rel.split("/")
-        if (not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or rel in listed
-                or rel.startswith("/") or "" in parts or "." in parts or ".." in parts):
-            raise UserError(f"{path} line {lineno} is not '<sha256>  <relative path>' (or repeats a path): {rebuild}")
-        listed[rel] = digest
-    return listed
 
 
 def _tarball_hashes(tarball: Path, name: str, rebuild: str) -> tuple[str, dict[str, str]]:

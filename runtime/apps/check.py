@@ -17,7 +17,7 @@ from runtime.errors import MissingDependency, UserError
 from runtime.backends import backend_class
 from runtime.manifest import Manifest
 from runtime.metrics import compare
-from runtime.tolerances import abs_limit, allowed_disagreements, regression_breaches, score_breaches, tolerance_for
+from runtime.tolerances import abs_limit, golden_top1_breaches, regression_breaches, score_breaches, tolerance_for
 
 
 def add_arguments(p) -> None:
@@ -33,7 +33,7 @@ def judge(metrics: dict, precision: str, rows: int) -> list[str]:
 
     The golden rows are few (8 in an export), so decisions are judged as a sample: top-1
     disagreements fail only beyond what an artifact at the policy's agreement would show
-    (``allowed_disagreements``), and the accuracy drop is not judged (one row of 8 is 12.5 points;
+    (``golden_top1_breaches``), and the accuracy drop is not judged (one row of 8 is 12.5 points;
     the export judged it on the whole test split, and the parity suite's sampled cells do the same).
     The scores themselves are judged as at export: max |error| for float formats, RMSE / range for
     integer ones, which sees a wrong scale or zero point even when no decision moves."""
@@ -44,12 +44,7 @@ def judge(metrics: dict, precision: str, rows: int) -> list[str]:
         bad.append(f"max|err| {metrics['max_abs_err']:.3g} > {limit:.3g}")
     if metrics.get("head") == "forecast":  # regression: relative error, MSE on the targets
         return bad + regression_breaches(tol, metrics)
-    bad += score_breaches(tol, metrics)
-    disagree, allowed = round((1 - metrics["top1_agreement"]) * rows), allowed_disagreements(rows, tol.min_top1_agreement)
-    if disagree > allowed:
-        bad.append(f"top-1 differs from the reference in {disagree} of {rows} golden decisions (at most {allowed} "
-                   f"fit the {tol.min_top1_agreement:.0%} agreement of {precision})")
-    return bad
+    return bad + score_breaches(tol, metrics) + golden_top1_breaches(tol, precision, metrics["top1_agreement"], rows)
 
 
 def check_entry(folder, entry: dict, golden, backend: str | None) -> dict:

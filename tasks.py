@@ -5,6 +5,7 @@ Errors a user can fix are printed as one line and exit non-zero; see runtime/err
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
@@ -24,6 +25,28 @@ def _repo(path: str) -> str:
     """A default path inside the repository: as written when the current folder is the repository (reports
     record the command), else absolute."""
     return path if Path.cwd() == ROOT else str(ROOT / path)
+
+
+def _typed(path):
+    """A path the user typed, made absolute against the current folder (None stays None), so that it
+    still names the same file once `_in_repo` has moved to the repository."""
+    if not path or os.path.isabs(path) or Path.cwd() == ROOT:  # (in the repository: as typed, as reports record it)
+        return path
+    return os.path.join(os.getcwd(), path)
+
+
+@contextlib.contextmanager
+def _in_repo():
+    """Run a module whose defaults are relative paths (configs/, runs/, artifacts/, .cache/, docs/) from
+    the repository root, so that `invoke train` in a subfolder (or `invoke -r REPO train` from elsewhere)
+    resumes and writes the repository's runs instead of starting new ones where it stands. Paths the user
+    typed are made absolute first (`_typed`). The paths that module prints are then the repository's."""
+    if Path.cwd() == ROOT:
+        yield
+        return
+    print(f"(default paths are the repository's: {ROOT})", file=sys.stderr)
+    with contextlib.chdir(ROOT):
+        yield
 
 
 def user_errors(fn):
@@ -75,20 +98,23 @@ def _whole(name: str, value, minimum: int = 0) -> int:
 def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=None, epochs=None,
           fresh=False, procs="1"):
     """Train an LSTM/GRU on a task; writes model.safetensors, metrics.json and plots to the run folder."""
-    argv = ["--task", task]
-    for flag, value in (("--arch", arch), ("--config", config), ("--out", out), ("--device", device),
-                        ("--epochs", epochs)):
+    from training.data.base import is_path_task
+    argv = ["--task", _typed(task) if is_path_task(task) else task]
+    for flag, value in (("--arch", arch), ("--config", _typed(config)), ("--out", _typed(out)),
+                        ("--device", device), ("--epochs", epochs)):
         if value is not None:
             argv += [flag, str(value)]
     for item in set_ or []:
-        argv += ["--set", item]
+        key, eq, value = item.partition("=")
+        argv += ["--set", f"{key}={_typed(value.strip())}" if key.strip() == "out" and value.strip() else item]
     if fresh:
         argv.append("--no-resume")
     procs = _whole("procs", procs, minimum=1)
     if procs > 1:  # training.train checks the data here, then starts torchrun (training.train.launch)
         argv += ["--procs", str(procs)]
     from training.train import main
-    rc = main(argv)
+    with _in_repo():
+        rc = main(argv)
     if rc:
         raise Exit(code=rc)
 
@@ -106,12 +132,15 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
 def export(c, task=None, arch=None, checkpoint=None, out=None, kinds=None, keras=None, seq_len=None):
     """Export a checkpoint (or a Keras model) to every artifact (ONNX, TFLite, C), verify each, write manifest.json."""
     from export.cli import main
+    from training.data.base import is_path_task
     argv = []
-    for flag, value in (("--task", task), ("--arch", arch), ("--checkpoint", checkpoint), ("--out", out),
-                        ("--kinds", kinds), ("--keras", keras), ("--seq-len", seq_len)):
+    for flag, value in (("--task", _typed(task) if task and is_path_task(task) else task), ("--arch", arch),
+                        ("--checkpoint", _typed(checkpoint)), ("--out", _typed(out)), ("--kinds", kinds),
+                        ("--keras", _typed(keras)), ("--seq-len", seq_len)):
         if value is not None:
             argv += [flag, str(value)]
-    rc = main(argv)
+    with _in_repo():
+        rc = main(argv)
     if rc:
         raise Exit(code=rc)
 
@@ -180,10 +209,11 @@ def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, 
         argv += ["--fold", str(_whole("fold", k))]
     for kv in set_ or []:
         argv += ["--set", kv]
-    for flag, value in (("--jsonl", jsonl), ("--recipe", recipe), ("--out", out)):
+    for flag, value in (("--jsonl", _typed(jsonl)), ("--recipe", recipe), ("--out", _typed(out))):
         if value is not None:
             argv += [flag, value]
-    rc = main(argv)
+    with _in_repo():
+        rc = main(argv)
     if rc:
         raise Exit(code=rc)
 

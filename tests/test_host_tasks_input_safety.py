@@ -236,6 +236,49 @@ def test_defaults_resolve_in_the_repository_typed_paths_in_the_current_folder(tm
     assert tasks._repo("artifacts/watch-gru") == "artifacts/watch-gru"
 
 
+@pytest.mark.parametrize("name, module, kwargs, expected", [
+    ("train", "training.train", {"task": "watch", "config": "my.toml", "out": "run", "set_": ["out=other", "seed=1"]},
+     ["--task", "watch", "--config", "{here}/my.toml", "--out", "{here}/run", "--set", "out={here}/other", "--set", "seed=1"]),
+    ("train", "training.train", {"task": "mine.npz"}, ["--task", "{here}/mine.npz"]),
+    ("export", "export.cli", {"checkpoint": "runs/x", "out": "/abs/art", "keras": "m.keras"},
+     ["--checkpoint", "{here}/runs/x", "--out", "/abs/art", "--keras", "{here}/m.keras"]),
+    ("export", "export.cli", {"task": "kws"}, ["--task", "kws"]),
+    ("cv", "training.cv", {"jsonl": "rows.jsonl", "recipe": "r", "out": "cv.json"},
+     ["--arch", "gru", "--jsonl", "{here}/rows.jsonl", "--recipe", "r", "--out", "{here}/cv.json"]),
+])
+def test_train_export_cv_keep_their_defaults_in_the_repository(tmp_path, monkeypatch, capsys, name, module, kwargs, expected):
+    """From a subfolder, `invoke train` resumes and writes the repository's runs/<task>-<arch> (and reads
+    its .cache), `export` its artifacts/, `cv` its docs/benchmarks/: their modules run from the repository,
+    with the paths the user typed made absolute against the folder they were typed in."""
+    import importlib
+    mod = importlib.import_module(module)
+    seen = []
+    monkeypatch.setattr(mod, "main", lambda argv: seen.append((list(argv), Path.cwd())) or 0)
+    here = tmp_path / "sub"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    getattr(tasks, name)(Context(), **kwargs)
+    (argv, cwd), = seen
+    wanted = [a.replace("{here}", str(here)) for a in expected]
+    assert cwd == ROOT and Path.cwd() == here  # run from the repository, then back
+    assert [a for a in argv if a in wanted or a.startswith("--")] == argv and all(w in argv for w in wanted)
+    assert "default paths are the repository's" in capsys.readouterr().err
+    assert list(here.iterdir()) == []
+    monkeypatch.chdir(ROOT)  # from the repository itself: the command as typed, nothing moved
+    seen.clear()
+    getattr(tasks, name)(Context(), **kwargs)
+    (argv, cwd), = seen
+    assert cwd == ROOT and all(a.replace("{here}/", "") in argv for a in expected if "{here}" in a)
+    assert "default paths" not in capsys.readouterr().err
+
+
+def test_train_from_a_subfolder_writes_a_typed_out_where_it_was_typed(tmp_path, monkeypatch):
+    """A real (fixture) training run through the task from another folder: the typed --out lands there."""
+    monkeypatch.chdir(tmp_path)
+    tasks.train(Context(), task="fixture", out="run", epochs="1")
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not (ROOT / "run").exists()
+
+
 def test_parity_task_finds_the_default_folders_in_the_repository(tmp_path, monkeypatch):
     import parity.__main__ as pm
     calls = []

@@ -463,7 +463,8 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         gen.set_state(aug_state)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     t0 = time.perf_counter() - elapsed_before
-    bar = _progress(range(start_epoch, start_epoch if finished else cfg.epochs), enabled=progress and dist.main,
+    epochs_left = range(start_epoch, start_epoch if finished else cfg.epochs)
+    bar = _progress(epochs_left, enabled=progress and dist.main and len(epochs_left) > 0,  # (no empty bar for a finished run)
                     desc=f"{cfg.task}-{cfg.arch}")
     stop_reason = finished or "epochs"
     for epoch in bar:

@@ -473,3 +473,12 @@ def test_runtime_load_predict_and_stream(c_export, tmp_path, monkeypatch):
     np.testing.assert_allclose(stream[:, -1], got, atol=1e-6)
     f = runtime.load(e["out"], backend="c", precision="float32").predict(raw)
     assert np.abs(f - _torch(e["model"], e["x"][:4])).max() < 1e-4
+
+
+def test_model_prefix_of_a_data_path_is_its_folder_name_however_typed():
+    """`invoke export` from another folder records the data path absolute: the C names stay the same."""
+    from export.c import model_prefix
+    spellings = ["data/csv", "./data/csv/", "/home/me/data/csv"]
+    assert {model_prefix({"task": t}, "gru", "int8") for t in spellings} == {"csv_gru_int8"}
+    assert model_prefix({"task": "watch"}, "lstm", "float32") == "watch_lstm_float32"
+    assert model_prefix({}, "gru", "int8") == "model_gru_int8"

@@ -138,9 +138,11 @@ def test_split_is_deterministic_and_stable():
     ("mixed", "mixes .wav and .csv"),
     ("csv_ragged", "row 3 has 1 columns, the first has 2"),
     ("csv_text", "non-numeric"),
+    ("csv_semicolons", "separates its columns with semicolons: save it with commas"),
     ("csv_channels", "different channel counts"),
     ("csv_nan", "NaN"),
     ("wav_corrupt", "not a readable PCM WAV"),
+    ("wav_no_samples", "holds no audio samples"),
     ("too_few_groups", "at least 3"),
     ("missing", "data path .*nowhere does not exist: give an existing data folder or .npz file"),
     ("not_npz", "not a .npz"),
@@ -172,6 +174,8 @@ def test_bad_data_gets_one_clear_line(tmp_path, case, message):
         bad = root / "b" / "q0.csv"
         if case == "csv_ragged":
             bad.write_text("1,2\n3,4\n5\n")
+        elif case == "csv_semicolons":  # (a spreadsheet saved in a decimal-comma locale)
+            bad.write_text("x;y\n1,5;2\n3;4,25\n")
         elif case == "csv_text":
             bad.write_text("1,2\n3,x\n")
         elif case == "csv_channels":
@@ -183,6 +187,11 @@ def test_bad_data_gets_one_clear_line(tmp_path, case, message):
             write_wav(root / "a" / f"s{i}_nohash_0.wav", tone(300))
             write_wav(root / "b" / f"s{i}_nohash_0.wav", tone(900))
         (root / "b" / "s0_nohash_1.wav").write_bytes(b"RIFF....garbage")
+    elif case == "wav_no_samples":
+        for i in range(3):
+            write_wav(root / "a" / f"s{i}_nohash_0.wav", tone(300))
+            write_wav(root / "b" / f"s{i}_nohash_0.wav", tone(900))
+        write_wav(root / "b" / "s0_nohash_1.wav", tone(900)[:0])
     elif case == "too_few_groups":
         write_csv(root / "a" / "r.csv", ok)
         write_csv(root / "b" / "q.csv", ok)

@@ -27,8 +27,11 @@ def _sha256(path: Path) -> str:
 
 
 def model_prefix(meta: dict, arch: str, precision: str) -> str:
+    """``<task>_<arch>_<precision>`` as a C identifier; a data-path task gives its folder or file name,
+    so the prefix is the same however the path was typed (``data/csv``, ``./data/csv/``, absolute)."""
     from export.c.emit import identifier
-    return identifier(f"{meta.get('task', 'model')}_{arch}_{precision}")
+    name = Path(str(meta.get("task") or "model")).name  # (as the run and artifact folders name it)
+    return identifier(f"{name or 'model'}_{arch}_{precision}")
 
 
 def prepare(model, meta: dict, data=None, quant: dict | None = None):

@@ -178,6 +178,8 @@ def load_wav_folder(root: Path, cache_dir=".cache", clip_seconds: float = 1.0, r
                 audio, _ = read_wav(p, config.sample_rate, resample_to_rate=resample)
             except WrongSampleRate as e:
                 raise UserError(f"{e}; or let training resample every file: --set data.resample=true") from None
+            if len(audio) == 0:  # (a header with no frames: it would train as silence under its label)
+                raise UserError(f"{p} holds no audio samples (a WAV header only): re-record or remove it")
             clip = np.zeros(n, dtype=np.float32)
             clip[:min(n, len(audio))] = audio[:n]
             X[i] = log_mel(clip, config)
@@ -215,6 +217,11 @@ def read_csv_recording(path: Path) -> np.ndarray:
     try:
         data = np.array([[float(c) for c in r] for r in rows], dtype=np.float32)
     except ValueError as e:
+        cells = [c for r in rows[:5] for c in r]
+        other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if any(sep in c for c in cells)), None)
+        if other:  # (a spreadsheet saved in a locale whose list separator is not the comma)
+            raise UserError(f"{path} separates its columns with {other}: save it with commas between values "
+                            f"and a point as the decimal mark") from None
         raise UserError(f"{path} has a non-numeric value ({e}): CSV cells must be numbers") from None
     if not np.all(np.isfinite(data)):
         raise UserError(f"{path} contains NaN or infinite values: clean the recording")

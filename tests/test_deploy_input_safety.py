@@ -22,6 +22,7 @@ pytest.importorskip("fabric")
 from cryptography.hazmat.primitives import serialization  # noqa: E402 - (paramiko's own dependency)
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 
+from devices.rpi import bundle_verify, ssh  # noqa: E402
 from devices.rpi import deploy as d  # noqa: E402
 from devices.rpi.bundle import SUMS, load_bundle, tarball_bytes, write_sums, write_tarball  # noqa: E402
 from runtime import atomic  # noqa: E402
@@ -267,7 +268,7 @@ def test_deploy_folder_is_marked_and_only_a_marked_one_is_emptied_or_pruned(fake
 
     # prune refuses a folder without the marker
     (fake_pi.home / "other" / "releases" / "keep").mkdir(parents=True)
-    conn = d.connect("pi@127.0.0.1", port=fake_pi.port, known_hosts=fake_pi.known_hosts, key_filename=fake_pi.key_file)
+    conn = ssh.connect("pi@127.0.0.1", port=fake_pi.port, known_hosts=fake_pi.known_hosts, key_filename=fake_pi.key_file)
     try:
         with pytest.raises(UserError, match="pruning old releases failed"):
             d._prune(d._Remote(conn), "other", "new", None)
@@ -316,10 +317,10 @@ def test_a_port_that_is_not_ssh_is_one_line(answer, fake_pi, bundle):
 def test_port_zero_is_refused_not_read_as_22(bundle, tmp_path):
     for host, port in (("pi@127.0.0.1", 0), ("pi@127.0.0.1:0", None), ("pi@127.0.0.1", 65536)):
         with pytest.raises(UserError, match="out of range: choose 1 to 65535"):
-            d.connect(host, port=port, known_hosts=tmp_path / "none")
+            ssh.connect(host, port=port, known_hosts=tmp_path / "none")
     with pytest.raises(UserError, match="names port 2222 but --port is 22"):
-        d.parse_host("pi@127.0.0.1:2222", 22)
-    assert d.parse_host("pi@127.0.0.1") == ("pi", "127.0.0.1", 22)
+        ssh.parse_host("pi@127.0.0.1:2222", 22)
+    assert ssh.parse_host("pi@127.0.0.1") == ("pi", "127.0.0.1", 22)
     r = _cli(bundle.folder, "--host", "pi@127.0.0.1", "--port", "0", "--known-hosts", tmp_path / "none")
     assert _one_error_line(r) == "error: SSH port 0 is out of range: choose 1 to 65535 (default 22)"
 
@@ -369,14 +370,14 @@ def test_known_hosts_markers(fake_pi, bundle, tmp_path):
 
     key_part = fake_pi.known_line().split(" ", 1)[1]  # "ssh-ed25519 AAAA..."
     known.write_text(fake_pi.known_line() + f"@revoked [127.0.0.1]:{fake_pi.port} {key_part}")
-    with pytest.raises(d.RevokedHostKey, match="is marked @revoked"):
+    with pytest.raises(ssh.RevokedHostKey, match="is marked @revoked"):
         _deploy(fake_pi, bundle, known_hosts=known)
     known.write_text(f"@revoked * {fake_pi.host_key.get_name()} {fake_pi.host_key.get_base64()}\n")
-    with pytest.raises(d.RevokedHostKey, match="is marked @revoked"):
+    with pytest.raises(ssh.RevokedHostKey, match="is marked @revoked"):
         _deploy(fake_pi, bundle, known_hosts=known)
     known.write_text(fake_pi.known_line(other) + f"@revoked * {fake_pi.host_key.get_name()} "
                                                  f"{fake_pi.host_key.get_base64()}\n")
-    with pytest.raises(d.RevokedHostKey, match="is marked @revoked"):
+    with pytest.raises(ssh.RevokedHostKey, match="is marked @revoked"):
         _deploy(fake_pi, bundle, known_hosts=known)
     assert fake_pi.commands == []
 
@@ -432,29 +433,29 @@ def test_a_tarball_with_an_extra_member_is_refused(fake_pi, tmp_path):
 
 def test_the_verified_bytes_are_what_deploy_uses(tmp_path):
     b = _make_bundle(tmp_path / "t")
-    checked, requirements = d.verify_bundle(b)
+    checked, requirements = bundle_verify.verify_bundle(b)
     assert requirements == (b.folder / "requirements.txt").read_bytes()
     assert checked.sha256 == b.sha256 and checked.info == b.info
     (b.folder / SUMS).write_text((b.folder / SUMS).read_text() + "0" * 64 + "  ../outside\n")
     with pytest.raises(UserError, match="line 4 is not"):
-        d.verify_bundle(b)
+        bundle_verify.verify_bundle(b)
 
 
 # --- 7. IPv6 -----------------------------------------------------------------------------------
 
 def test_ipv6_host_forms():
-    assert d.parse_host("pi@[::1]:2222") == ("pi", "::1", 2222)
-    assert d.parse_host("pi@[::1]") == ("pi", "::1", 22)
-    assert d.parse_host("pi@fe80::1") == ("pi", "fe80::1", 22)
-    assert d.parse_host("pi@fe80::1%eth0", 2222) == ("pi", "fe80::1%eth0", 2222)
-    assert d.parse_host("pi@::1") == ("pi", "::1", 22)
-    assert d.parse_host("raspberrypi.local:2200") == ("", "raspberrypi.local", 2200)
+    assert ssh.parse_host("pi@[::1]:2222") == ("pi", "::1", 2222)
+    assert ssh.parse_host("pi@[::1]") == ("pi", "::1", 22)
+    assert ssh.parse_host("pi@fe80::1") == ("pi", "fe80::1", 22)
+    assert ssh.parse_host("pi@fe80::1%eth0", 2222) == ("pi", "fe80::1%eth0", 2222)
+    assert ssh.parse_host("pi@::1") == ("pi", "::1", 22)
+    assert ssh.parse_host("raspberrypi.local:2200") == ("", "raspberrypi.local", 2200)
     for bad in ("pi@[::1", "pi@[::1]2222", "pi@[raspberrypi]:22", "pi@fe80::zz::1", "pi@::1:2222:x"):
         with pytest.raises(UserError, match=r"pi@\[fe80::1\]:22"):
-            d.parse_host(bad)
+            ssh.parse_host(bad)
     for bad in ("pi@[::1]:", "pi@host:", "pi@host:x"):
         with pytest.raises(UserError, match="must be a number"):
-            d.parse_host(bad)
+            ssh.parse_host(bad)
 
 
 def _ipv6_loopback() -> bool:

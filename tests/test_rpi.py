@@ -16,14 +16,14 @@ import subprocess
 import sys
 import tarfile
 
-import numpy as np
 import pytest
 
 from devices.rpi import deploy as D
 from devices.rpi import emulated_root as er
 from devices.rpi.bundle import SUMS, load_bundle, make_bundle, write_tarball
-from devices.rpi.deploy import ChangedHostKey, DeployInterrupted, UnknownHostKey, connect, deploy, strict_client
+from devices.rpi.deploy import DeployInterrupted, deploy
 from devices.rpi.pins import PI_PLATFORM_TAGS, pi_requirements, pyproject_pins
+from devices.rpi.ssh import ChangedHostKey, UnknownHostKey, connect, strict_client
 from runtime.errors import UserError
 from runtime.manifest import sha256_of
 

@@ -113,7 +113,7 @@ def test_time_shift_none_keeps_every_frame_in_place():
     """The default augmentation rotates a window circularly in time; ``time_shift="none"`` keeps each
     frame where it was (only gain and noise change it), and an unknown mode is one clear error."""
     import torch
-    from training.trainer import augment_batch
+    from training.augment import augment_batch
     x = torch.zeros(4, 50, 3)
     x[:, 10] = 100.0  # one spike per window, far above the noise
     peaks = {mode: augment_batch(x, torch.Generator().manual_seed(3), "basic", time_shift=mode)[0].abs().sum(1).argmax()
@@ -149,7 +149,7 @@ def test_mirror_to_other_wrist_obeys_the_kinematics():
     angular rate as a polar vector) breaks that, so this test would catch the wrong signs."""
     import torch
 
-    from training.trainer import mirror_to_other_wrist
+    from training.augment import mirror_to_other_wrist
     omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
     acc, dt = _rotating_watch(omega, a0)
     raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None])
@@ -172,7 +172,7 @@ def test_played_backwards_and_rolled_windows_obey_the_kinematics():
     is not, so this test would catch the wrong sign."""
     import torch
 
-    from training.trainer import play_backwards, rotations_about_x
+    from training.augment import play_backwards, rotations_about_x
     omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
     acc, dt = _rotating_watch(omega, a0)
     raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None])
@@ -199,7 +199,7 @@ def test_a_change_of_tempo_obeys_the_kinematics():
     round); resampling without scaling the gyroscope is not, so this test catches a missing factor."""
     import torch
 
-    from training.trainer import augment_batch, change_tempo
+    from training.augment import augment_batch, change_tempo
     omega, a0 = np.array([0.7, -1.3, 0.4]), np.array([0.2, 0.9, -0.4])
     acc, dt = _rotating_watch(omega, a0)
     raw = torch.from_numpy(np.concatenate([acc, np.tile(omega, (len(acc), 1))], 1)[None]).repeat(3, 1, 1)
@@ -280,7 +280,7 @@ def test_mixup_draws_and_mixes_windows_and_labels():
     mean 1/2, variance 1 / (4 (2a + 1)) = 0.1389), and each mixed window is the same convex
     combination of two windows of the batch as its soft target is of their one-hot labels."""
     import torch
-    from training.trainer import beta_draws, mix_windows
+    from training.augment import beta_draws, mix_windows
     lam = beta_draws(20000, 0.4, torch.Generator().manual_seed(0))
     assert ((lam >= 0) & (lam <= 1)).all()
     assert abs(lam.mean().item() - 0.5) < 0.01 and abs(lam.var().item() - 1 / (4 * 1.8)) < 0.01

@@ -29,24 +29,28 @@ def _repo(path: str) -> str:
 
 def _typed(path):
     """A path the user typed, made absolute against the current folder (None stays None), so that it
-    still names the same file once `_in_repo` has moved to the repository."""
+    still names the same file once `_main_in_repo` has moved to the repository."""
     if not path or os.path.isabs(path) or Path.cwd() == ROOT:  # (in the repository: as typed, as reports record it)
         return path
     return os.path.join(os.getcwd(), path)
 
 
-@contextlib.contextmanager
-def _in_repo():
-    """Run a module whose defaults are relative paths (configs/, runs/, artifacts/, .cache/, docs/) from
-    the repository root, so that `invoke train` in a subfolder (or `invoke -r REPO train` from elsewhere)
-    resumes and writes the repository's runs instead of starting new ones where it stands. Paths the user
-    typed are made absolute first (`_typed`). The paths that module prints are then the repository's."""
+def _main_in_repo(main, argv: list[str]) -> None:
+    """Run ``main(argv)`` of a module whose defaults are relative paths (configs/, runs/, artifacts/,
+    .cache/, docs/) from the repository root, so that `invoke train` in a subfolder (or `invoke -r REPO
+    train` from elsewhere) resumes and writes the repository's runs instead of starting new ones where
+    it stands. Paths the user typed are made absolute first (`_typed`). The paths that module prints
+    are then the repository's: after a success one line says so (after an error, the error line stays
+    the only one). A non-zero exit status becomes the task's."""
     if Path.cwd() == ROOT:
-        yield
-        return
-    print(f"(default paths are the repository's: {ROOT})", file=sys.stderr)
-    with contextlib.chdir(ROOT):
-        yield
+        rc = main(argv)
+    else:
+        with contextlib.chdir(ROOT):
+            rc = main(argv)
+        if not rc:
+            print(f"(paths above are relative to the repository, {ROOT})", file=sys.stderr)
+    if rc:
+        raise Exit(code=rc)
 
 
 def user_errors(fn):
@@ -113,10 +117,7 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
     if procs > 1:  # training.train checks the data here, then starts torchrun (training.train.launch)
         argv += ["--procs", str(procs)]
     from training.train import main
-    with _in_repo():
-        rc = main(argv)
-    if rc:
-        raise Exit(code=rc)
+    _main_in_repo(main, argv)
 
 
 @task(help={
@@ -139,10 +140,7 @@ def export(c, task=None, arch=None, checkpoint=None, out=None, kinds=None, keras
                         ("--keras", _typed(keras)), ("--seq-len", seq_len)):
         if value is not None:
             argv += [flag, str(value)]
-    with _in_repo():
-        rc = main(argv)
-    if rc:
-        raise Exit(code=rc)
+    _main_in_repo(main, argv)
 
 
 def _pytest_in_repo(c, argv: list[str]) -> None:
@@ -212,10 +210,7 @@ def cv(c, arch="gru", dev=False, fold=None, set_=None, jsonl=None, recipe=None, 
     for flag, value in (("--jsonl", _typed(jsonl)), ("--recipe", recipe), ("--out", _typed(out))):
         if value is not None:
             argv += [flag, value]
-    with _in_repo():
-        rc = main(argv)
-    if rc:
-        raise Exit(code=rc)
+    _main_in_repo(main, argv)
 
 
 @task(help={"run": "a watch run folder (default runs/watch-gru)",

@@ -262,14 +262,22 @@ def test_train_export_cv_keep_their_defaults_in_the_repository(tmp_path, monkeyp
     wanted = [a.replace("{here}", str(here)) for a in expected]
     assert cwd == ROOT and Path.cwd() == here  # run from the repository, then back
     assert [a for a in argv if a in wanted or a.startswith("--")] == argv and all(w in argv for w in wanted)
-    assert "default paths are the repository's" in capsys.readouterr().err
+    assert "paths above are relative to the repository" in capsys.readouterr().err
     assert list(here.iterdir()) == []
     monkeypatch.chdir(ROOT)  # from the repository itself: the command as typed, nothing moved
     seen.clear()
     getattr(tasks, name)(Context(), **kwargs)
     (argv, cwd), = seen
     assert cwd == ROOT and all(a.replace("{here}/", "") in argv for a in expected if "{here}" in a)
-    assert "default paths" not in capsys.readouterr().err
+    assert "relative to the repository" not in capsys.readouterr().err
+
+
+def test_an_error_from_a_subfolder_stays_the_only_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exit) as e:
+        tasks.cv(Context(), folds="1")
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --folds 1: choose 2 to 10 (there are 10 subjects)"]
 
 
 def test_train_from_a_subfolder_writes_a_typed_out_where_it_was_typed(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from export import manifest as M
+from runtime import atomic
 from runtime.atomic import swap_in  # noqa: F401 (export.pipeline.swap_in: the kill tests hook it here)
 from runtime.errors import MissingDependency, UserError
 
@@ -316,6 +317,9 @@ def export_artifacts(checkpoint, out_dir, *, task=None, kinds=None, progress=Tru
     from export.verify import reference_for
     reference = reference_for(model, meta, data)
 
+    # what a killed export of this folder left beside it (its build folder, or the previous version
+    # after the swap); only ones untouched for a day (atomic.STALE_AFTER_S), so a running export's stay
+    atomic.remove_stale(out_dir.parent, out_dir.name, (".tmp-*", ".old-*", ".probe-*"))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         umask = os.umask(0)

@@ -4,11 +4,49 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
+
+#: A temporary of ours that nothing has modified for this long was left by a killed writer (one file
+#: is written in seconds, an export folder fills in minutes): the next write of the same name removes it.
+STALE_AFTER_S = 24 * 3600
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` and, for a folder, of everything below it."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def remove_stale(folder: Path, name: str, suffixes: tuple[str, ...], stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove what killed writers of ``name`` left in ``folder``: entries ``.<name><suffix>`` (a glob
+    each, e.g. ``.*.tmp``) that nothing has modified for ``stale_after_s`` seconds. Best effort (a
+    temporary that cannot be removed stays, as before); returns what was removed."""
+    now, removed = time.time(), []
+    for suffix in suffixes:
+        for path in Path(folder).glob(f".{glob.escape(name)}{suffix}"):
+            try:
+                if now - _newest_mtime(path) < stale_after_s:
+                    continue  # (perhaps another writer's, still at work)
+                if stat.S_ISDIR(path.lstat().st_mode):
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
 
 
 def _temp_beside(path: Path, suffix: str, what: str = "") -> str:
@@ -40,6 +78,7 @@ def atomic_path(path: str | os.PathLike):
     On an exception the temporary file is removed and ``path`` keeps its previous content.
     """
     path = Path(path)
+    remove_stale(path.parent, path.name, (".*.tmp",))  # a killed earlier write's temporary
     tmp = _temp_beside(path, ".tmp")
     try:
         yield Path(tmp)

@@ -261,3 +261,53 @@ def test_first_export_killed_leaves_nothing_half_written(export_setup, tmp_path)
     assert not out.exists()  # no folder at all rather than half of one
     assert all(n.startswith(".artifacts.") for n in os.listdir(out.parent))
     export_again_works(ckpt, out)
+
+
+# -- what a kill leaves is removed by a later write of the same name, once it is a day old --------
+def _age(path: Path, seconds: float) -> None:
+    """Set the modification time of ``path`` and everything below it ``seconds`` into the past."""
+    when = time.time() - seconds
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        os.utime(p, (when, when), follow_symlinks=False)
+
+
+def test_stale_temporaries_go_with_the_next_atomic_write_fresh_ones_stay(tmp_path):
+    from runtime.atomic import STALE_AFTER_S, write_text
+    stale, fresh = tmp_path / ".model.safetensors.abc123.tmp", tmp_path / ".model.safetensors.def456.tmp"
+    other = tmp_path / ".metrics.json.abc123.tmp"  # another file's temporary
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half a checkpoint")
+    _age(stale, STALE_AFTER_S + 60)
+    _age(other, STALE_AFTER_S + 60)
+    _age(fresh, STALE_AFTER_S - 600)  # (a writer could still be at work on it)
+    write_text(tmp_path / "model.safetensors", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, other.name, "model.safetensors"])
+
+
+def test_a_stale_folder_with_a_recent_file_inside_is_kept(tmp_path):
+    from runtime.atomic import STALE_AFTER_S, remove_stale
+    busy, dead = tmp_path / ".artifacts.tmp-busy", tmp_path / ".artifacts.tmp-dead"
+    for d in (busy, dead):
+        (d / "c-int8").mkdir(parents=True)
+        (d / "c-int8" / "model.c").write_text("/* ... */")
+        _age(d, STALE_AFTER_S + 60)
+    (busy / "c-int8" / "model.h").write_text("/* written a minute ago by an export still running */")
+    assert remove_stale(tmp_path, "artifacts", (".tmp-*",)) == [dead]
+    assert busy.is_dir() and not dead.exists()
+
+
+def test_a_killed_exports_leftovers_go_with_the_next_export_a_day_later(export_setup, tmp_path):
+    """Row 44: an export killed just before its folder swap leaves its whole build as a hidden
+    `.artifacts.tmp-*` folder; the next export of that folder removes it once nothing has touched it
+    for a day."""
+    from runtime.atomic import STALE_AFTER_S
+    ckpt, _, _ = export_setup
+    out = fresh_old(export_setup, tmp_path)
+    p = run_hooked("export.cli", export_argv(ckpt, out, "onnx,c"), function="export.pipeline.swap_in", when="before")
+    assert p.returncode == -signal.SIGKILL
+    left = [p for p in out.parent.iterdir() if p.name.startswith(".artifacts.")]
+    assert left, "the kill before the swap should leave the build folder behind"
+    for p in left:
+        _age(p, STALE_AFTER_S + 60)
+    export_again_works(ckpt, out)
+    assert [p.name for p in out.parent.iterdir()] == ["artifacts"]

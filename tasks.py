@@ -109,7 +109,7 @@ def train(c, task="watch", arch=None, config=None, set_=None, out=None, device=N
         if value is not None:
             argv += [flag, str(value)]
     for item in set_ or []:
-        key, eq, value = item.partition("=")
+        key, _, value = item.partition("=")
         argv += ["--set", f"{key}={_typed(value.strip())}" if key.strip() == "out" and value.strip() else item]
     if fresh:
         argv.append("--no-resume")

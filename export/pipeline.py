@@ -256,9 +256,27 @@ def kept_records(out_dir: Path, kinds: list[str], checkpoint: Path) -> list[dict
         for rel in _package_files(a):  # the old manifest's paths are not trusted
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise UserError(f"{out_dir}/manifest.json lists {rel!r} outside its folder: re-export every family")
-        if a.get("status", "ok") == "ok":
-            old.verified(a)  # never carry a damaged file into the new folder
+        if a.get("status") != "failed":
+            _check_kept_files(old, a, kinds)
     return others
+
+
+def _check_kept_files(old, rec: dict, kinds: list[str]) -> None:
+    """Every file a kept record carries into the new folder (a C entry: its whole package, the Arduino
+    sources and quant.json too), against its sha256 in the old manifest, whatever the record's status:
+    a damaged file is refused here, never carried over and hashed afresh into the new manifest."""
+    from runtime.manifest import sha256_of
+    sums = dict((rec.get("c") or {}).get("file_sha256") or {})
+    if rec.get("file"):
+        sums[rec["file"]] = rec.get("sha256")
+    redo = f"export every family (leave out --kinds {','.join(kinds)}) or restore the file"
+    for rel in _package_files(rec):
+        path = old.inside(rel)
+        if not path.is_file():
+            raise UserError(f"{path} ({rec.get('name')}) listed in {old.folder}/manifest.json is missing: {redo}")
+        if not sums.get(rel) or sha256_of(path) != sums[rel]:
+            raise UserError(f"{path} ({rec.get('name')}) differs from its sha256 in {old.folder}/manifest.json "
+                            f"(modified or damaged since the export): {redo}")
 
 
 def _package_files(rec: dict) -> list[str]:
@@ -269,6 +287,8 @@ def _package_files(rec: dict) -> list[str]:
 def copy_kept(records: list[dict], src: Path, dst: Path) -> None:
     """Copy the files of ``records`` (a C entry: its whole package) from ``src`` into ``dst``."""
     for rec in records:
+        if rec.get("status") == "failed":  # (nothing to run: its files, unchecked, stay behind)
+            continue
         for rel in _package_files(rec):  # (checked by kept_records)
             if (src / rel).is_file() and not (dst / rel).exists():
                 (dst / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,36 @@ def test_partial_export_keeps_the_other_families(exported, fixture_run, tmp_path
     assert _snapshot(out) == before
 
 
+@pytest.mark.parametrize("damage", ["arduino source", "selftest header", "quant.json", "out-of-tolerance onnx"])
+def test_partial_export_refuses_to_carry_a_damaged_file(exported, fixture_run, tmp_path, damage):
+    """`--kinds` over a folder checked only a kept record's .c and header, and only for ok records: a
+    damaged Arduino source, selftest header or quant.json of the C package, or the file of an
+    out-of-tolerance record, was carried over (and hashed afresh into the new manifest)."""
+    import shutil
+    src, _ = exported("gru")
+    out = tmp_path / "artifacts"
+    shutil.copytree(src, out)
+    man = json.loads((out / "manifest.json").read_text())
+    c_int8 = next(a for a in man["artifacts"] if a["name"] == "c-int8")
+    files = c_int8["c"]["files"]
+    if damage == "out-of-tolerance onnx":
+        rec = next(a for a in man["artifacts"] if a["name"] == "onnx-qdq-int8")
+        rec["status"], rec["error"] = "out-of-tolerance", "onnx-qdq-int8: (simulated)"
+        (out / "manifest.json").write_text(json.dumps(man))
+        target, kinds = rec["file"], ["c"]
+    else:
+        pick = {"arduino source": lambda f: "/arduino/" in f and f.endswith(".c"),
+                "selftest header": lambda f: f.endswith("_selftest.h"), "quant.json": lambda f: f.endswith("quant.json")}
+        target, kinds = next(f for f in files if pick[damage](f)), ["onnx"]
+    with open(out / target, "ab") as f:
+        f.write(b"\n/* tampered */\n")
+    before = _snapshot(out)
+    with pytest.raises(UserError, match="differs from its sha256") as e:
+        export_artifacts(fixture_run("gru") / "model.safetensors", out, kinds=kinds, progress=False)
+    assert target in str(e.value) and "\n" not in str(e.value)
+    assert _snapshot(out) == before
+
+
 @pytest.mark.parametrize("meta,expected", [("[]", "meta is a list"), ("drop-mean", "meta.input_mean must list")])
 def test_damaged_checkpoint_meta_is_one_line(fixture_run, tmp_path, capsys, meta, expected):
     """A header whose meta is valid JSON of the wrong shape (audit: AttributeError / KeyError tracebacks)."""

@@ -233,6 +233,13 @@ def _judge_records(records: list[dict]) -> None:
                 rec["status"], rec["error"] = status, f"{rec['name']}: {error}"
         rec.setdefault("status", "ok")
         rec.setdefault("error", None)
+    # A record with no metrics of its own that runs the very file of a judged one (c-int8-step: the
+    # library of c-int8) is as good as that one: it takes a status other than ok from it.
+    judged = {(r.get("file"), r.get("precision")): r for r in records if r.get("metrics") and r.get("file")}
+    for rec in records:
+        src = judged.get((rec.get("file"), rec.get("precision")))
+        if src is not None and src is not rec and not rec.get("metrics") and rec["status"] == "ok" != src["status"]:
+            rec["status"], rec["error"] = src["status"], f"{rec['name']}: runs the library of {src['error']}"
 
 
 # -- a partial export keeps the other families ------------------------------------------------------

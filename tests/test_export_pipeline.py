@@ -285,3 +285,25 @@ def test_all_families_through_the_shared_fixture(fixture_artifacts, fixture_run,
     manifest = _check_manifest(out, fixture_run(arch) / "model.safetensors")
     formats = {r["format"] for r in manifest["artifacts"] if r["status"] != "failed"}
     assert {"onnx", "tflite", "c"} <= formats
+
+
+def test_a_c_step_record_takes_the_status_of_its_library():
+    """c-int8-step runs the library of c-int8 but carries no metrics of its own: it was recorded ok
+    next to an out-of-tolerance c-int8 (a reviewer's model with large recurrent weights), so
+    runtime.load gave no warning for it and `runtime check` then failed a record export called ok."""
+    from runtime.metrics import compare
+    rng = np.random.default_rng(0)
+    ref, y = rng.standard_normal((64, 4)).astype(np.float32), rng.integers(0, 4, 64)
+    bad = compare(ref + rng.standard_normal(ref.shape).astype(np.float32), ref, y)
+    good = compare(ref + 1e-7, ref, y)
+    records = [{"name": "c-float32", "file": "c-float32/m.c", "precision": "float32", "metrics": good},
+               {"name": "c-float32-step", "file": "c-float32/m.c", "precision": "float32"},
+               {"name": "c-int8", "file": "c-int8/m.c", "precision": "int8", "metrics": bad},
+               {"name": "c-int8-step", "file": "c-int8/m.c", "precision": "int8"}]
+    for r in records:
+        r["status"] = "ok"  # (as the exporters write them, before the policy)
+    pipeline._judge_records(records)
+    status = {r["name"]: r["status"] for r in records}
+    assert status == {"c-float32": "ok", "c-float32-step": "ok", "c-int8": "out-of-tolerance",
+                      "c-int8-step": "out-of-tolerance"}
+    assert records[3]["error"].startswith("c-int8-step: runs the library of c-int8: int8 outside tolerance")

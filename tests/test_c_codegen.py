@@ -253,6 +253,19 @@ def test_packaging_builds_with_make_and_cmake(c_export, tmp_path):
         assert list(b.glob(f"lib{prefix}.a"))
 
 
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang (apt: clang)")
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_package_builds_with_clang_through_its_own_makefile(arch, c_export, tmp_path, precision):
+    """`make CC=clang` (cc is clang on macOS and FreeBSD) with the Makefile's -Wall -Wextra -Werror: the
+    GRU int8 package failed on the integer primitive it does not use (sat16, -Wunused-function)."""
+    lib, prefix, _ = _lib(c_export(arch), precision)
+    work = tmp_path / "pkg"
+    shutil.copytree(lib, work)
+    p = subprocess.run(["make", "-s", "all", "CC=clang"], cwd=work, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (work / f"lib{prefix}.a").is_file()
+
+
 def test_quantized_tables_dequantize_to_the_pytorch_weights(arch, c_export):
     """The int8 tables, read back through their own scales, are PyTorch's parameters within half a
     quantization step. Independent of export/c/quantize.py's code (test-suite audit: the C and its

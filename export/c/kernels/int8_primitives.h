@@ -1,6 +1,6 @@
 /* ---- integer primitives (export/c/reference.py: rshift_round, sat16, smmulr, requantize, lut) ---- */
 #if defined(__GNUC__)
-#define PREFIX_INLINE static inline __attribute__((always_inline))
+#define PREFIX_INLINE static inline __attribute__((always_inline, unused)) /* unused: a GRU has no use for sat16 */
 #else
 #define PREFIX_INLINE static inline
 #endif

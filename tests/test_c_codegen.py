@@ -495,3 +495,22 @@ def test_model_prefix_of_a_data_path_is_its_folder_name_however_typed():
     assert {model_prefix({"task": t}, "gru", "int8") for t in spellings} == {"csv_gru_int8"}
     assert model_prefix({"task": "watch"}, "lstm", "float32") == "watch_lstm_float32"
     assert model_prefix({}, "gru", "int8") == "model_gru_int8"
+
+
+def test_an_int8_limit_fails_only_the_int8_library(fixture_run, tmp_path):
+    """A head bias of +70 scores is beyond the int8 library's int32 bounds, not the float32 one's: the
+    whole C family failed as one record and c-float32 was not written; the error blamed the weights."""
+    import copy
+
+    from training.checkpoint import load_model
+    from training.data import load_task
+    model, meta = load_model(fixture_run("gru"))
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.head.bias.add_(70.0)
+    records = export_c(model, meta, load_task("fixture"), tmp_path)
+    status = {r["name"]: r["status"] for r in records}
+    assert status == {"c-float32": "ok", "c-float32-step": "ok", "c-int8": "failed", "c-int8-step": "failed"}
+    int8 = next(r for r in records if r["name"] == "c-int8")
+    assert "the head bias is too large" in int8["error"] and "\n" not in int8["error"]
+    assert (tmp_path / "c-float32").is_dir() and not (tmp_path / "c-int8").exists()

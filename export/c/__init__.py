@@ -48,7 +48,9 @@ def prepare(model, meta: dict, data=None, quant: dict | None = None):
 
 
 def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dict | None = None) -> list[dict]:
-    """Write ``c-float32/`` and ``c-int8/`` under ``out_dir``; return their manifest records.
+    """Write ``c-float32/`` and ``c-int8/`` under ``out_dir``; return their manifest records. When the
+    model is beyond an int8 limit (a scale, the int32 bounds proof), the int8 records are failed ones
+    and the float32 library is still written; asked for int8 alone, that limit is raised.
 
     ``data`` is the task's ``SequenceData``: its training split calibrates the int8 scales (once;
     the result is the record's ``quant``) and its test split gives the records' metrics, computed
@@ -56,14 +58,22 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
     """
     from export.c import codegen, package
     from export.c import reference as R
+    from export.c.quantize import float_weights
+    from export.manifest import failed_record
     from runtime.metrics import compare
 
     out_dir = Path(out_dir)
     spec = model.spec
-    fm, quant, qm = prepare(model, meta, data, quant) if "int8" in precisions else (None, None, None)
-    if fm is None:
-        from export.c.quantize import float_weights
-        fm = float_weights(model)
+    fm, qm, records, int8_failed = float_weights(model), None, [], []
+    if "int8" in precisions:
+        try:
+            fm, quant, qm = prepare(model, meta, data, quant)
+        except UserError as e:  # an int8 limit (scales, int32 bounds): the float32 library has none of them
+            if (data is None and quant is None) or tuple(precisions) == ("int8",):
+                raise  # (no calibration data at all; or the int8 library was all that was asked for)
+            precisions = [p for p in precisions if p != "int8"]
+            int8_failed = [failed_record(name, f"{name}: {e}", format="c", runtime="c", precision="int8", kind=kind)
+                           for name, kind in (("c-int8", "sequence"), ("c-int8-step", "step"))]
     desc = f"{spec.arch.upper()} {spec.input_size}->{'->'.join(map(str, spec.hidden_sizes))}->{spec.num_classes}"
 
     x_eval = y_eval = ref = None
@@ -82,7 +92,6 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
     preprocess = {"mean": [float(v) for v in meta["input_mean"]], "std": [float(v) for v in meta["input_std"]],
                   "seq_len": meta.get("seq_len"),
                   "class_names": list(meta.get("class_names") or []) if spec.head != "forecast" else None}
-    records = []
     for precision in precisions:
         prefix = model_prefix(meta, spec.arch, precision)
         folder = out_dir / f"c-{precision}"
@@ -153,4 +162,4 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         step.update(name=f"c-{precision}-step", kind="step",
                     inputs=[{**rec["inputs"][0], "shape": [None, spec.input_size]}])
         records.append(step)
-    return records
+    return records + int8_failed

@@ -154,5 +154,8 @@ def check_bounds(qm: dict) -> None:
                             "the weights are too large for the int8 C export (retrain with weight decay)")
         a_max = 32768
     acc, y = _row_bound(qm["head_w"], qm["head_mult"], qm["head_shift"], 32768)
-    if max(acc.max(), (y + np.abs(qm["head_bias"])).max(), _folded_bias_bound(y, qm["head_bias"])) >= 2 ** 31 - 1:
+    if acc.max() >= 2 ** 31 - 1:
         raise UserError("the classification head's scores overflow int32 in the int8 C export: the head weights are too large")
+    if max((y + np.abs(qm["head_bias"])).max(), _folded_bias_bound(y, qm["head_bias"])) >= 2 ** 31 - 1:
+        raise UserError("the classification head's scores overflow int32 in the int8 C export once its bias is added: "
+                        "the head bias is too large (scores far from zero; retrain with weight decay)")

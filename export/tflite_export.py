@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.verify import check_data_fits
 from runtime.atomic import write_bytes
 from runtime.errors import MissingDependency, UserError
 from runtime.metrics import compare, lsb_diff
@@ -399,9 +400,7 @@ def _tflm_record(litert: dict, extra: dict) -> dict:
 def _prepare(model, meta, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = np.asarray(meta["input_mean"], np.float32)
     std = np.asarray(meta["input_std"], np.float32)
-    if data.input_size != model.spec.input_size:
-        raise UserError(f"the data has {data.input_size} channels but the model expects {model.spec.input_size}: "
-                        f"export with the task the checkpoint was trained on")
+    check_data_fits(model, data)
     norm = lambda X: ((X - mean) / std).astype(np.float32)  # noqa: E731
     y = data.y_test
     if model.spec.head == "forecast":  # targets in the model's normalized space (training/forecast.py)

@@ -25,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from runtime.errors import UserError
 from runtime.metrics import compare
 from runtime.tolerances import abs_limit, regression_breaches, score_breaches, tolerance_for
 
@@ -80,8 +81,17 @@ def _spread(y: np.ndarray, n: int) -> np.ndarray:
 _CACHE: dict = {}
 
 
+def check_data_fits(model, data) -> None:
+    """One line, before any work, when the data the export calibrates and verifies on is not the
+    shape the model was trained for (a data file changed since training)."""
+    if data.input_size != model.spec.input_size:
+        raise UserError(f"the data has {data.input_size} channels but the model expects {model.spec.input_size}: "
+                        f"export with the task the checkpoint was trained on")
+
+
 def reference_for(model, meta: dict, data) -> Reference:
     """Build (once per model and data object) the PyTorch reference on the test split."""
+    check_data_fits(model, data)
     key = (id(model), id(data))
     if key in _CACHE:
         return _CACHE[key]

@@ -307,3 +307,18 @@ def test_a_c_step_record_takes_the_status_of_its_library():
     assert status == {"c-float32": "ok", "c-float32-step": "ok", "c-int8": "out-of-tolerance",
                       "c-int8-step": "out-of-tolerance"}
     assert records[3]["error"].startswith("c-int8-step: runs the library of c-int8: int8 outside tolerance")
+
+
+def test_data_with_other_channels_than_the_model_is_one_line(fixture_run, tmp_path):
+    """A data file rewritten with another channel count since training: the PyTorch reference
+    broadcast the model's mean/std against it first, a ValueError traceback (a reviewer's .npz)."""
+    import dataclasses
+
+    from training.data import load_task
+    d = load_task("fixture")
+    wider = dataclasses.replace(d, **{k: np.concatenate([getattr(d, k), getattr(d, k)[..., :1]], -1)
+                                      for k in ("X_train", "X_val", "X_test")})
+    with pytest.raises(UserError, match=r"the data has \d+ channels but the model expects \d+"):
+        export_artifacts(fixture_run("gru") / "model.safetensors", tmp_path / "out", kinds=["onnx", "c"],
+                         progress=False, data=wider)
+    assert not (tmp_path / "out").exists()

@@ -514,3 +514,15 @@ def test_an_int8_limit_fails_only_the_int8_library(fixture_run, tmp_path):
     int8 = next(r for r in records if r["name"] == "c-int8")
     assert "the head bias is too large" in int8["error"] and "\n" not in int8["error"]
     assert (tmp_path / "c-float32").is_dir() and not (tmp_path / "c-int8").exists()
+
+
+def test_the_package_names_a_data_path_task_by_its_folder_only(fixture_run, tmp_path):
+    """The Arduino library.properties (and the header comment) carried the data path as typed: an
+    absolute path of the machine that exported it."""
+    from training.checkpoint import load_model
+    from training.data import load_task
+    model, meta = load_model(fixture_run("gru"))
+    export_c(model, dict(meta, task="/home/someone/private/data/csv"), load_task("fixture"), tmp_path,
+             precisions=("float32",))
+    text = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".properties", ".h", ".c"))
+    assert "/home/someone" not in text and "csv" in text

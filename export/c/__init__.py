@@ -103,7 +103,7 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         else:
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
         what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")
-        files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({meta.get('task', '')})")
+        files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({Path(str(meta.get('task') or '')).name})")
         if x_eval is not None:  # validation on target: test windows and the scores they must give
             from export.c.selftest import selftest_header
             from runtime.atomic import write_text

@@ -43,7 +43,8 @@ def calibrate(fm: dict, X_norm: np.ndarray, max_windows: int = 512, seed: int = 
         raise UserError(f"calibration data must be windows [N, T, C], got shape {X.shape}: pass the training split")
     if len(X) > max_windows:
         X = X[np.random.default_rng(seed).choice(len(X), max_windows, replace=False)]
-    # input: symmetric, covering the largest normalized value seen (no clipping on training data)
+    # input: symmetric, covering the largest normalized value of the calibration windows (a seeded
+    # sample of at most max_windows training windows: rarer, larger training values clip to +-127)
     x_max = float(np.abs(X).max())
     input_scale = max(x_max, 1e-6) / 127.0
     _, cmax = float_run(fm, X, collect_cell=True)

@@ -23,11 +23,14 @@ def cache_root() -> Path:
 
 
 def private_dir(*parts: str) -> Path:
-    """``cache_root()/parts``, created with mode 0700 when missing; refused (one line) when it or the
-    cache root belongs to another user or is writable by group or others."""
+    """``cache_root()/parts``, each missing folder on the way created with mode 0700; refused (one
+    line) when it or the cache root belongs to another user or is writable by group or others."""
     path = cache_root().joinpath(*parts)
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # each missing level on its own: mkdir(parents=True) makes the parents with the umask's mode
+        # (0775 under umask 002), which the check below would then refuse
+        for level in reversed([q for q in (path, *path.parents) if not q.exists()]):
+            level.mkdir(mode=0o700, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the cache folder {path} ({e.strerror}): set RNN_EDGE_CACHE to a "
                         f"folder of your own") from None

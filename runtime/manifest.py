@@ -149,14 +149,17 @@ _TENSOR = {"shape": (_list_of(_nullable(_integer)), "a list of integers or nulls
            "index": (_nullable(_integer), "an integer")}
 _TENSORS = (_list_of(lambda t: isinstance(t, dict) and _string(t.get("name"))),
             'a list of objects, each with a string "name"', _TENSOR)
+# the audio front-end (runtime.features.FeatureConfig), wherever a manifest records it
+_FEATURES = {**{k: (_positive, "a positive integer") for k in ("sample_rate", "win", "hop", "n_fft", "n_mels")},
+             **{k: (_number, "a number") for k in ("fmin", "fmax", "log_floor")}}
 _RULES = {
     "class_names": (_nullable(_list_of(_string)), "a list of strings"),
     "model": {"input_size": (_positive, "a positive integer"), "num_classes": (_positive, "a positive integer"),
               "seq_len": (_nullable(_positive), "a positive integer"), "head": (_nullable(_string), "a string")},
     "preprocess": {"mean": (_list_of(_number), "a list of numbers"), "std": (_list_of(_number), "a list of numbers"),
-                   "features": _OBJECT},
-    "features": _OBJECT,
-    "dataset": {"features": _OBJECT},
+                   "features": _FEATURES},
+    "features": _FEATURES,
+    "dataset": {"features": _FEATURES},
     "golden": {"file": (_nullable(_string), "a path"), "sha256": _SHA},
     "checkpoint": {"file": (_nullable(_string), "a path"), "sha256": _SHA},
 }
@@ -224,6 +227,9 @@ def _structure_problem(data: dict) -> str | None:
         return "'preprocess' needs 'mean' and 'std' lists"
     if problem := _field_problem(data, _RULES, ""):
         return problem
+    names, classes = data.get("class_names"), (data.get("model") or {}).get("num_classes")
+    if names and classes is not None and len(names) != classes:  # predict labels class k with names[k]
+        return f"class_names has {len(names)} names for {classes} classes"
     for i, a in enumerate(arts):
         if problem := _field_problem(a, _ENTRY_RULES, f"artifacts[{i}] ({a['name']})."):
             return problem
@@ -361,12 +367,15 @@ class Manifest:
             raise UserError(f"{self.folder}/manifest.json names no checkpoint: the PyTorch reference needs one")
         p = Path(c["file"])
         # a relative path was written from where the export ran, usually the repository root: tried from
-        # here, then from each folder above the artifact folder (any file found must match the sha256)
+        # here, then from each folder above the artifact folder (the first file found that matches the sha256)
         above = [a / p for a in self.folder.resolve().parents]
         candidates = [p] if p.is_absolute() else [self.folder / p, Path.cwd() / p, *above, self.folder / p.name]
-        for cand in candidates:
-            if cand.is_file():
-                return verify_file(cand, c.get("sha256"), "checkpoint")
+        found = [cand for cand in candidates if cand.is_file()]
+        for cand in found:  # the first that matches: a stale copy on the way must not hide a good one
+            if sha256_of(cand) == c.get("sha256"):
+                return cand
+        if found:
+            return verify_file(found[0], c.get("sha256"), "checkpoint")  # refused, naming the first copy
         raise UserError(f"checkpoint {c['file']} named in {self.folder}/manifest.json was not found: "
                         f"restore it or run from the repository root")
 

@@ -204,7 +204,7 @@ class Stepper:
                             f"or open another stream()")
         self.fresh = False
         rank = len(g.x_file.shape)
-        out = []
+        out, states = [], []
         for lane in self.lanes:
             n = self._rows(lane.a, lane.b)
             x = _pad(arr[lane.a:lane.b], n)
@@ -213,10 +213,18 @@ class Stepper:
             for pos, s in zip(g.state_in_pos, lane.state):
                 feeds[pos] = s
             outs = lane.backend.run(feeds)
-            lane.state = [outs[p] for p in g.state_out_pos]
+            states.append([outs[p] for p in g.state_out_pos])
             out.append(g.scores(outs, n)[: lane.b - lane.a])
+        try:
+            scores = m.checked(np.concatenate(out, axis=0), arr)
+        except UserError as e:
+            if g.mode == "variables":  # the state is inside the graph: it cannot be rolled back
+                raise UserError(f"{e}; this stream's state is now spoiled: call reset() before the next "
+                                f"frame") from None
+            raise  # a refused frame leaves the explicit state as it was before it
+        for lane, s in zip(self.lanes, states):
+            lane.state = s
         self.steps += 1
-        scores = m.checked(np.concatenate(out, axis=0), arr)
         return scores[0] if single else scores
 
     def run(self, x) -> np.ndarray:
@@ -301,7 +309,8 @@ class Model:
             return per_step if self.frames else per_step[:, -1]
         if g.fixed_time is not None and arr.shape[1] != g.fixed_time:
             hint = " or stream() it" if self.can_stream else ""
-            raise UserError(f"x has {arr.shape[1]} time steps but {self.artifact or 'this model'} is built for "
+            name = (g.entry or {}).get("name") or self.artifact or "this model"  # the sequence graph's
+            raise UserError(f"x has {arr.shape[1]} time steps but {name} is built for "
                             f"T={g.fixed_time}: pass [N, {g.fixed_time}, {self.channels}]{hint}")
         xn = self.normalize(arr)
         out = []
@@ -372,6 +381,10 @@ def _load_folder(folder: Path, backend, artifact, precision, threads, options) -
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{folder}/manifest.json lacks model.input_size / model.num_classes: re-export") from None
     if backend == "torch":
+        if artifact or precision not in (None, "float32"):  # never a silent float32 model in their place
+            asked = f"artifact {artifact!r}" if artifact else f"precision {precision!r}"
+            raise UserError(f"backend 'torch' runs the float32 training checkpoint, not {asked}: drop "
+                            f"{'artifact' if artifact else 'precision'}=, or choose another backend")
         return _load_reference(man.checkpoint_path(), threads, man.preprocess, man)
     if artifact:
         entry = man.by_name(artifact)

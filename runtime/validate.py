@@ -33,8 +33,12 @@ def features(x, ndim: tuple[int, ...], channels: int, what: str, layout: str) ->
         raise UserError(f"{what} has {arr.shape[-1]} channels (shape {arr.shape}): the model expects C={channels} in {layout}")
     if arr.size == 0:
         raise UserError(f"{what} is empty (shape {arr.shape}): pass at least one frame")
-    arr = np.asarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+    with np.errstate(over="ignore"):  # a finite float64 beyond float32's range becomes inf: told apart below
+        arr32 = np.asarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr32)):
+        bad = np.argwhere(~np.isfinite(arr32))[0].tolist()
+        if np.isfinite(arr[tuple(bad)]):
+            raise UserError(f"{what} holds {arr[tuple(bad)]:.3g} (first at index {bad}), beyond float32's range "
+                            f"(+-3.4e38) in which the model computes: clip or rescale the input")
         raise UserError(f"{what} contains NaN or infinity (first at index {bad}): clean or impute the input")
-    return arr
+    return arr32

@@ -79,7 +79,7 @@ def run(args) -> int:
         raise UserError(f"no artifact in {man.folder} has precision {args.precision!r}: it has {', '.join(have) or 'none'}")
     steps = ("stream_scores",) if any(a.get("kind") == "step" for a in man.artifacts) else ()
     golden = man.golden("x_raw", "scores", "y", *steps)  # sha256-verified
-    failures, checked = 0, 0
+    failures, checked, missing = 0, 0, 0
     # 1) every listed file (a C entry's header too), whether or not a backend for it is installed here
     for entry in man.artifacts:
         if entry.get("status", "ok") != "ok":
@@ -108,6 +108,7 @@ def run(args) -> int:
             if args.backend or args.artifact:
                 raise
             _report(args, entry, "skip", str(e))
+            missing += 1
             continue
         checked += 1
         bad = judge(metrics, entry.get("precision", "float32"), rows=metrics["decisions"])
@@ -117,6 +118,15 @@ def run(args) -> int:
         unknown = set(args.artifact) - set(man.names())
         if unknown:
             raise UserError(f"no artifact named {', '.join(sorted(unknown))} in {man.folder}: choose from {', '.join(man.names())}")
+    selection = [f"--{k} {v}" for k in ("backend", "precision") if (v := getattr(args, k))]
+    selection += [f"--artifact {name}" for name in args.artifact or []]
+    if checked == 0 and selection and not missing:  # the selection, not a missing library, left nothing
+        ok = [a for a in man.artifacts if a.get("status", "ok") == "ok"]
+        by_runtime = {r: sorted({str(a.get("precision")) for a in ok if a.get("runtime") == r})
+                      for r in dict.fromkeys(a.get("runtime") for a in ok)}
+        listing = "; ".join(f"{r} ({', '.join(ps)})" for r, ps in by_runtime.items()) or "none: re-export"
+        raise UserError(f"no artifact selected by {' '.join(selection)} can run: the artifacts in {man.folder} "
+                        f"that can are for {listing}; choose among them, or drop the selection to check them all")
     if checked == 0:
         raise UserError(f"nothing in {man.folder} could be checked with the backends installed here "
                         f"(see the skipped lines): install one, e.g. `pip install -e '.[onnx]'`")
@@ -128,7 +138,7 @@ def _report(args, entry: dict, verdict: str, why: str, metrics: dict | None = No
     if args.json:
         print_json({"artifact": entry.get("name"), "verdict": verdict, "why": why, "metrics": metrics})
         return
-    line = f"{verdict:4}  {entry.get('name', '?'):28} {entry.get('precision', '?'):14}"
+    line = f"{verdict:4}  {entry.get('name', '?'):28} {entry.get('precision') or '?':14}"  # null for a failed export
     if metrics and metrics.get("head") == "forecast":
         line += (f" max|err| {metrics['max_abs_err']:.2e}  rel err {metrics['rel_err']:.2e}"
                  f"  MSE {metrics.get('target_mse', float('nan')):.4f} (ref {metrics.get('reference_target_mse', float('nan')):.4f})")

@@ -6,13 +6,12 @@ import argparse
 import csv
 import io
 import json
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.npz import NpzUnreadable, read_npy, read_npz
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,7 +62,7 @@ def _numeric_rows(lines, path) -> list[list[float]]:
 def read_csv_sequence(path) -> np.ndarray:
     """A CSV of one sequence: one row per time step, one column per channel (a header row is skipped)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # a spreadsheet's byte order mark is not a header
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     rows = _numeric_rows(io.StringIO(text), path)
@@ -83,23 +82,19 @@ def read_input(path) -> np.ndarray:
         return read_csv_sequence(path)
     if path.suffix.lower() in (".npz", ".npy"):
         try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise UserError(f"{path} is not a readable numpy file ({type(e).__name__}: {e}); pickled data is refused") from None
+            data = read_npy(path) if path.suffix.lower() == ".npy" else read_npz(path)
+        except NpzUnreadable as e:
+            raise UserError(f"{path} is not a readable numpy file: it {e}; save plain float arrays with "
+                            f"numpy.savez (x_raw [N, T, C]) or numpy.save (pickled data is refused)") from None
         if isinstance(data, np.ndarray):
             x = data
         else:
-            keys = list(data.keys())
+            keys = list(data)
             # x_raw / x: golden.npz; X: the training .npz format (X [N, T, C], y [N])
             key = next((k for k in ("x_raw", "x", "X") if k in keys), keys[0] if len(keys) == 1 else None)
             if key is None:
                 raise UserError(f"{path} holds {keys}: name the raw features array 'x_raw', 'x' or 'X'")
-            try:
-                x = data[key]
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a damaged member
-                raise UserError(f"{path}[{key}] is damaged ({type(e).__name__}: {e}): re-create the file") from None
-            except ValueError as e:
-                raise UserError(f"{path}[{key}] cannot be read without unpickling ({e}): save a plain float array") from None
+            x = data[key]
         return x[None] if x.ndim == 2 else x
     raise UserError(f"unsupported input {path}: use .npz (array x_raw [N, T, C]) or .csv (rows = time steps)")
 

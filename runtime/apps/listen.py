@@ -81,12 +81,15 @@ def mic_chunks(rate: int, chunk: int, seconds: float | None):
     if seconds:
         cmd += ["-d", str(max(1, int(np.ceil(seconds))))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    left = int(seconds * rate) if seconds else None  # arecord -d takes whole seconds: cut at --seconds here
     try:
-        while True:
-            data = proc.stdout.read(chunk * 2)
+        while left is None or left > 0:
+            data = proc.stdout.read(2 * (chunk if left is None else min(chunk, left)))
             if not data:
                 break
-            yield np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+            audio = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+            left = None if left is None else left - len(audio)
+            yield audio
     finally:
         proc.terminate()
         proc.wait()

@@ -8,6 +8,7 @@ whenever a class's smoothed posterior reaches the threshold.
 
 from __future__ import annotations
 
+import io
 import sys
 
 from runtime.apps.common import add_model_arguments, load_model, print_json, window_of
@@ -50,29 +51,35 @@ def run(args) -> int:
     man = getattr(model, "manifest", None)
     if man is not None and man.model.get("head") == "forecast":
         raise UserError(f"{args.model} is a forecast model (no classes to detect): use `python -m runtime predict`")
-    window = args.window or window_of(model)
-    if not window:
+    window = window_of(model) if args.window is None else args.window  # 0 is refused below, as -1 is
+    if window is None:
         raise UserError("the model records no training window length: pass --window FRAMES")
     decoder = WindowedStream(model, window, args.lanes)
     detector = Detector(model.class_names, args.threshold, args.smooth,
                         args.refractory if args.refractory is not None else window, args.ignore)
     name = "stdin" if args.csv == "-" else args.csv
     try:
-        # bytes that are not UTF-8 become U+FFFD: such a row is then "not numeric", one line (not a traceback)
-        src = sys.stdin if args.csv == "-" else open(args.csv, encoding="utf-8", errors="replace")
+        # bytes that are not UTF-8 become U+FFFD: such a row is then "not numeric", one line (not a traceback);
+        # utf-8-sig drops a spreadsheet's byte order mark, which would make the first row look like a header
+        src = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace") if args.csv == "-" else \
+            open(args.csv, encoding="utf-8-sig", errors="replace")
     except OSError as e:
         raise UserError(f"cannot read {args.csv}: {e.strerror}") from None
     frames = detections = 0
     with src:
-        for row in rows(src, name):
-            if len(row) != model.channels:
-                raise UserError(f"{name} row {frames + 1} has {len(row)} values: the model expects {model.channels} channels")
-            for t, post in decoder.push(row):
-                d = detector.update(t, post)
-                if d:
-                    detections += 1
-                    report(d, args.rate, args.jsonl)
-            frames += 1
+        try:
+            for row in rows(src, name):
+                if len(row) != model.channels:
+                    raise UserError(f"{name} row {frames + 1} has {len(row)} values: the model expects "
+                                    f"{model.channels} channels")
+                frames += 1
+                for t, post in decoder.push(row):
+                    d = detector.update(t, post)
+                    if d:
+                        detections += 1
+                        report(d, args.rate, args.jsonl)
+        except KeyboardInterrupt:  # Ctrl-C ends a live stream: the summary below, as listen gives
+            pass
     if frames == 0:
         raise UserError(f"{name} has no data rows: give CSV rows of one frame each (one column per channel)")
     print(f"{frames} frames, {detections} detection(s)", file=sys.stderr)

@@ -23,7 +23,7 @@ def trace(folder, a: str, b: str, sample_rows: int | None = None) -> dict:
     """Per-row final LSB distances and the worst row's per-step distances between artifacts a and b."""
     import runtime
     from parity.inputs import SAMPLE_TEST_ROWS, load_heldout
-    from parity.providers._runtime import output_scale
+    from runtime.manifest import output_scale
     from runtime.errors import UserError
     from runtime.manifest import Manifest
     from runtime.metrics import lsb_per_row

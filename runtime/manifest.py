@@ -25,6 +25,21 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def output_scale(entry: dict) -> float | None:
+    """One LSB of the ``scores`` output: its own scale when it is an integer tensor, else the scale of
+    the integer tensor it is dequantized from (``dequantized_from``: an int8 graph with float outputs);
+    None for a float graph."""
+    outs = entry.get("outputs") or []
+    out = next((o for o in outs if o.get("name") == "scores"), outs[0] if outs else None)
+    if out is None:
+        return None
+    for dtype, q in ((out.get("dtype"), out.get("quant")),
+                     ((out.get("dequantized_from") or {}).get("dtype"), out.get("dequantized_from"))):
+        if q and str(dtype or "").startswith(("int", "uint")):
+            return float(q["scale"])
+    return None
+
+
 def verify_file(path: Path, expected: str | None, what: str = "model file") -> Path:
     """Refuse a missing file or one whose sha256 differs from the manifest's."""
     path = Path(path)

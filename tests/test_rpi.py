@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
 import pytest
 
 from devices.rpi import deploy as D
@@ -515,3 +516,21 @@ def test_aarch64_parity_reports_the_c_it_cannot_build_as_not_passed(fixture_arti
     assert [r["artifact"] for r in rows] == ["c-int8", "c-int8-step"]
     assert all(not r["passed"] and r["error"].startswith("not run: ") and "gcc-aarch64-linux-gnu" in r["error"]
                for r in rows), rows
+
+
+def test_aarch64_parity_judges_an_int8_graph_with_float_outputs_in_lsbs():
+    """`python -m devices.rpi parity` read only outputs[0]: for tflite-int8-step that is a float32 state
+    tensor, so an int8 step graph (scores dequantized from int8) was judged by the float32 tolerance
+    instead of the 1-LSB rule; the parity suite read the `scores` output and its `dequantized_from`."""
+    from devices.rpi.parity import judge_pair
+    scale = 0.0699
+    entry = {"name": "tflite-int8-step", "runtime": "litert", "precision": "int8",
+             "outputs": [{"name": "state_out_1", "dtype": "float32", "quant": None},
+                         {"name": "scores", "dtype": "float32", "quant": None,
+                          "dequantized_from": {"dtype": "int8", "scale": scale, "zero_point": 3}}]}
+    host = np.ones((2, 100, 7), np.float32)
+    one, two = host.copy(), host.copy()
+    one[0, 50, 3] += scale
+    two[0, 50, 3] += 2 * scale
+    assert judge_pair(entry, one, host)["passed"] and judge_pair(entry, one, host)["lsb"] == 1
+    assert not judge_pair(entry, two, host)["passed"]  # (under the float32 rule both failed at 1e-4 x peak)

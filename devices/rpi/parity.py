@@ -31,7 +31,7 @@ from devices.rpi.pins import REPO_ROOT
 from runtime.atomic import write_json
 from runtime.cache import private_dir
 from runtime.errors import UserError
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, output_scale
 from runtime.tolerances import abs_limit, tolerance_for
 
 MAX_LSB = 1
@@ -54,15 +54,6 @@ def not_runnable_here(entry: dict) -> str | None:
 def max_lsb(entry: dict) -> int:
     """How many LSBs an integer output may move between aarch64 and x86: none for the generated C."""
     return 0 if entry.get("runtime") == "c" else MAX_LSB
-
-
-def output_scale(entry: dict) -> float | None:
-    """The LSB of an integer output (its dequantization scale), or None for float outputs."""
-    outs = entry.get("outputs") or []
-    q = outs[0].get("quant") if outs else None
-    if q and str(outs[0].get("dtype", "")).startswith(("int", "uint")):
-        return float(q["scale"])
-    return None
 
 
 class PiScores:

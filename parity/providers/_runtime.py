@@ -11,6 +11,7 @@ import numpy as np
 
 from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
 from runtime.errors import MissingDependency, UserError
+from runtime.manifest import output_scale
 
 # Words of an artifact name that the cell id already says (format, runtime, precision, kind).
 _NOISE = {"onnx", "tflite", "c", "litert", "tflm", "onnxruntime", "ort", "float32", "fp32", "float16", "fp16",
@@ -38,21 +39,6 @@ def missing_reason(backend: str) -> str | None:
         return str(e)
     except UserError as e:
         return str(e)
-    return None
-
-
-def output_scale(entry: dict) -> float | None:
-    """One LSB of the ``scores`` output: its own scale when it is an integer tensor, else the scale of
-    the integer tensor it is dequantized from (``dequantized_from``: an int8 graph with float outputs);
-    None for a float graph."""
-    outs = entry.get("outputs") or []
-    out = next((o for o in outs if o.get("name") == "scores"), outs[0] if outs else None)
-    if out is None:
-        return None
-    for dtype, q in ((out.get("dtype"), out.get("quant")),
-                     ((out.get("dequantized_from") or {}).get("dtype"), out.get("dequantized_from"))):
-        if q and str(dtype or "").startswith(("int", "uint")):
-            return float(q["scale"])
     return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
-from parity.providers._runtime import output_scale
+from runtime.manifest import output_scale
 
 NAME = "c-reference"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
-from parity.providers._runtime import output_scale
+from runtime.manifest import output_scale
 
 NAME = "cortex-m"
 # (core, precisions): M4 = DSP + single-precision FPU; M3 = no DSP, no FPU (soft float).

@@ -18,9 +18,10 @@ import shutil
 import numpy as np
 
 from parity.cells import STREAM, WHOLE, Cell, Outputs, cell_id
-from parity.providers._runtime import output_scale, variant_of
+from parity.providers._runtime import variant_of
 from parity.providers.litert_ref import PRECISIONS as REF_PRECISIONS
 from runtime.backends.litert import REFERENCE_SUFFIX
+from runtime.manifest import output_scale
 
 NAME = "rpi"
 RUNTIMES = ("onnxruntime", "litert", "c")

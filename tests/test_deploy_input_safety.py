@@ -477,3 +477,28 @@ def test_deploy_connects_over_ipv6(tmp_path, bundle):
         assert len(pi.transports) == 2
     finally:
         pi.close()
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_before_connecting(fake_pi, tmp_path):
+    """--results was first written after the switch: the deploy then failed with the new release live."""
+    bundle = _make_bundle(tmp_path / "dist")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write --results"):
+        _deploy(fake_pi, bundle, results_dir=blocker / "results")
+    assert fake_pi.commands == [] and not (fake_pi.home / "rnn-edge").exists()
+
+
+def test_a_failure_after_the_switch_says_the_new_release_is_active(fake_pi, tmp_path, monkeypatch):
+    """A failing prune (or results write) after the switch was reported as a plain failure, exit 2,
+    though the new release was live: the message now says so."""
+    bundle = _make_bundle(tmp_path / "dist")
+
+    def prune_fails(*a):
+        raise UserError("cannot prune old releases: Permission denied")
+    monkeypatch.setattr(d, "_prune", prune_fails)
+    with pytest.raises(UserError, match=r"Permission denied; release \S+ is active on the Pi all the same") as e:
+        _deploy(fake_pi, bundle, results_dir=tmp_path / "results")
+    assert "\n" not in str(e.value)
+    current = fake_pi.home / "rnn-edge" / "current"
+    assert current.is_symlink() and os.readlink(current).startswith("releases/")

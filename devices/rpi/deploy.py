@@ -228,8 +228,10 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
         raise UserError(f"--bench-repeats {bench_repeats}: the Pi times each artifact at least once; pass 1 or more")
     # every argument first, then the bundle, then the network: a mistake costs nothing on the Pi
     base = remote_folder(remote_dir)
-    parse_host(host, port)
+    _, hostname, _ = parse_host(host, port)
     check_key(key_filename)
+    # the results are written after the switch: a folder that cannot take them is found now, not then
+    atomic.check_writable(Path(results_dir or Path("dist/rpi/results") / hostname) / "results.json", "--results")
     step = on_step or (lambda name: None)
     step("bundle")
     b, req = verify_bundle(bundle if isinstance(bundle, Bundle) else load_bundle(bundle))
@@ -336,6 +338,11 @@ def deploy(bundle, host: str, port: int | None = None, known_hosts=None, key_fil
             raise DeployInterrupted(f"interrupted after the switch: release {release} is active on the Pi "
                                     f"(its check passed); the bench results were not saved and old releases "
                                     f"not pruned: deploy again to redo them") from None
+        if activated and isinstance(sys.exc_info()[1], Exception):  # after the switch, "failed" alone would mislead
+            e = sys.exc_info()[1]
+            raise UserError(f"{e if isinstance(e, UserError) else f'{type(e).__name__}: {e}'}; release {release} "
+                            f"is active on the Pi all the same (its check and bench passed): deploy again to finish "
+                            f"the results and pruning") from None
         if not activated:
             cmds = [f"rm -rf {q(tmp)}"] if tmp else []
             if release:

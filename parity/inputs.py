@@ -47,12 +47,7 @@ class HeldOut:
 
 
 def _load_golden(manifest: Manifest) -> dict:
-    path = manifest.golden_path()  # sha256-verified
-    with np.load(path, allow_pickle=False) as z:
-        missing = {"x_raw", "y", "scores"} - set(z.files)
-        if missing:
-            raise UserError(f"{path} lacks {', '.join(sorted(missing))}: re-export the artifacts")
-        return {k: z[k] for k in z.files}
+    return manifest.golden("x_raw", "y", "scores")  # sha256-verified; damaged or lacking: one line
 
 
 def _test_split(meta: dict, max_test: int | None) -> tuple[np.ndarray | None, np.ndarray | None, str]:

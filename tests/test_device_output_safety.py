@@ -126,3 +126,37 @@ def test_real_firmware_run_leaves_no_work_folder(fixture_artifacts, monkeypatch,
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     rep = json.loads(RP.firmware("cortex-m4", artifacts=str(fixture_artifacts("gru")), sequences=1, as_json=True))
     assert rep["host_identical"] and _fw_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["no x", "cut short"])
+def test_firmware_and_parity_read_a_damaged_golden_file_as_check_does(fixture_artifacts, tmp_path, damage):
+    """A golden.npz re-signed in the manifest after damage: `check` and `bench` said so in one line
+    (rows 21, 73), `invoke firmware` and `python -m parity` raised KeyError / BadZipFile tracebacks."""
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+
+    from devices.cortex_m.report import c_library_and_inputs
+    from parity.inputs import load_heldout
+    from runtime.errors import UserError
+    from runtime.manifest import Manifest
+    folder = tmp_path / "art"
+    shutil.copytree(fixture_artifacts("gru"), folder)
+    golden = folder / "golden.npz"
+    if damage == "no x":
+        arrays = dict(np.load(golden))
+        arrays.pop("x")
+        arrays.pop("x_raw")
+        np.savez(golden, **arrays)
+    else:
+        golden.write_bytes(golden.read_bytes()[: golden.stat().st_size // 2])
+    man = json.loads((folder / "manifest.json").read_text())
+    man["golden"]["sha256"] = hashlib.sha256(golden.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(man))
+    for read in (lambda: c_library_and_inputs(folder, "int8", 2, work_dir=tmp_path / "w"),
+                 lambda: load_heldout(Manifest.read(folder), test_split=False)):
+        with pytest.raises(UserError, match=r"golden file .* (lacks x|cannot be read)") as e:
+            read()
+        assert "\n" not in str(e.value)

@@ -534,3 +534,18 @@ def test_aarch64_parity_judges_an_int8_graph_with_float_outputs_in_lsbs():
     two[0, 50, 3] += 2 * scale
     assert judge_pair(entry, one, host)["passed"] and judge_pair(entry, one, host)["lsb"] == 1
     assert not judge_pair(entry, two, host)["passed"]  # (under the float32 rule both failed at 1e-4 x peak)
+
+
+def test_bundle_refuses_a_tflite_micro_entry_and_names_the_one_the_pi_runs():
+    """`bundle --artifact tflm-int8` shipped the entry with runtime tflm (BUNDLE.json said litert): the
+    Pi's check skipped it and bench failed after the upload and install, then switched back."""
+    from types import SimpleNamespace
+
+    from devices.rpi.bundle import PI_RUNTIMES, select_entries
+    arts = [{"name": "tflite-int8", "file": "model_int8.tflite", "format": "tflite", "runtime": "litert", "status": "ok"},
+            {"name": "tflm-int8", "file": "model_int8.tflite", "format": "tflite", "runtime": "tflm", "status": "ok"}]
+    man = SimpleNamespace(artifacts=arts, by_name=lambda n: next(a for a in arts if a["name"] == n))
+    with pytest.raises(UserError, match="'tflm-int8' .* has no runtime on the Pi: its file runs on the Pi as tflite-int8"):
+        select_entries(man, ["tflm-int8"], tuple(PI_RUNTIMES))
+    assert select_entries(man, ["tflite-int8"], tuple(PI_RUNTIMES)) == [(arts[0], "litert")]
+    assert select_entries(man, None, tuple(PI_RUNTIMES)) == [(arts[0], "litert")]  # the default never took it

@@ -57,26 +57,20 @@ class Bundle:
         return self.folder.name
 
 
-def _runtime_for(entry: dict, runtimes: tuple[str, ...]) -> str | None:
-    """Which Pi runtime runs this manifest entry: its own if it is one, else one opening its format."""
-    if entry.get("runtime") in runtimes:
-        return entry["runtime"]
-    for name in runtimes:
-        if entry.get("format") in PI_RUNTIMES[name]:
-            return name
-    return None
-
-
 def select_entries(man: Manifest, names: list[str] | None, runtimes: tuple[str, ...]) -> list[tuple[dict, str]]:
     """(entry, runtime) pairs to ship: the named entries, else every ``ok`` entry for a Pi runtime."""
     picked = []
     if names:
         for name in names:
             entry = man.by_name(name)
-            runtime = _runtime_for(entry, runtimes)
-            if runtime is None:
+            runtime = entry.get("runtime") if entry.get("runtime") in runtimes else None
+            if runtime is None:  # (tflm-int8: the Pi would be told TFLite Micro, which it does not have)
+                same = [a["name"] for a in man.artifacts if a.get("file") == entry.get("file")
+                        and a.get("runtime") in runtimes and a is not entry]
+                hint = f"its file runs on the Pi as {' or '.join(same)}: pass that" if same else \
+                    f"choose onnx, tflite or c artifacts ({', '.join(runtimes)})"
                 raise UserError(f"artifact {name!r} ({entry.get('format')}, {entry.get('runtime')}) has no runtime on "
-                                f"the Pi: choose onnx, tflite or c artifacts ({', '.join(runtimes)})")
+                                f"the Pi: {hint}")
             if entry.get("status", "ok") != "ok":
                 raise UserError(f"artifact {name!r} has status {entry.get('status')!r}: it cannot be deployed; "
                                 f"re-export it or choose another")

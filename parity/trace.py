@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample-rows", type=int, default=None, metavar="N", help="test rows after the golden rows")
     args = p.parse_args(argv)
     try:
+        if args.sample_rows is not None and args.sample_rows < 0:  # (as python -m parity refuses it)
+            raise UserError(f"--sample-rows {args.sample_rows}: pass 0 or more (a count of test-split rows)")
         import torch
         torch.set_num_threads(1)
         t = trace(args.folder, args.a, args.b, args.sample_rows)

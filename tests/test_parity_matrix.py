@@ -224,3 +224,10 @@ def test_sample_rows_spread_over_the_whole_test_split(parity_matrix):
     order = spread_first(len(test), s - g)
     assert np.array_equal(sample, test[order[:s - g]].astype(np.float32))
     assert np.array_equal(held.x_raw[g:], test[order].astype(np.float32))  # every test row, once
+
+
+def test_trace_refuses_a_negative_sample_count(capsys):
+    """`python -m parity.trace ... --sample-rows -5` silently dropped 5 of the golden rows."""
+    from parity.trace import main
+    assert main(["/nonexistent", "a", "b", "--sample-rows", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --sample-rows -5: pass 0 or more (a count of test-split rows)"

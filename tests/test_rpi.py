@@ -549,3 +549,16 @@ def test_bundle_refuses_a_tflite_micro_entry_and_names_the_one_the_pi_runs():
         select_entries(man, ["tflm-int8"], tuple(PI_RUNTIMES))
     assert select_entries(man, ["tflite-int8"], tuple(PI_RUNTIMES)) == [(arts[0], "litert")]
     assert select_entries(man, None, tuple(PI_RUNTIMES)) == [(arts[0], "litert")]  # the default never took it
+
+
+def test_pi_scores_leave_no_work_folder_when_no_pi_can_be_had(fixture_artifacts, tmp_path, monkeypatch):
+    """PiScores made its work folder before asking for the emulated Pi: a failure there left it behind."""
+    from devices.rpi import parity as P
+    monkeypatch.setenv("RNN_EDGE_CACHE", str(tmp_path / "cache"))
+
+    def no_pi(progress=False):
+        raise UserError("mmdebstrap failed (simulated)")
+    monkeypatch.setattr(P, "emulated_pi", no_pi)
+    with pytest.raises(UserError, match="simulated"):
+        P.PiScores(fixture_artifacts("gru"))
+    assert list((tmp_path / "cache").rglob("pi-*")) == []

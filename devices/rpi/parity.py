@@ -67,8 +67,9 @@ class PiScores:
         self.folder = Path(folder)
         self.manifest = Manifest.read(self.folder)
         base = private_dir("parity")
+        pi = pi or emulated_pi(progress=progress)  # first: a Pi that cannot be had leaves no work folder
         self.work = Path(tempfile.mkdtemp(prefix="pi-", dir=base))
-        self.pi = (pi or emulated_pi(progress=progress)).with_state(self.work / "state")
+        self.pi = pi.with_state(self.work / "state")
         self._cache: dict[str, dict[str, np.ndarray]] = {}
         self._staged = False
 

@@ -7,6 +7,7 @@ refused rather than trusted.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -31,6 +32,8 @@ def private_dir(*parts: str) -> Path:
         # (0775 under umask 002), which the check below would then refuse
         for level in reversed([q for q in (path, *path.parents) if not q.exists()]):
             level.mkdir(mode=0o700, exist_ok=True)
+        if not path.is_dir():  # (a file of that name: mkdir(exist_ok=True) above only skips what exists)
+            raise FileExistsError(errno.EEXIST, "a file is in the way")
     except OSError as e:
         raise UserError(f"cannot create the cache folder {path} ({e.strerror}): set RNN_EDGE_CACHE to a "
                         f"folder of your own") from None

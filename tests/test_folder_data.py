@@ -98,6 +98,33 @@ def test_csv_folder_windows_and_splits(tmp_path):
     assert load_task(str(root)).X_train.shape[1] == 120
 
 
+def test_files_in_hidden_folders_are_not_recordings(tmp_path):
+    """Audit: hidden files were skipped but not hidden folders: Jupyter's .ipynb_checkpoints/ copies were
+    read as more recordings (a copy of a training recording could land in test)."""
+    root = make_csv_folder(tmp_path / "imu")
+    plain = load_task(str(root), window=40, hop=20)
+    for label in ("walk", "run"):
+        hidden = root / label / ".ipynb_checkpoints"
+        hidden.mkdir()
+        (hidden / f"subj0_nohash_{label}-checkpoint.csv").write_bytes((root / label / f"subj0_nohash_{label}.csv").read_bytes())
+    d = load_task(str(root), window=40, hop=20)
+    assert d.info["examples"] == plain.info["examples"] and d.info["groups"] == plain.info["groups"]
+
+
+def test_a_channel_in_small_units_is_normalized_and_a_constant_one_is_not(tmp_path):
+    """Audit: a channel whose spread was under 1e-6 (e.g. in units of 1e-7) counted as constant: not scaled."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 10, 3))
+    X[..., 2] = 9.81  # constant
+    loaded = {}
+    for name, scale in (("unit", 1.0), ("micro", 1e-7)):
+        np.savez(tmp_path / f"{name}.npz", X=X * [1.0, scale, 1.0], y=np.arange(60) % 2)
+        loaded[name] = load_task(str(tmp_path / f"{name}.npz")).normalization()
+    (mean, std), (mean_micro, std_micro) = loaded["unit"], loaded["micro"]
+    np.testing.assert_allclose(std_micro[1], 1e-7 * std[1], rtol=1e-5)
+    assert std[2] == std_micro[2] == 1.0 and mean[2] == pytest.approx(9.81)
+
+
 def test_npz_with_and_without_groups(tmp_path):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((60, 10, 2)).astype(np.float32), rng.integers(0, 3, 60)
@@ -239,6 +266,12 @@ X6 = np.ones((6, 4, 2))
     (dict(X=X6, y=np.array(["a", "b"] * 3), class_names=np.array(["a", "b", "a"])), r"class_names \(a, b, a\) must name each label"),
     (dict(X=X6, y=np.arange(6) % 3, groups=np.array(["s0", "s1"] * 3)), r"found only 2 .*groups come from the groups array of"),
     (dict(X=X6 * 1j, y=np.arange(6) % 2), r"real numeric array .*complex: save the real and imaginary parts"),
+    # (audit: a 0-d class_names or groups array was a TypeError traceback, a 2-d one a confusing count)
+    (dict(X=X6, y=np.arange(6) % 2, class_names=np.array("ab")), r"class_names must be a 1-d array \[K\], got shape \(\)"),
+    (dict(X=X6, y=np.arange(6) % 2, class_names=np.array([["a", "b"]])), r"class_names must be a 1-d array \[K\], got shape \(1, 2\)"),
+    (dict(X=X6, y=np.arange(6) % 2, groups=np.array(5)), r"groups must be a 1-d array \[N\], got shape \(\)"),
+    # (audit: a float64 value beyond float32 passed the finite check, became inf and the run "diverged")
+    (dict(X=np.where(np.arange(6)[:, None, None] == 0, 1e39, X6), y=np.arange(6) % 2), r"X holds values beyond float32's range"),
 ])
 def test_bad_npz_gets_one_clear_line(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
@@ -248,8 +281,11 @@ def test_bad_npz_gets_one_clear_line(tmp_path, arrays, message):
 
 
 @pytest.mark.parametrize("kind, options, message", [
-    ("npz", {"test_fraction": 1.5}, r"option test_fraction=1.5 of .* is out of range: choose a fraction from 0 to below 1"),
-    ("npz", {"val_fraction": -0.2}, r"option val_fraction=-0.2 of .* is out of range: choose a fraction from 0 to below 1"),
+    ("npz", {"test_fraction": 1.5}, r"option test_fraction=1.5 of .* is out of range: choose a fraction above 0 and below 1"),
+    ("npz", {"val_fraction": -0.2}, r"option val_fraction=-0.2 of .* is out of range: choose a fraction above 0 and below 1"),
+    # (audit: a fraction of 0 was silently one group, and moved the other split's groups)
+    ("npz", {"val_fraction": 0.0}, r"option val_fraction=0.0 of .* is out of range: .*each split holds at least one group"),
+    ("csv", {"test_fraction": 0.0}, r"option test_fraction=0.0 of .* is out of range: choose a fraction above 0"),
     ("npz", {"val_fraction": 0.5, "test_fraction": 0.5}, "leave no training data: choose fractions whose sum is below 1"),
     ("csv", {"hop": 0}, r"option hop=0 of .* is out of range: choose 1 or more rows"),
     ("csv", {"window": 0}, r"option window=0 of .* is out of range: choose 1 or more rows"),

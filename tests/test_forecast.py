@@ -119,6 +119,20 @@ def test_augmentation_is_refused_for_a_forecast(tmp_path):
     with pytest.raises(UserError, match="mixup = 0.4 mixes class labels and needs a classification task"):
         train(load_config("fixture-forecast", arch="gru", out=str(tmp_path), augment="none", mixup=0.4, epochs=1),
               resume=False, progress=False)
+    with pytest.raises(UserError, match="label_smoothing = 0.1 smooths class labels and needs a classification task"):
+        train(load_config("fixture-forecast", arch="gru", out=str(tmp_path), label_smoothing=0.1, epochs=1),
+              resume=False, progress=False)  # (it was silently ignored: the loss is an MSE)
+
+
+@pytest.mark.parametrize("option, value", [("input_s", 0.0), ("horizon_s", 0.0), ("hop_s", -1.0), ("hop_s", 0.001)])
+def test_watch_forecast_windows_out_of_range_are_one_line(option, value):
+    """Audit: input_s = 0 was a RuntimeError traceback and hop_s = -1 was silently a hop of one frame."""
+    from runtime.errors import UserError
+    from training.data import load_task
+    with pytest.raises(UserError, match=rf"option {option}={value} of task watch-forecast is out of range: "
+                                        rf"choose at least one frame \(0.02 s at 50 Hz\)") as err:
+        load_task("watch-forecast", **{option: value})
+    assert "\n" not in str(err.value)
 
 
 def test_export_verifies_forecast_artifacts_by_regression_metrics(forecast_artifacts):

@@ -10,6 +10,7 @@ step forms must reproduce them frame for frame. The C library is streaming-only 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -110,6 +111,30 @@ def test_augmentation_is_refused_for_frames(tmp_path):
     with pytest.raises(UserError, match="augment"):
         train(load_config("fixture-frames", arch="gru", out=str(tmp_path), augment="basic", epochs=1),
               resume=False, progress=False)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("min_segment_s", 2.0, "choose 0 to half of length_s"), ("length_s", 0.0, "a length of at least 2 frames"),
+    ("ignore_s", 5.0, "below length_s (3.0 s), so that some frames are scored"), ("ignore_s", -1.0, "0 or more"),
+    ("settle_s", -1.0, "0 (score every frame as settled) or more"), ("p_single", 1.5, "a probability from 0 to 1")])
+def test_watch_frames_options_out_of_range_are_one_line(option, value, message):
+    """Audit: min_segment_s = 2 and length_s = 0 were ValueError tracebacks; ignore_s = 5 (longer than the
+    sequence) trained on no frame and was reported as a diverged run."""
+    from runtime.errors import UserError
+    from training.data import load_task
+    with pytest.raises(UserError, match=rf"option {option}={value} of task watch-frames is out of range: .*{re.escape(message)}") as err:
+        load_task("watch-frames", **{option: value})
+    assert "\n" not in str(err.value)
+
+
+def test_a_watch_frames_run_without_settled_frames_reports_the_rest(tmp_path, capsys):
+    """Audit: settle_s = 0 trained and wrote metrics.json, then the summary line was a TypeError traceback."""
+    from training.train import main
+    assert main(["--task", "watch-frames", "--out", str(tmp_path), "--no-progress", "--set", "epochs=1", "--set", "hidden=4",
+                 "--set", "data.settle_s=0", "--set", "data.per_subject_train=4", "--set", "data.per_subject_eval=2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("watch-frames-gru: test frame accuracy") and "settled" not in line
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_settled_acc"] is None
 
 
 def test_export_verifies_every_frame(frames_artifacts):

@@ -120,8 +120,13 @@ def test_bad_options():
     ({"features": {"hop": "x"}}, r"option features.hop='x' of task kws must be an integer"),
     ({"features": "mel"}, r"option features='mel' of task kws must be a table"),
     ({"clip_seconds": 0.0}, r"option clip_seconds=0.0 of task kws is out of range: choose a length of at least 0.025 s"),
-    ({"test_fraction": 1.5}, r"option test_fraction=1.5 of task kws is out of range: choose a fraction from 0 to below 1"),
+    ({"test_fraction": 1.5}, r"option test_fraction=1.5 of task kws is out of range: choose a fraction above 0 and below 1"),
+    ({"val_fraction": 0.0}, r"option val_fraction=0.0 of task kws is out of range: choose a fraction above 0 and below 1"),
     ({"val_fraction": 0.5, "test_fraction": 0.6}, "leave no training data"),
+    ({"pitch": [80, 20]}, r"option pitch=\[80, 20\] of task kws is out of range: choose a range \[low, high\] of espeak pitches"),
+    ({"pitch": [20]}, r"option pitch=\[20\] of task kws is out of range"),
+    ({"speed": [0.0, 1.0]}, r"option speed=\[0.0, 1.0\] of task kws is out of range: choose a range \[low, high\] of positive"),
+    ({"snr_db": [30.0, 5.0]}, r"option snr_db=\[30.0, 5.0\] of task kws is out of range"),
 ])
 def test_bad_feature_and_out_of_range_options_are_one_line(options, message):
     with pytest.raises(UserError, match=message) as err:

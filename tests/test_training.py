@@ -242,6 +242,8 @@ def test_ddp_trains_with_target_replication(tmp_path):
      "subject_adversary = 0.3 needs a classification task that records who made each training window (watch)"),
     (["--task", "fixture", "--set", "subject_adversary=-1"], "subject_adversary = -1.0 is out of range"),
     (["--task", "fixture", "--set", "target_replication=2"], "target_replication = 2.0 is out of range"),
+    (["--task", "fixture", "--set", "augment=imu", "--set", "mirror=0.5"],  # (was basic only, silently, on 3 channels)
+     'augment = "imu" turns the accelerometer and gyroscope triplets (channels 0-5) and needs 6 or more channels, but fixture has 3'),
 ])
 def test_bad_training_input_is_one_line(args, expect, tmp_path):
     if "--device" in args and torch.cuda.is_available():
@@ -260,6 +262,16 @@ def test_procs_checks_the_data_before_starting_torchrun(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == (f"error: {tmp_path / 'nan.npz'}: X contains NaN or infinite values: "
                                 "drop or fill those examples before saving"), r.stderr
+
+
+def test_a_short_run_that_averages_no_epoch_says_so(tmp_path, capsys):
+    """Audit: swa = 0.04 of 10 epochs rounded to no averaged epoch and trained without averaging, silently
+    (a short run of the watch recipe, swa = 0.25 of 2 epochs, too): one warning line, and the run trains."""
+    assert load_config("fixture", keep="last", epochs=10, swa=0.06).swa_start() == 9
+    m = train(load_config("fixture", keep="last", epochs=1, swa=0.5, out=str(tmp_path / "r")), progress=False)
+    assert m["epochs_run"] == 1
+    assert ("warning: swa = 0.5 of 1 epochs averages no epoch: training without weight averaging (swa = 0.51 or "
+            "more averages one; swa = 0 turns it off)") in capsys.readouterr().err.splitlines()
 
 
 def test_set_reaches_a_table_inside_data():
@@ -431,3 +443,75 @@ def test_ddp_launch_refuses_what_its_processes_would_refuse_with_one_line(tmp_pa
         r = run_cli("--task", "fixture", "--device", "cpu", "--procs", "2", *args)
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().startswith(message) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def run_bounded(cmd, log: Path, timeout: float = 90):
+    """``cmd``, stopped with SIGTERM (on which torchrun stops its workers) when it runs past ``timeout``
+    (a hung DDP run): returns its exit code, or None when it hung, and its stderr."""
+    with open(log, "w+") as err:
+        p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            p.wait(60)
+            rc = None
+        err.seek(0)
+        return rc, err.read()
+
+
+def test_every_rank_gets_the_same_number_of_windows():
+    from training.trainer import Dist, rank_shard
+    order = np.arange(10)
+    assert np.array_equal(rank_shard(order, Dist()), order)  # one process: the whole epoch, unpadded
+    for n in (1, 383, 384, 385, 386):
+        for world in (2, 3, 4):
+            shards = [rank_shard(np.arange(n), Dist(rank, world)) for rank in range(world)]
+            assert {len(s) for s in shards} == {-(-n // world)}, (n, world)
+            assert set(np.concatenate(shards)) == set(range(n))
+
+
+def test_ddp_trains_when_the_windows_do_not_split_evenly_over_the_ranks(tmp_path):
+    """Audit: 385 training windows over 2 processes gave rank 0 four batches of 64 and rank 1 three: DDP hung."""
+    rc, err = run_bounded([sys.executable, "-m", "training.train", "--task", "fixture", "--device", "cpu", "--procs", "2",
+                           "--out", str(tmp_path / "o"), "--set", "epochs=2", "--set", "data.n_train=385", "--no-progress"],
+                          tmp_path / "log")
+    assert rc == 0, err[-2000:]
+
+
+def test_ddp_ranks_stop_for_the_time_budget_after_the_same_epoch(tmp_path):
+    """Audit: each rank read its own clock, and rank 0 writes the training state before reading it: a slow
+    disk let rank 1 start one more epoch while rank 0 had stopped, and both waited forever. Here rank 0
+    takes 3 s to save each epoch and the budget (1.5 s) runs out between the two ranks' clock readings."""
+    script = tmp_path / "slow_rank0.py"
+    script.write_text("import sys, time\n"
+                      "import training.trainer as T\n"
+                      "save = T.save_train_state\n"
+                      "T.save_train_state = lambda path, state: (time.sleep(3.0), save(path, state))\n"
+                      "from training.train import main\n"
+                      "sys.exit(main())\n")
+    rc, err = run_bounded([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), "--task", "fixture", "--device", "cpu", "--out", str(tmp_path / "o"),
+                           "--set", "epochs=40", "--set", "max_minutes=0.025", "--no-progress"], tmp_path / "log")
+    assert rc == 0, err[-2000:]
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["stop_reason"].startswith("time budget")
+
+
+@pytest.mark.parametrize("limit_kb, file", [(16, "train_state.pt"), (4, "model.safetensors")])
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_epoch_before(tmp_path, limit_kb, file):
+    """Audit: a full disk (here the file-size limit, EFBIG) while writing the checkpoint or the training
+    state was a RuntimeError / SafetensorError traceback."""
+    import resource
+    out = tmp_path / "o"
+    train(load_config("fixture", out=str(out), epochs=2, keep="last", max_minutes=1e-9), resume=False, progress=False)
+    before = {f: (out / f).read_bytes() for f in ("model.safetensors", "train_state.pt")}  # (of epoch 0)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+    r = subprocess.run([sys.executable, "-m", "training.train", "--task", "fixture", "--out", str(out), "--no-progress",
+                        "--set", "epochs=2", "--set", "keep=last"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert r.returncode == 2 and r.stderr.strip() == (f"error: cannot write {out / file}: File too large; free space or "
+                                                      f"choose another --out (the run folder keeps the files of the epoch before)"), r.stderr
+    assert (out / file).read_bytes() == before[file]  # the file it could not write is the previous epoch's
+    assert load_train_state(out / "train_state.pt")["epoch"] == 0

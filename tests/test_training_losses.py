@@ -68,7 +68,7 @@ def test_watch_training_windows_carry_their_subject(val_in_train):
 
 
 def test_watch_trains_with_the_adversary_resumes_and_exports_only_the_model(tmp_path):
-    kw = dict(arch="gru", epochs=2, subject_adversary=0.5)
+    kw = dict(arch="gru", epochs=2, swa=0, subject_adversary=0.5)
     first = train(load_config("watch", out=str(tmp_path / "a"), max_minutes=1e-9, **kw), resume=False, progress=False)
     assert len(first["history"]) == 1  # stopped by the time budget after one epoch
     state = load_train_state(tmp_path / "a" / "train_state.pt")
@@ -89,7 +89,7 @@ def test_watch_trains_with_the_adversary_resumes_and_exports_only_the_model(tmp_
 
 def test_adversary_refuses_mixup_and_other_heads(tmp_path):
     with pytest.raises(UserError, match="mixes windows of two subjects"):
-        train(load_config("watch", arch="gru", out=str(tmp_path / "m"), epochs=1, subject_adversary=0.3, mixup=0.2),
+        train(load_config("watch", arch="gru", out=str(tmp_path / "m"), epochs=1, swa=0, subject_adversary=0.3, mixup=0.2),
               resume=False, progress=False)
     with pytest.raises(UserError, match="needs a classification task"):
         train(load_config("watch-forecast", arch="gru", out=str(tmp_path / "f"), epochs=1, subject_adversary=0.3),
@@ -113,9 +113,9 @@ def test_target_replication_mixes_the_last_step_with_the_second_half():
 
 
 def test_target_replication_trains_watch_and_refuses_other_heads(tmp_path):
-    m = train(load_config("watch", arch="gru", out=str(tmp_path / "r"), epochs=1, target_replication=0.5),
+    m = train(load_config("watch", arch="gru", out=str(tmp_path / "r"), epochs=1, swa=0, target_replication=0.5),
               resume=False, progress=False)
-    plain = train(load_config("watch", arch="gru", out=str(tmp_path / "p"), epochs=1), resume=False, progress=False)
+    plain = train(load_config("watch", arch="gru", out=str(tmp_path / "p"), epochs=1, swa=0), resume=False, progress=False)
     assert m["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
     model, _ = load_model(tmp_path / "r" / "model.safetensors")
     assert model.state_dict().keys() == SequenceModel(model.spec).state_dict().keys()
@@ -123,5 +123,5 @@ def test_target_replication_trains_watch_and_refuses_other_heads(tmp_path):
         train(load_config("watch-frames", arch="gru", out=str(tmp_path / "f"), epochs=1, target_replication=0.5),
               resume=False, progress=False)
     with pytest.raises(UserError, match="mixup"):
-        train(load_config("watch", arch="gru", out=str(tmp_path / "m"), epochs=1, target_replication=0.5, mixup=0.2),
+        train(load_config("watch", arch="gru", out=str(tmp_path / "m"), epochs=1, swa=0, target_replication=0.5, mixup=0.2),
               resume=False, progress=False)

@@ -82,6 +82,21 @@ def test_dev_folds_never_touch_the_test_subjects():
         assert not set(test) & set(val)
 
 
+def test_every_fold_count_holds_every_subject_out_once_and_the_even_folds_stay_as_published():
+    """Audit: --folds 3 (and 4, 6, --dev 3, 5, ...) dropped the subjects left over by len // k: never tested."""
+    dev = tuple(s for s in SUBJECTS if s not in TEST_SUBJECTS)
+    for subjects in (SUBJECTS, dev):
+        for k in range(2, len(subjects) + 1):
+            fs = folds(k, subjects)
+            assert sorted(s for test, _ in fs for s in test) == sorted(subjects), (k, fs)
+            assert all(len(val) == 1 and not set(val) & set(test) for test, val in fs), (k, fs)
+    assert [len(test) for test, _ in folds(3)] == [3, 3, 4]
+    # the folds the published figures were measured on
+    assert folds(5) == [((1, 2), (3,)), ((3, 4), (5,)), ((5, 6), (7,)), ((7, 8), (9,)), ((9, 10), (1,))]
+    assert folds(10) == [((s,), (s % 10 + 1,)) for s in SUBJECTS]
+    assert folds(4, dev) == [((1, 3), (4,)), ((4, 5), (6,)), ((6, 8), (9,)), ((9, 10), (1,))]
+
+
 def test_keep_mode_is_checked():
     with pytest.raises(UserError, match="keep mode"):
         load_config("watch", keep="sometimes")
@@ -243,7 +258,7 @@ def test_per_subject_accuracies_add_up_to_the_test_accuracy(tmp_path):
     options; weighted by their windows they give back the run's own test accuracy."""
     from training.subjects import main, per_subject
     from training.trainer import train
-    cfg = load_config("watch", arch="lstm", hidden=(8,), epochs=1, out=str(tmp_path / "run"))
+    cfg = load_config("watch", arch="lstm", hidden=(8,), epochs=1, swa=0, out=str(tmp_path / "run"))
     metrics = train(cfg, resume=False, progress=False)
     accs = per_subject(tmp_path / "run")
     assert sorted(accs) == sorted(TEST_SUBJECTS)

@@ -10,12 +10,13 @@ Both are written to a temporary name and renamed, so a kill never leaves half a 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from runtime.atomic import atomic_path
+from runtime.atomic import write_bytes
 from runtime.errors import UserError
 from training.models import ModelSpec, SequenceModel
 
@@ -24,11 +25,20 @@ FORMAT = "rnn-edge/1"
 
 def save_model(path, model: SequenceModel, meta: dict) -> None:
     """Write weights + spec + metadata (JSON-able dict) atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     header = {"format": FORMAT, "spec": model.spec.to_json(), "meta": json.dumps(meta)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    _write(path, save(tensors, metadata=header))
+
+
+def _write(path, data: bytes) -> None:
+    """``data`` to ``path`` atomically (serialized first: safetensors and torch report a full disk as
+    errors of their own); a failed write leaves the previous file and is one ``UserError`` line."""
+    try:
+        write_bytes(path, data)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}; free space or choose another --out "
+                        f"(the run folder keeps the files of the epoch before)") from None
 
 
 def read_checkpoint(path, tensors: bool = True) -> tuple[Path, dict, dict | list]:
@@ -92,8 +102,9 @@ def file_sha256(path) -> str:
 
 
 def save_train_state(path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _write(path, buffer.getvalue())
 
 
 def load_train_state(path) -> dict:

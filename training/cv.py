@@ -36,14 +36,12 @@ from training.data.watch import SUBJECTS
 
 
 def folds(k: int = 5, subjects: tuple[int, ...] = SUBJECTS) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """(test subjects, val subjects) per fold: consecutive groups, validation = the next subject."""
-    size = len(subjects) // k
-    out = []
-    for f in range(k):
-        test = subjects[f * size:(f + 1) * size]
-        val = (subjects[((f + 1) * size) % len(subjects)],)
-        out.append((test, val))
-    return out
+    """(test subjects, val subjects) per fold: consecutive groups, validation = the next subject.
+
+    Every subject is held out once: when ``k`` does not divide the subjects, some folds hold one more
+    (where it does, the folds are ``len(subjects) // k`` subjects each, as the published figures had)."""
+    edges = [f * len(subjects) // k for f in range(k + 1)]
+    return [(subjects[edges[f]:edges[f + 1]], (subjects[edges[f + 1] % len(subjects)],)) for f in range(k)]
 
 
 # --set keys that cv itself sets per fold: overriding them would break the folds

@@ -122,8 +122,9 @@ def main(argv=None) -> int:
                       f"in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
                 return 0
             if m.get("head") == "frames":
+                settled = f", settled {m['test_settled_acc']:.4f}" if m["test_settled_acc"] is not None else ""  # (settle_s = 0: none)
                 print(f"{m['task']}-{m['arch']}: test frame accuracy {m['test_frame_acc']:.4f} (from frame {m['ignore_frames']}), "
-                      f"all frames {m['test_frame_acc_all']:.4f}, settled {m['test_settled_acc']:.4f} after {m['epochs_run']} "
+                      f"all frames {m['test_frame_acc_all']:.4f}{settled} after {m['epochs_run']} "
                       f"epochs in {m['train_seconds']:.0f} s ({m['stop_reason']}) -> {cfg.run_dir()}")
                 return 0
             print(f"{m['task']}-{m['arch']}: test accuracy {m['test_acc']:.4f}{note} after {m['epochs_run']} epochs "

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -80,6 +81,27 @@ def pick_device(requested: str, dist: Dist | None = None) -> torch.device:
     if requested != "cpu":
         raise UserError(f"unknown device {requested!r}: use auto, cpu or cuda")
     return torch.device("cpu")
+
+
+def rank_shard(order: np.ndarray, dist: Dist) -> np.ndarray:
+    """This rank's part of an epoch's ``order``. Under DDP every rank must run the same number of
+    batches (each waits for the others' gradients), so ``order`` is first padded by repeating its
+    start to a multiple of the world size, as DistributedSampler does."""
+    if dist.world > 1:
+        order = np.resize(order, -(-len(order) // dist.world) * dist.world)
+    return order[dist.rank::dist.world]
+
+
+def run_minutes(t0: float, dist: Dist, device: torch.device) -> float:
+    """Minutes since ``t0``; under DDP the largest of the ranks' clocks, so that all ranks take the time
+    budget's stop after the same epoch (a rank that stopped alone would leave the others waiting)."""
+    minutes = (time.perf_counter() - t0) / 60
+    if dist.world > 1:
+        import torch.distributed as tdist
+        clock = torch.tensor([minutes], dtype=torch.float64, device=device)
+        tdist.all_reduce(clock, op=tdist.ReduceOp.MAX)
+        minutes = float(clock.item())
+    return minutes
 
 
 # -- numerics -------------------------------------------------------------------------------
@@ -232,6 +254,10 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     swa_start = cfg.swa_start()
     # a training state that cannot be resumed is refused before the data is loaded (kws: speech synthesis)
     st = check_run_folder(cfg, resume, writable=dist.main)
+    if cfg.swa > 0 and cfg.swa_start() == cfg.epochs and dist.main:  # (a short run of a recipe that averages)
+        least = next(k / 100 for k in range(1, 101) if round(k / 100 * cfg.epochs) >= 1)
+        print(f"warning: swa = {cfg.swa} of {cfg.epochs} epochs averages no epoch: training without weight "
+              f"averaging (swa = {least:g} or more averages one; swa = 0 turns it off)", file=sys.stderr)
 
     data = data or load_task(cfg.task, cache_dir=cache_dir, seed=cfg.seed, **cfg.data)
     mean, std = data.normalization()
@@ -243,9 +269,15 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     if is_frames and cfg.augment != "none":
         raise UserError(f"augment = {cfg.augment!r} shifts windows in time and the frame labels would not follow: "
                         f"use augment = \"none\" for task {cfg.task}")
+    if cfg.augment == "imu" and data.input_size < 6:  # (augment_batch would do only the basic augmentation)
+        raise UserError(f"augment = \"imu\" turns the accelerometer and gyroscope triplets (channels 0-5) and needs "
+                        f"6 or more channels, but {cfg.task} has {data.input_size}: use augment = \"basic\"")
     if cfg.mixup > 0 and (is_forecast or is_frames):
         raise UserError(f"mixup = {cfg.mixup} mixes class labels and needs a classification task, "
                         f"not the {data.head} head of {cfg.task}: use mixup = 0")
+    if cfg.label_smoothing > 0 and is_forecast:
+        raise UserError(f"label_smoothing = {cfg.label_smoothing} smooths class labels and needs a classification task, "
+                        f"not the forecast head of {cfg.task}: use label_smoothing = 0")
     # The training-only losses need one whole label per window: a last-step classifier, no mixup. The
     # adversary also needs who made each window, and one process (its classifier reads the model's
     # steps outside the DDP wrapper; target replication reads them through it).
@@ -347,8 +379,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
     for epoch in bar:
         net.train()
         ep_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # same order on every rank
-        order = torch.randperm(len(Xtr), generator=ep_gen).numpy()
-        order = order[dist.rank::dist.world]  # this rank's shard
+        order = rank_shard(torch.randperm(len(Xtr), generator=ep_gen).numpy(), dist)
         total, seen, subject_total = 0.0, 0, 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
@@ -426,7 +457,7 @@ def train(cfg: TrainConfig, data: SequenceData | None = None, resume: bool = Tru
         if cfg.keep == "best" and epochs_without_gain >= cfg.patience:
             stop_reason = f"early stop: no validation gain for {cfg.patience} epochs"
             break
-        if (time.perf_counter() - t0) / 60 > cfg.max_minutes:
+        if run_minutes(t0, dist, device) > cfg.max_minutes:
             stop_reason = f"time budget of {cfg.max_minutes} min reached"
             break
     if hasattr(bar, "close"):
@@ -467,12 +498,15 @@ def _run_fields(cfg, dist, data, device, history, stop_reason, n_train, seq_len)
 def _save_metrics(out, dist, metrics: dict) -> dict:
     """metrics.json and the plots beside the checkpoint (main process only); returns ``metrics``."""
     if dist.main:
-        write_json(out / "metrics.json", metrics)
         try:
+            write_json(out / "metrics.json", metrics)
             from training.plots import plot_run
             plot_run(out, metrics)
         except ImportError:
             pass
+        except OSError as e:  # (a full disk)
+            raise UserError(f"cannot write the metrics and plots to {out}: {e.strerror or e}; free space or choose "
+                            f"another --out") from None
     return metrics
 
 

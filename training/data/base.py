@@ -83,7 +83,7 @@ class SequenceData:
         """Per-channel mean and std of the training split (what the model expects to be removed)."""
         flat = self.X_train.reshape(-1, self.input_size).astype(np.float64)
         mean, std = flat.mean(0), flat.std(0)
-        std[std < 1e-6] = 1.0
+        std[std <= 1e-6 * np.abs(flat).max(0)] = 1.0  # constant (to float32's rounding of its values): left unscaled
         return mean.astype(np.float32), std.astype(np.float32)
 
 
@@ -125,9 +125,11 @@ def check_range(where: str, name: str, value, ok: bool, want: str):
 
 
 def check_fractions(where: str, val_fraction: float, test_fraction: float) -> None:
-    """The shares held out for validation and test: each from 0 to below 1, and together below 1."""
+    """The shares held out for validation and test: each above 0 (a split needs a group) and below 1,
+    and together below 1."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        check_range(where, name, value, 0 <= value < 1, "a fraction from 0 to below 1, e.g. 0.1")
+        check_range(where, name, value, 0 < value < 1,
+                    "a fraction above 0 and below 1, e.g. 0.1 (each split holds at least one group)")
     if val_fraction + test_fraction >= 1:
         raise UserError(f"val_fraction={val_fraction} and test_fraction={test_fraction} of {where} leave no "
                         f"training data: choose fractions whose sum is below 1")

@@ -123,7 +123,7 @@ def _files_by_label(root: Path) -> tuple[str, list[str], list[list[Path]]]:
     files, kinds = [], set()
     for folder in folders:
         found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".wav", ".csv")
-                       and not p.name.startswith("."))
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))  # (.ipynb_checkpoints/ too)
         if not found:
             raise UserError(f"label folder {folder} has no .wav or .csv files: add some or remove the folder")
         kinds |= {p.suffix.lower() for p in found}
@@ -314,6 +314,15 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
         raise UserError(f"{path}: X has no channels (shape {X.shape}): X [N, T, C] needs at least one channel")
     if not np.all(np.isfinite(X)):
         raise UserError(f"{path}: X contains NaN or infinite values: drop or fill those examples before saving")
+    with np.errstate(over="ignore"):  # (refused below, with one line)
+        X = X.astype(np.float32)  # what training reads
+    if not np.all(np.isfinite(X)):
+        raise UserError(f"{path}: X holds values beyond float32's range (about 3.4e38), which training computes in: "
+                        f"rescale those channels before saving")
+    for key, size in (("class_names", "K"), ("groups", "N")):
+        if key in arrays and arrays[key].ndim != 1:
+            raise UserError(f"{path}: {key} must be a 1-d array [{size}], got shape {arrays[key].shape}: "
+                            f"save it as a list, e.g. {key}=np.array({['a', 'b'] if key == 'class_names' else [0, 0, 1]})")
     class_names, y = _npz_labels(path, y, arrays.get("class_names"))
     if "groups" in arrays:
         groups = [str(g) for g in arrays["groups"]]
@@ -324,7 +333,7 @@ def load_npz(path: Path, val_fraction: float = 0.1, test_fraction: float = 0.1) 
         groups = [f"#{i}" for i in range(len(X))]
         split_by = "example (no groups array: examples of one subject may be in several splits)"
     info = {"source": f"npz file {path}", "synthetic": False, "split_by": split_by}
-    return _split_arrays(path.stem, class_names, X.astype(np.float32), y.astype(np.int64), groups,
+    return _split_arrays(path.stem, class_names, X, y.astype(np.int64), groups,
                          val_fraction, test_fraction, info, groups_from=f"the groups array of {path}")
 
 

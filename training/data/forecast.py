@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.base import SequenceData
+from training.data.base import SequenceData, check_range
 from training.forecast import cut, output_names
 
 
@@ -28,9 +28,12 @@ def load_watch_forecast(input_s: float = 2.0, horizon_s: float = 0.2, hop_s: flo
                         test_subjects=(2, 7), val_subjects=(5,)) -> SequenceData:
     from training.data.watch import SAMPLE_RATE_HZ, check_subjects, read_recordings
     check_subjects(test_subjects, val_subjects)
-    recs, _labels, subjects, _classes, channels = read_recordings()
     n_in, horizon = int(round(input_s * SAMPLE_RATE_HZ)), int(round(horizon_s * SAMPLE_RATE_HZ))
-    hop = max(1, int(round(hop_s * SAMPLE_RATE_HZ)))
+    hop = int(round(hop_s * SAMPLE_RATE_HZ))
+    for name, value, frames in (("input_s", input_s, n_in), ("horizon_s", horizon_s, horizon), ("hop_s", hop_s, hop)):
+        check_range("task watch-forecast", name, value, frames >= 1,
+                    f"at least one frame ({1 / SAMPLE_RATE_HZ:g} s at {SAMPLE_RATE_HZ} Hz)")
+    recs, _labels, subjects, _classes, channels = read_recordings()
     a = _split(recs, subjects, n_in, horizon, hop, test_subjects, val_subjects)
     return SequenceData(
         "watch-forecast", output_names(list(channels), horizon), *a["train"], *a["val"], *a["test"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.base import SequenceData
+from training.data.base import SequenceData, check_range
 from training.frames import join
 
 
@@ -58,10 +58,18 @@ def load_watch_frames(seed: int = 0, length_s: float = 3.0, min_segment_s: float
                       settle_s: float = 0.5, test_subjects=(2, 7), val_subjects=(5,)) -> SequenceData:
     from training.data.watch import SAMPLE_RATE_HZ, check_subjects, read_recordings
     check_subjects(test_subjects, val_subjects)
-    recs, labels, subjects, class_names, channels = read_recordings()
-    recs = [np.asarray(r, np.float32) for r in recs]
     rate = SAMPLE_RATE_HZ
     length, min_seg = int(round(length_s * rate)), int(round(min_segment_s * rate))
+    where = "task watch-frames"
+    check_range(where, "length_s", length_s, length >= 2, f"a length of at least 2 frames ({2 / rate:g} s at {rate} Hz)")
+    check_range(where, "min_segment_s", min_segment_s, 0 <= min_seg <= length // 2,
+                f"0 to half of length_s ({length_s} s), so that two segments fit")
+    check_range(where, "p_single", p_single, 0 <= p_single <= 1, "a probability from 0 to 1")
+    check_range(where, "ignore_s", ignore_s, 0 <= ignore_s and int(round(ignore_s * rate)) < length,
+                f"0 or more and below length_s ({length_s} s), so that some frames are scored")
+    check_range(where, "settle_s", settle_s, settle_s >= 0, "0 (score every frame as settled) or more")
+    recs, labels, subjects, class_names, channels = read_recordings()
+    recs = [np.asarray(r, np.float32) for r in recs]
     a = _split(recs, labels, subjects, tuple(test_subjects), tuple(val_subjects), length,
                {"train": per_subject_train, "val": per_subject_eval, "test": per_subject_eval}, min_seg, p_single, seed)
     return SequenceData(

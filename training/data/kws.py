@@ -29,7 +29,7 @@ from runtime.atomic import atomic_path
 from runtime.errors import UserError
 from runtime.features import FeatureConfig, log_mel
 from runtime.npz import NpzUnreadable, read_npz
-from training.data.base import SequenceData, check_fractions, check_option, clip_samples, feature_config
+from training.data.base import SequenceData, check_fractions, check_option, check_range, clip_samples, feature_config
 from training.data import speech_synth as synth
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -103,6 +103,15 @@ def make_params(subset: str = "full", **overrides) -> KwsParams:
     if any(n < 1 for n in p.per_class) or len(p.per_class) != 3:
         raise UserError(f"kws per_class must be three positive counts (train, val, test), got {p.per_class}")
     check_fractions("task kws", p.val_fraction, p.test_fraction)
+    for name, ok, want in (("speed", lambda lo, hi: 0 < lo <= hi, "positive factors with low <= high"),
+                           ("pitch", lambda lo, hi: 0 <= lo < hi <= 99, "espeak pitches from 0 to 99 with low < high"),
+                           ("stretch", lambda lo, hi: 0 < lo <= hi, "positive factors with low <= high"),
+                           ("speech_dbfs", lambda lo, hi: lo <= hi, "levels in dBFS with low <= high"),
+                           ("snr_db", lambda lo, hi: lo <= hi, "SNRs in dB with low <= high"),
+                           ("silence_dbfs", lambda lo, hi: lo <= hi, "levels in dBFS with low <= high")):
+        value = getattr(p, name)  # a range that clips are drawn from
+        check_range("task kws", name, list(value), len(value) == 2 and ok(*value),
+                    f"a range [low, high] of {want}, e.g. {list(getattr(KwsParams, name))}")
     clip_samples("task kws", p.clip_seconds, p.feature_config)
     return p
 

@@ -88,7 +88,7 @@ def measure_child(folder: str, artifact: str | None, backend: str | None, repeat
                      "run_extra_mb": round((run_peak - loaded) * mb, 2) if can_reset else None,
                      "method": "child-process RSS (VmHWM/VmRSS) above the post-import base"}
     if model.manifest is not None and kind == "sequence":
-        golden = np.load(model.manifest.golden_path(), allow_pickle=False)
+        golden = model.manifest.golden("x_raw", "scores")
         scores = np.concatenate([model.predict(golden["x_raw"][i:i + 1]) for i in range(len(golden["x_raw"]))])
         out["golden_top1"] = float(np.mean(scores.argmax(1) == golden["scores"].argmax(1)))
         out["golden_max_abs_err"] = float(np.max(np.abs(scores - golden["scores"])))

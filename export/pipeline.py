@@ -272,7 +272,6 @@ def _check_kept_files(old, rec: dict, kinds: list[str]) -> None:
     """Every file a kept record carries into the new folder (a C entry: its whole package, the Arduino
     sources and quant.json too), against its sha256 in the old manifest, whatever the record's status:
     a damaged file is refused here, never carried over and hashed afresh into the new manifest."""
-    from runtime.manifest import sha256_of
     sums = dict((rec.get("c") or {}).get("file_sha256") or {})
     if rec.get("file"):
         sums[rec["file"]] = rec.get("sha256")
@@ -281,7 +280,7 @@ def _check_kept_files(old, rec: dict, kinds: list[str]) -> None:
         path = old.inside(rel)
         if not path.is_file():
             raise UserError(f"{path} ({rec.get('name')}) listed in {old.folder}/manifest.json is missing: {redo}")
-        if not sums.get(rel) or sha256_of(path) != sums[rel]:
+        if not sums.get(rel) or M.file_sha256(path) != sums[rel]:
             raise UserError(f"{path} ({rec.get('name')}) differs from its sha256 in {old.folder}/manifest.json "
                             f"(modified or damaged since the export): {redo}")
 

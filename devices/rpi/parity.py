@@ -172,8 +172,7 @@ def aarch64_parity(folder, names: list[str] | None = None, x_raw: np.ndarray | N
             raise UserError(f"no ONNX/TFLite/C artifact named {', '.join(sorted(unknown))} in {folder}: "
                             f"choose from {', '.join(e['name'] for e in pi_entries(man))}")
     if x_raw is None:
-        with np.load(man.golden_path(), allow_pickle=False) as g:
-            x_raw = g["x_raw"]
+        x_raw = man.golden("x_raw")["x_raw"]  # sha256-checked; damage is one line
     wanted = [e["name"] for e in entries if not not_runnable_here(e)]
     with PiScores(folder, pi=pi, progress=progress) as session:  # first: an unusable cache folder is found now
         host = host_scores(folder, wanted, x_raw)

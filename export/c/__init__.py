@@ -26,12 +26,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def task_name(meta: dict) -> str:
+    """The checkpoint's task as the run and artifact folders name it: a data path gives its folder or
+    file name, however it was typed (``data/csv``, ``./data/csv/``, absolute: ``csv``)."""
+    return Path(str(meta.get("task") or "")).name or "model"
+
+
 def model_prefix(meta: dict, arch: str, precision: str) -> str:
-    """``<task>_<arch>_<precision>`` as a C identifier; a data-path task gives its folder or file name,
-    so the prefix is the same however the path was typed (``data/csv``, ``./data/csv/``, absolute)."""
+    """``<task>_<arch>_<precision>`` as a C identifier (``task_name``)."""
     from export.c.emit import identifier
-    name = Path(str(meta.get("task") or "model")).name  # (as the run and artifact folders name it)
-    return identifier(f"{name or 'model'}_{arch}_{precision}")
+    return identifier(f"{task_name(meta)}_{arch}_{precision}")
 
 
 def prepare(model, meta: dict, data=None, quant: dict | None = None):
@@ -103,7 +107,7 @@ def export_c(model, meta: dict, data, out_dir, precisions=PRECISIONS, quant: dic
         else:
             raise UserError(f"unknown C precision {precision!r}: use float32 or int8")
         what = {"forecast": "forecaster", "frames": "per-frame classifier (streaming)"}.get(spec.head, "classifier")
-        files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({Path(str(meta.get('task') or '')).name})")
+        files = package.write_package(src, folder, f"{precision} {desc} sequence {what} ({task_name(meta)})")
         if x_eval is not None:  # validation on target: test windows and the scores they must give
             from export.c.selftest import selftest_header
             from runtime.atomic import write_text
